@@ -1,0 +1,252 @@
+// Llama-family decoder forward pass: RMSNorm, RoPE, grouped-query attention with an optional KV
+// cache and packed-segment masking, SwiGLU MLP, tied or untied lm_head.
+#include "model/llama.h"
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "model/rope.h"
+
+namespace ringtune {
+
+// ---------------------------------------------------------------------------------------------
+// Linear, RMSNorm
+
+LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias) {
+  weight = register_parameter("weight", torch::empty({out_features, in_features}));
+  if (has_bias) bias = register_parameter("bias", torch::zeros({out_features}));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  return torch::nn::functional::linear(x, weight, bias);
+}
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  // As Hugging Face: normalise in float32, cast back, then scale.
+  auto xf = x.to(torch::kFloat32);
+  auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+AttentionImpl::AttentionImpl(const LlamaConfig& cfg)
+    : num_heads(cfg.num_attention_heads),
+      num_kv_heads(cfg.num_key_value_heads),
+      head_dim(cfg.resolved_head_dim()) {
+  const int64_t d = cfg.hidden_size;
+  const bool qkv_bias = cfg.attention_bias;
+  q_proj = register_module("q_proj", Linear(d, num_heads * head_dim, qkv_bias));
+  k_proj = register_module("k_proj", Linear(d, num_kv_heads * head_dim, qkv_bias));
+  v_proj = register_module("v_proj", Linear(d, num_kv_heads * head_dim, qkv_bias));
+  o_proj = register_module("o_proj", Linear(num_heads * head_dim, d, false));
+}
+
+namespace {
+
+// Boolean [B|1, 1, Tq, Tk] mask of allowed (query, key) pairs: causal with `past` cached keys,
+// and within the same segment when segment ids are given.
+torch::Tensor allowed_pairs(int64_t tq, int64_t past, const AttentionMask& mask,
+                            const torch::Device& device) {
+  const int64_t tk = past + tq;
+  auto opts = torch::TensorOptions().dtype(torch::kInt64).device(device);
+  auto qi = torch::arange(past, tk, opts).unsqueeze(1);
+  auto ki = torch::arange(0, tk, opts).unsqueeze(0);
+  auto allowed = (ki <= qi).unsqueeze(0).unsqueeze(0);
+  if (mask.segment_ids.defined()) {
+    if (past != 0) throw std::invalid_argument("segment_ids cannot be combined with a KV cache");
+    auto seg = mask.segment_ids.to(device);
+    auto same = seg.unsqueeze(2) == seg.unsqueeze(1);  // [B, T, T]
+    allowed = allowed.logical_and(same.unsqueeze(1));
+  }
+  return allowed;
+}
+
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     const torch::Tensor& allowed, bool plain_causal) {
+#if TORCH_VERSION_MAJOR >= 2
+  if (plain_causal) {
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+  }
+  return at::scaled_dot_product_attention(q, k, v, allowed, 0.0, false);
+#else
+  (void)plain_causal;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
+  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  auto probs = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());
+  return torch::matmul(probs, v);
+#endif
+}
+
+}  // namespace
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                     const torch::Tensor& sin, const AttentionMask& mask,
+                                     KVCache* cache, int64_t layer) {
+  const int64_t b = x.size(0), t = x.size(1);
+  auto q = q_proj(x).view({b, t, num_heads, head_dim}).transpose(1, 2);
+  auto k = k_proj(x).view({b, t, num_kv_heads, head_dim}).transpose(1, 2);
+  auto v = v_proj(x).view({b, t, num_kv_heads, head_dim}).transpose(1, 2);
+  q = apply_rope(q, cos, sin);
+  k = apply_rope(k, cos, sin);
+
+  int64_t past = 0;
+  if (cache) {
+    past = cache->length;
+    if (past + t > cache->capacity) {
+      throw std::invalid_argument("KV cache full: " + std::to_string(past + t) + " positions > " +
+                                  "capacity " + std::to_string(cache->capacity));
+    }
+    cache->k[layer].narrow(2, past, t).copy_(k);
+    cache->v[layer].narrow(2, past, t).copy_(v);
+    k = cache->k[layer].narrow(2, 0, past + t);
+    v = cache->v[layer].narrow(2, 0, past + t);
+  }
+  const int64_t rep = num_heads / num_kv_heads;
+  if (rep > 1) {  // query head h reads key/value head h / rep
+    k = k.repeat_interleave(rep, 1);
+    v = v.repeat_interleave(rep, 1);
+  }
+  const bool plain_causal = past == 0 && !mask.segment_ids.defined();
+  torch::Tensor allowed;
+#if TORCH_VERSION_MAJOR >= 2
+  if (!plain_causal) allowed = allowed_pairs(t, past, mask, x.device());
+#else
+  allowed = allowed_pairs(t, past, mask, x.device());
+#endif
+  auto out = attend(q, k, v, allowed, plain_causal);
+  out = out.transpose(1, 2).reshape({b, t, num_heads * head_dim});
+  return o_proj(out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MLP, decoder layer, body
+
+MlpImpl::MlpImpl(const LlamaConfig& cfg) {
+  const int64_t d = cfg.hidden_size, h = cfg.intermediate_size;
+  gate_proj = register_module("gate_proj", Linear(d, h, cfg.mlp_bias));
+  up_proj = register_module("up_proj", Linear(d, h, cfg.mlp_bias));
+  down_proj = register_module("down_proj", Linear(h, d, cfg.mlp_bias));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const LlamaConfig& cfg) {
+  self_attn = register_module("self_attn", Attention(cfg));
+  mlp = register_module("mlp", Mlp(cfg));
+  input_layernorm = register_module("input_layernorm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                        const torch::Tensor& sin, const AttentionMask& mask,
+                                        KVCache* cache, int64_t layer) {
+  auto h = x + self_attn(input_layernorm(x), cos, sin, mask, cache, layer);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+LlamaBodyImpl::LlamaBodyImpl(const LlamaConfig& cfg) {
+  embed_tokens = register_module(
+      "embed_tokens", torch::nn::Embedding(torch::nn::EmbeddingOptions(cfg.vocab_size, cfg.hidden_size)));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) layers->push_back(DecoderLayer(cfg));
+  norm = register_module("norm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causal LM
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& cfg) : cfg_(cfg) {
+  cfg_.validate();
+  model = register_module("model", LlamaBody(cfg_));
+  if (!cfg_.tie_word_embeddings) {
+    lm_head = register_module("lm_head", Linear(cfg_.hidden_size, cfg_.vocab_size, false));
+  }
+  inv_freq_ = rope_inv_freq(cfg_.resolved_head_dim(), cfg_.rope_theta, cfg_.rope_scaling);
+}
+
+const torch::Tensor& LlamaForCausalLMImpl::lm_head_weight() const {
+  return cfg_.tie_word_embeddings ? model->embed_tokens->weight : lm_head->weight;
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward_hidden(const torch::Tensor& tokens,
+                                                   torch::Tensor positions,
+                                                   const AttentionMask& mask, KVCache* cache) {
+  if (tokens.dim() != 2) {
+    throw std::invalid_argument("tokens must be [batch, time], got " +
+                                std::to_string(tokens.dim()) + " dims");
+  }
+  const int64_t b = tokens.size(0), t = tokens.size(1);
+  const auto& emb = model->embed_tokens->weight;
+  if (!positions.defined()) {
+    const int64_t start = cache ? cache->length : 0;
+    positions = torch::arange(start, start + t, torch::TensorOptions().dtype(torch::kInt64))
+                    .unsqueeze(0)
+                    .expand({b, t})
+                    .to(emb.device());
+  }
+  auto [cos, sin] = rope_cos_sin(inv_freq_.to(emb.device()), positions);
+  auto h = torch::embedding(emb, tokens.to(emb.device()));
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    h = model->layers[i]->as<DecoderLayerImpl>()->forward(h, cos, sin, mask, cache,
+                                                           static_cast<int64_t>(i));
+  }
+  if (cache) cache->length += t;
+  return model->norm(h);
+}
+
+torch::Tensor LlamaForCausalLMImpl::project(const torch::Tensor& hidden) {
+  return torch::matmul(hidden, lm_head_weight().t()).to(torch::kFloat32);
+}
+
+KVCache LlamaForCausalLMImpl::make_cache(int64_t batch, int64_t capacity) const {
+  KVCache cache;
+  cache.capacity = capacity;
+  auto opts = model->embed_tokens->weight.options().requires_grad(false);
+  const int64_t kvh = cfg_.num_key_value_heads, hd = cfg_.resolved_head_dim();
+  for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) {
+    cache.k.push_back(torch::zeros({batch, kvh, capacity, hd}, opts));
+    cache.v.push_back(torch::zeros({batch, kvh, capacity, hd}, opts));
+  }
+  return cache;
+}
+
+void LlamaForCausalLMImpl::init_weights(uint64_t seed, double std) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (auto& p : named_parameters()) {
+    const auto& name = p.key();
+    auto& t = p.value();
+    const bool is_norm = name.find("norm") != std::string::npos;
+    const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+    if (is_norm) {
+      t.fill_(1.0);
+    } else if (is_bias) {
+      t.zero_();
+    } else {
+      auto cpu = at::normal(0.0, std, t.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat32));
+      t.copy_(cpu);
+    }
+  }
+}
+
+torch::Tensor next_token_loss(const torch::Tensor& logits, const torch::Tensor& tokens) {
+  const int64_t v = logits.size(-1), t = logits.size(1);
+  auto pred = logits.narrow(1, 0, t - 1).reshape({-1, v});
+  auto target = tokens.narrow(1, 1, t - 1).reshape({-1}).to(logits.device());
+  return torch::nn::functional::cross_entropy(pred.to(torch::kFloat32), target);
+}
+
+}  // namespace ringtune

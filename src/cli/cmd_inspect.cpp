@@ -1,0 +1,127 @@
+// `ringtune inspect PATH`: what a model directory or a safetensors file holds, without loading
+// the weights (headers only).
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "src/cli/args.h"
+#include "src/cli/commands.h"
+#include "src/error.h"
+#include "src/io/hf_model.h"
+#include "src/io/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace ringtune {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::string human(double n) {
+  const char* units[] = {"", "K", "M", "B", "T"};
+  int u = 0;
+  while (n >= 1000 && u < 4) {
+    n /= 1000;
+    ++u;
+  }
+  std::ostringstream o;
+  o.precision(n < 10 ? 3 : 4);
+  o << n << units[u];
+  return o.str();
+}
+
+// Groups "model.layers.N.rest" under "model.layers.*.rest" so a 32-layer model prints 9 lines.
+std::string layer_pattern(const std::string& name) {
+  const std::string key = "layers.";
+  const auto pos = name.find(key);
+  if (pos == std::string::npos) return name;
+  const auto start = pos + key.size();
+  auto end = start;
+  while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+  if (end == start) return name;
+  return name.substr(0, start) + "*" + name.substr(end);
+}
+
+void print_tensors(const std::vector<const SafeTensorsFile*>& files) {
+  std::map<std::string, std::pair<std::string, std::vector<int64_t>>> rows;
+  std::map<std::string, int> counts;
+  std::map<std::string, int64_t> dtype_params;
+  int64_t total = 0;
+  for (const auto* f : files) {
+    for (const auto& [name, info] : f->tensors()) {
+      int64_t n = 1;
+      for (auto d : info.shape) n *= d;
+      total += n;
+      dtype_params[info.dtype] += n;
+      const std::string pat = layer_pattern(name);
+      rows[pat] = {info.dtype, info.shape};
+      counts[pat]++;
+    }
+  }
+  std::cout << "tensors: stored parameters " << total << " (" << human(total) << ")";
+  for (const auto& [dt, n] : dtype_params) std::cout << ", " << dt << " " << human(n);
+  std::cout << "\n";
+  for (const auto& [pat, row] : rows) {
+    std::cout << "  " << pat << "  " << row.first << " " << shape_str(row.second);
+    if (counts[pat] > 1) std::cout << "  x" << counts[pat];
+    std::cout << "\n";
+  }
+}
+
+void inspect_model_dir(const std::string& dir) {
+  const LlamaConfig c = read_hf_config(dir);
+  std::cout << "model directory: " << dir << "\n"
+            << "architecture: " << c.model_type << " decoder, " << c.num_hidden_layers
+            << " layers, hidden " << c.hidden_size << ", intermediate " << c.intermediate_size
+            << ", heads " << c.num_attention_heads << " (kv " << c.num_key_value_heads
+            << (c.num_key_value_heads < c.num_attention_heads ? ", grouped-query" : "")
+            << "), head_dim " << c.resolved_head_dim() << "\n"
+            << "vocab: " << c.vocab_size << ", context: " << c.max_position_embeddings
+            << ", embeddings " << (c.tie_word_embeddings ? "tied" : "untied")
+            << ", q/k/v bias " << (c.attention_bias ? "yes" : "no") << "\n"
+            << "rope: theta " << c.rope_theta << ", scaling " << c.rope_scaling.type;
+  if (c.rope_scaling.type != "none") std::cout << " x" << c.rope_scaling.factor;
+  std::cout << "\nnorm: RMSNorm eps " << c.rms_norm_eps << "\n"
+            << "parameters (from config): " << c.parameter_count() << " ("
+            << human(static_cast<double>(c.parameter_count())) << ")\n";
+  std::vector<std::unique_ptr<SafeTensorsFile>> files;
+  std::vector<const SafeTensorsFile*> ptrs;
+  for (const auto& f : hf_weight_files(dir)) {
+    files.push_back(std::make_unique<SafeTensorsFile>(f));
+    ptrs.push_back(files.back().get());
+  }
+  std::cout << "weight files: " << files.size() << "\n";
+  print_tensors(ptrs);
+}
+
+}  // namespace
+
+int cmd_inspect(const Args& args) {
+  ArgParser p("inspect", "PATH",
+              "Describes a Hugging Face model directory (architecture, parameter count, dtypes,\n"
+              "tensor shapes) or a .safetensors file, reading headers only.",
+              {});
+  if (!p.parse(args)) return 0;
+  if (p.positional().size() != 1) throw InputError("ringtune inspect: expected one PATH; see --help");
+  const std::string path = p.positional()[0];
+  if (!fs::exists(path)) throw InputError(path + ": no such file or directory");
+  if (fs::is_directory(path)) {
+    inspect_model_dir(path);
+  } else if (path.size() > 12 && path.substr(path.size() - 12) == ".safetensors") {
+    SafeTensorsFile f(path);
+    std::cout << "safetensors file: " << path << "\n";
+    for (const auto& [k, v] : f.metadata()) std::cout << "metadata " << k << ": " << v << "\n";
+    print_tensors({&f});
+  } else {
+    throw InputError(path + ": not a model directory or .safetensors file");
+  }
+  return 0;
+}
+
+}  // namespace ringtune

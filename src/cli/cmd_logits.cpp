@@ -1,0 +1,54 @@
+// `ringtune logits`: forward pass over token ids stored in safetensors; writes f32 logits and
+// prints the mean next-token loss.
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+
+#include "src/cli/args.h"
+#include "src/cli/commands.h"
+#include "src/error.h"
+#include "src/io/hf_model.h"
+#include "src/io/safetensors.h"
+#include "model/llama.h"
+
+namespace ringtune {
+
+int cmd_logits(const Args& args) {
+  ArgParser p("logits", "--model DIR --input IN.safetensors --output OUT.safetensors",
+              "Reads int64 `tokens` [B, T] from IN, writes float32 `logits` [B, T, V] to OUT and\n"
+              "prints the mean next-token cross-entropy (target at t is tokens[t+1]).",
+              {{"model", "DIR", "Hugging Face model directory (config.json + safetensors)", ""},
+               {"input", "FILE", "safetensors file holding int64 `tokens` [B, T]", ""},
+               {"output", "FILE", "safetensors file to write `logits` to", ""},
+               {"dtype", "TYPE", "compute dtype: float32 | bfloat16 | float16", "float32"},
+               {"device", "DEV", "cpu, cuda, cuda:N", "cpu"}});
+  if (!p.parse(args)) return 0;
+  const std::string model_dir = p.get("model"), in = p.get("input"), out = p.get("output");
+
+  SafeTensorsFile input(in);
+  const TensorInfo& ti = input.info("tokens");
+  if (ti.dtype != "I64" || ti.shape.size() != 2 || ti.shape[0] < 1 || ti.shape[1] < 2) {
+    throw InputError(in + ": tensor \"tokens\" must be I64 [B, T] with T >= 2, got " + ti.dtype +
+                     " " + c10::str(c10::IntArrayRef(ti.shape)));
+  }
+  auto tokens = input.load("tokens");
+  auto model = load_hf_model(model_dir, p.get("dtype"), p.get("device"));
+  const int64_t vocab = model->config().vocab_size;
+  const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
+  if (lo < 0 || hi >= vocab) {
+    throw InputError(in + ": tokens must lie in [0, " + std::to_string(vocab) + "), found " +
+                     std::to_string(lo < 0 ? lo : hi));
+  }
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto logits = model->forward(tokens.to(p.get("device")));
+  const double loss = next_token_loss(logits, tokens).item<double>();
+  write_safetensors(out, {{"logits", logits.to(torch::kCPU, torch::kFloat32)}},
+                    {{"source", "ringtune logits"}, {"model", model_dir}});
+  spdlog::info("wrote logits {} to {}", c10::str(logits.sizes()), out);
+  std::printf("loss_mean_next_token %.8f\n", loss);
+  return 0;
+}
+
+}  // namespace ringtune

@@ -1,0 +1,380 @@
+// Every configuration key of ringtune, declared once with its type, default and help, and the
+// one validator for checks that involve values or several keys. Names follow Anyscale llmforge
+// where it has the key, torchtune/axolotl otherwise.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "registry.h"   // defines: Registry, KeyDef, Config
+#include "src/error.h"  // defines: InputError
+
+namespace ringtune {
+
+// ---------------------------------------------------------------------------------------------
+// Declarations, grouped as `ringtune --help` shows them
+
+void declare_keys(Registry& r) {
+  using T = KeyType;
+
+  // model
+  r.declare("model_id", T::String, "model",
+            "Name of the base model, e.g. meta-llama/Meta-Llama-3-8B-Instruct. Recorded as "
+            "base_model_name_or_path in exported adapters; ringtune does not download it (the "
+            "weights come from initial_base_model_ckpt_path).");
+  r.declare("initial_base_model_ckpt_path", T::Path, "model",
+            "Local Hugging Face model directory (config.json, *.safetensors, tokenizer files) "
+            "to fine-tune.")
+      .require();
+  r.declare("initial_adapter_model_ckpt_path", T::Path, "model",
+            "PEFT adapter directory (adapter_config.json, adapter_model.safetensors) to start "
+            "LoRA training from. Unset: new adapter weights.");
+  r.declare("tokenizer_path", T::Path, "model",
+            "Tokenizer file or directory (tokenizer.json or tokenizer.model). Unset: the "
+            "tokenizer in initial_base_model_ckpt_path.");
+  r.declare("dtype", T::String, "model",
+            "Data type of the base weights and of activations. LoRA weights and optimizer "
+            "state stay float32.")
+      .def("bfloat16")
+      .one_of({"float32", "bfloat16", "float16"});
+
+  // data
+  r.declare("train_path", T::Path, "data",
+            "Training data: JSONL, one sample per line (OpenAI messages, ShareGPT, Alpaca or "
+            "{\"text\": ...}).")
+      .require();
+  r.declare("valid_path", T::Path, "data",
+            "Validation data in the same format. Unset: no validation.");
+  r.declare("test_path", T::Path, "data",
+            "Test data for `ringtune eval`. Unset: evaluation uses valid_path.");
+  r.declare("task", T::String, "data",
+            "chat: conversations rendered with the prompt format, loss on the tokens chosen by "
+            "train_on. causal_lm: plain text, loss on every token.")
+      .def("chat")
+      .one_of({"chat", "causal_lm"});
+  r.declare("dataset_format", T::String, "data",
+            "Sample layout in the JSONL files. auto: detected from the first valid sample.")
+      .def("auto")
+      .one_of({"auto", "openai", "sharegpt", "alpaca", "text"});
+  r.declare("context_length", T::Int, "data",
+            "Tokens per training sequence; longer samples are handled by truncation, shorter "
+            "ones are packed or padded.")
+      .def(2048);
+  r.declare("train_on", T::String, "data",
+            "Which tokens carry loss in chat samples: every assistant turn (with its "
+            "end-of-turn token), only the last assistant turn, or all tokens.")
+      .def("assistant")
+      .one_of({"assistant", "last_assistant", "all"});
+  r.declare("truncation", T::String, "data",
+            "What happens to a sample longer than context_length: drop it (counted and "
+            "reported), or keep its last or first context_length tokens.")
+      .def("drop")
+      .one_of({"drop", "truncate_left", "truncate_right"});
+  r.declare("on_invalid_sample", T::String, "data",
+            "A malformed sample stops the run with its file:line (error), or is counted and "
+            "skipped (skip).")
+      .def("error")
+      .one_of({"error", "skip"});
+  r.declare("allow_special_tokens_in_content", T::Bool, "data",
+            "Let message text spell special tokens (e.g. <|eot_id|>) and have them encoded as "
+            "those tokens. Off: such text is encoded as ordinary characters.")
+      .def(false);
+  r.declare("packing", T::Bool, "data",
+            "Pack several samples into each context_length sequence (attention never crosses "
+            "sample boundaries). Off: one sample per sequence, padded.")
+      .def(true);
+
+  // training
+  r.declare("num_epochs", T::Int, "training", "Passes over the training data.").def(1);
+  r.declare("max_steps", T::Int, "training",
+            "Stop after this many optimizer steps, looping over the data as needed (overrides "
+            "num_epochs). Unset: train for num_epochs.");
+  r.declare("train_batch_size_per_device", T::Int, "training",
+            "Sequences per forward/backward pass on each rank (micro-batch).")
+      .def(1);
+  r.declare("eval_batch_size_per_device", T::Int, "training",
+            "Sequences per forward pass on each rank during evaluation.")
+      .def(1);
+  r.declare("global_batch_size", T::Int, "training",
+            "Sequences per optimizer step over all ranks; gradient accumulation is derived as "
+            "global_batch_size / (ranks * train_batch_size_per_device), so results do not "
+            "depend on the number of ranks. Unset: set by gradient_accumulation_steps.");
+  r.declare("gradient_accumulation_steps", T::Int, "training",
+            "Micro-batches per optimizer step on each rank, when global_batch_size is unset. "
+            "Unset: 1 (or derived from global_batch_size).");
+  r.declare("learning_rate", T::Float, "training", "Peak learning rate of AdamW.").def(1e-4);
+  r.declare("lr_scheduler_type", T::String, "training",
+            "Learning-rate schedule after warmup: constant, linear decay to 0, or cosine "
+            "decay to 0.")
+      .def("cosine")
+      .one_of({"constant", "linear", "cosine"});
+  r.declare("num_warmup_steps", T::Int, "training",
+            "Optimizer steps of linear warmup from 0 to learning_rate.")
+      .def(0);
+  r.declare("weight_decay", T::Float, "training", "AdamW decoupled weight decay.").def(0.0);
+  r.declare("adam_beta1", T::Float, "training", "AdamW beta1.").def(0.9);
+  r.declare("adam_beta2", T::Float, "training", "AdamW beta2.").def(0.999);
+  r.declare("adam_epsilon", T::Float, "training", "AdamW epsilon.").def(1e-8);
+  r.declare("max_grad_norm", T::Float, "training",
+            "Clip the global gradient norm to this value; 0 disables clipping.")
+      .def(1.0);
+  r.declare("seed", T::Int, "training",
+            "Seed for data order, dropout and weight initialisation; the same seed gives the "
+            "same run on any number of ranks.")
+      .def(42);
+  r.declare("gradient_checkpointing", T::Bool, "training",
+            "Recompute activations in the backward pass instead of storing them: less memory, "
+            "about a third more compute.")
+      .def(true);
+
+  // lora
+  r.declare("lora_config.r", T::Int, "lora",
+            "LoRA rank. Setting it turns LoRA on; unset (no lora_config): full-parameter "
+            "fine-tuning.");
+  r.declare("lora_config.lora_alpha", T::Float, "lora",
+            "LoRA scaling numerator: updates are scaled by lora_alpha / r (or / sqrt(r) with "
+            "use_rslora).")
+      .def(16.0)
+      .only_if_set("lora_config.r");
+  r.declare("lora_config.lora_dropout", T::Float, "lora",
+            "Dropout on the LoRA input, in [0, 1).")
+      .def(0.05)
+      .only_if_set("lora_config.r");
+  r.declare("lora_config.target_modules", T::StringList, "lora",
+            "Linear layers that get adapters; all-linear means every one of them.")
+      .def({"q_proj", "v_proj"})
+      .one_of({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+               "all-linear"})
+      .only_if_set("lora_config.r");
+  r.declare("lora_config.use_rslora", T::Bool, "lora",
+            "Rank-stabilised LoRA: scale by lora_alpha / sqrt(r).")
+      .def(false)
+      .only_if_set("lora_config.r");
+  r.declare("lora_config.bias", T::String, "lora",
+            "Which biases train besides the adapters (PEFT's bias option).")
+      .def("none")
+      .one_of({"none", "all", "lora_only"})
+      .only_if_set("lora_config.r");
+  r.declare("lora_config.modules_to_save", T::StringList, "lora",
+            "Modules trained in full and saved with the adapter, e.g. [embed_tokens, lm_head] "
+            "when new tokens were added.")
+      .def(std::vector<std::string>{})
+      .one_of({"embed_tokens", "lm_head"})
+      .only_if_set("lora_config.r");
+  r.declare("lora_config.init_lora_weights", T::String, "lora",
+            "Adapter initialisation as in PEFT: true (Kaiming-uniform A, zero B), gaussian "
+            "(normal A, zero B), false (random B too; the model changes at step 0).")
+      .def("true")
+      .one_of({"true", "false", "gaussian"})
+      .only_if_set("lora_config.r");
+
+  // prompt format: a preset name, or a map of llmforge templates
+  r.declare("generation_config.prompt_format", T::String, "prompt",
+            "How conversations become text: a preset name, or a map of templates (system, "
+            "user, assistant, trailing_assistant, bos, system_in_user, default_system_message, "
+            "strip_whitespace) as in llmforge. auto: the preset that the model's chat template "
+            "(tokenizer_config.json) asks for.")
+      .def("auto")
+      // Must match prompt_format_preset_names() in src/data/prompt_format.cpp, plus auto.
+      .one_of({"auto", "llama3", "llama2", "mistral", "chatml", "none"});
+  const std::string pf = "generation_config.prompt_format.";
+  r.declare(pf + "system", T::String, "prompt",
+            "Template of a system message; {instruction} is replaced by its text. Required in "
+            "the map form.");
+  r.declare(pf + "user", T::String, "prompt",
+            "Template of a user message, e.g. \"[INST] {instruction} [/INST]\"; with "
+            "system_in_user it also holds {system}. Required in the map form.");
+  r.declare(pf + "assistant", T::String, "prompt",
+            "Template of an assistant message, e.g. \" {instruction}</s>\". Required in the "
+            "map form.");
+  r.declare(pf + "trailing_assistant", T::String, "prompt",
+            "Text appended after the last user message when generating. Unset: empty.");
+  r.declare(pf + "bos", T::String, "prompt",
+            "Text put once at the start of every sample, e.g. \"<s>\". Unset: empty.");
+  r.declare(pf + "system_in_user", T::Bool, "prompt",
+            "Put the system message inside the first user message (Llama 2 style). "
+            "Unset: false.");
+  r.declare(pf + "default_system_message", T::String, "prompt",
+            "System message used when a sample has none. Unset: no system message.");
+  r.declare(pf + "strip_whitespace", T::Bool, "prompt",
+            "Strip leading and trailing whitespace from message content. Unset: true.");
+
+  // checkpoint
+  r.declare("output_dir", T::Path, "checkpoint",
+            "Directory for checkpoints, exported adapters, metrics and logs.")
+      .def("runs/ringtune");
+  r.declare("checkpoint_every_n_steps", T::Int, "checkpoint",
+            "Write a checkpoint every this many optimizer steps; 0: only at the end of each "
+            "epoch and of training.")
+      .def(0);
+  r.declare("num_checkpoints_to_keep", T::Int, "checkpoint",
+            "Older checkpoints beyond this many are deleted; 0 keeps all.")
+      .def(2);
+  r.declare("resume", T::Path, "checkpoint",
+            "auto: continue from the latest checkpoint in output_dir if there is one; none: "
+            "start fresh; or the path of a checkpoint file.")
+      .def("auto")
+      .one_of({"auto", "none"});
+
+  // distributed
+  r.declare("distributed.backend", T::String, "distributed",
+            "Gradient communication: nccl (CUDA tensors), mpi (CPU tensors), or auto (nccl "
+            "when running on GPUs and it loads, else mpi).")
+      .def("auto")
+      .one_of({"auto", "mpi", "nccl"});
+  r.declare("distributed.zero_stage", T::Int, "distributed",
+            "0: every rank holds the whole optimizer state; 1: ZeRO-1, each rank holds and "
+            "updates a shard of it.")
+      .def(0);
+
+  // eval
+  r.declare("eval_steps", T::Int, "eval",
+            "Evaluate on valid_path every this many optimizer steps; 0: at the end of each "
+            "epoch.")
+      .def(0);
+  r.declare("eval.generation", T::String, "eval",
+            "Generation-based metric besides loss and perplexity: exact_match generates each "
+            "reply greedily and compares it to the reference.")
+      .def("none")
+      .one_of({"none", "exact_match"});
+  r.declare("eval.max_new_tokens", T::Int, "eval",
+            "Most tokens generated per sample in generation-based evaluation.")
+      .def(256);
+
+  // logging
+  r.declare("logging.level", T::String, "logging", "Log level.")
+      .def("info")
+      .one_of({"trace", "debug", "info", "warn", "error"});
+  r.declare("logging.per_rank_files", T::Bool, "logging",
+            "Every rank writes its own log file in output_dir (rank 0 always logs to the "
+            "console).")
+      .def(false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-key validation
+
+namespace {
+
+// Throws InputError: "<where the key was set>: key "<key>": <message>".
+[[noreturn]] void fail(const Config& c, const std::string& key, const std::string& message) {
+  const Origin& o = c.origin(key);
+  std::string where = o.describe();
+  if (o.kind == Origin::Kind::Default) where += ": key \"" + key + "\" (default)";
+  else where += ": key \"" + key + "\"";
+  throw InputError(where + ": " + message);
+}
+
+// ABORT_IF in marian's words: the check fails when `bad` is true.
+void fail_if(bool bad, const Config& c, const std::string& key, const std::string& rule) {
+  if (bad) fail(c, key, rule + ", got " + c.text(key));
+}
+
+}  // namespace
+
+void validate_config(const Config& c) {
+  const Registry& reg = c.registry();
+
+  // Keys that only matter while another key is set (lora_config.* needs lora_config.r).
+  for (const KeyDef& k : reg.keys()) {
+    if (!k.active_if.empty() && c.is_explicit(k.name) && !c.is_set(k.active_if)) {
+      fail(c, k.name,
+           "only used when " + k.active_if + " is set (set " + k.active_if +
+               " to train a LoRA adapter; without it all weights are trained)");
+    }
+  }
+
+  // data
+  fail_if(c.get_int("context_length") <= 0, c, "context_length", "must be > 0");
+  const std::string task = c.get_string("task");
+  const std::string format = c.get_string("dataset_format");
+  if (task == "causal_lm" && format != "auto" && format != "text")
+    fail(c, "dataset_format", "task causal_lm reads plain text (auto or text), got " + format);
+  if (task == "chat" && format == "text")
+    fail(c, "dataset_format", "text samples have no conversation; set task: causal_lm");
+
+  // training
+  const bool has_max_steps = c.is_set("max_steps");
+  if (has_max_steps) fail_if(c.get_int("max_steps") <= 0, c, "max_steps", "must be > 0");
+  fail_if(c.get_int("num_epochs") < 0, c, "num_epochs", "must be >= 0");
+  fail_if(!has_max_steps && c.get_int("num_epochs") < 1, c, "num_epochs",
+          "must be >= 1 when max_steps is unset");
+  fail_if(c.get_int("train_batch_size_per_device") < 1, c, "train_batch_size_per_device",
+          "must be >= 1");
+  fail_if(c.get_int("eval_batch_size_per_device") < 1, c, "eval_batch_size_per_device",
+          "must be >= 1");
+  if (c.is_set("global_batch_size")) {
+    fail_if(c.get_int("global_batch_size") < 1, c, "global_batch_size", "must be >= 1");
+    if (c.is_set("gradient_accumulation_steps"))
+      fail(c, "gradient_accumulation_steps",
+           "set either global_batch_size (accumulation is derived from it) or "
+           "gradient_accumulation_steps, not both");
+    fail_if(c.get_int("global_batch_size") % c.get_int("train_batch_size_per_device") != 0, c,
+            "global_batch_size", "must be a multiple of train_batch_size_per_device (" +
+                                     c.text("train_batch_size_per_device") + ")");
+  }
+  if (c.is_set("gradient_accumulation_steps"))
+    fail_if(c.get_int("gradient_accumulation_steps") < 1, c, "gradient_accumulation_steps",
+            "must be >= 1");
+  fail_if(!(c.get_double("learning_rate") > 0), c, "learning_rate", "must be > 0");
+  fail_if(c.get_int("num_warmup_steps") < 0, c, "num_warmup_steps", "must be >= 0");
+  fail_if(c.get_double("weight_decay") < 0, c, "weight_decay", "must be >= 0");
+  for (const char* beta : {"adam_beta1", "adam_beta2"}) {
+    double b = c.get_double(beta);
+    fail_if(!(b >= 0 && b < 1), c, beta, "must be in [0, 1)");
+  }
+  fail_if(!(c.get_double("adam_epsilon") > 0), c, "adam_epsilon", "must be > 0");
+  fail_if(c.get_double("max_grad_norm") < 0, c, "max_grad_norm", "must be >= 0 (0: no clipping)");
+  fail_if(c.get_int("seed") < 0, c, "seed", "must be >= 0");
+
+  // lora
+  if (c.is_set("lora_config.r")) {
+    fail_if(c.get_int("lora_config.r") <= 0, c, "lora_config.r", "must be > 0");
+    fail_if(!(c.get_double("lora_config.lora_alpha") > 0), c, "lora_config.lora_alpha",
+            "must be > 0");
+    double dropout = c.get_double("lora_config.lora_dropout");
+    fail_if(!(dropout >= 0 && dropout < 1), c, "lora_config.lora_dropout", "must be in [0, 1)");
+    fail_if(c.get_strings("lora_config.target_modules").empty(), c, "lora_config.target_modules",
+            "must name at least one module");
+  }
+
+  // prompt format (map form)
+  const std::string pf = "generation_config.prompt_format.";
+  bool map_form = false;
+  for (const KeyDef& k : reg.keys())
+    if (k.name.rfind(pf, 0) == 0 && c.is_set(k.name)) map_form = true;
+  if (map_form) {
+    for (const char* part : {"system", "user", "assistant"}) {
+      if (!c.is_set(pf + part)) {
+        const std::string first_set = [&] {
+          for (const KeyDef& k : reg.keys())
+            if (k.name.rfind(pf, 0) == 0 && c.is_set(k.name)) return k.name;
+          return std::string();
+        }();
+        fail(c, first_set,
+             "a prompt_format map needs system, user and assistant templates; " + pf + part +
+                 " is missing");
+      }
+    }
+    for (const char* part : {"system", "user", "assistant"}) {
+      const std::string key = pf + part;
+      if (c.is_set(key) && c.get_string(key).find("{instruction}") == std::string::npos)
+        fail(c, key, "template must contain {instruction}, got \"" + c.text(key) + "\"");
+    }
+  }
+
+  // checkpoint, distributed, eval
+  fail_if(c.get_int("checkpoint_every_n_steps") < 0, c, "checkpoint_every_n_steps",
+          "must be >= 0 (0: at the end of each epoch)");
+  fail_if(c.get_int("num_checkpoints_to_keep") < 0, c, "num_checkpoints_to_keep",
+          "must be >= 0 (0: keep all)");
+  int64_t zero = c.get_int("distributed.zero_stage");
+  fail_if(zero != 0 && zero != 1, c, "distributed.zero_stage", "must be 0 or 1");
+  fail_if(c.get_int("eval_steps") < 0, c, "eval_steps", "must be >= 0 (0: each epoch)");
+  fail_if(c.get_int("eval.max_new_tokens") < 1, c, "eval.max_new_tokens", "must be >= 1");
+  if (c.get_string("eval.generation") != "none" && !c.is_set("valid_path") &&
+      !c.is_set("test_path"))
+    fail(c, "eval.generation", c.get_string("eval.generation") +
+                                   " needs reference replies: set valid_path or test_path");
+}
+
+}  // namespace ringtune

@@ -1,0 +1,865 @@
+// The configuration registry and loader: declarations, YAML flattening with line numbers,
+// layered application (defaults < file < overrides), typed getters, YAML dump and help text.
+// The keys themselves and the cross-key validator live in keys.cpp.
+#include "registry.h"
+
+#include <yaml-cpp/yaml.h>  // defines: YAML::Load, YAML::Node, YAML::Emitter, YAML::Mark
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "src/error.h"  // defines: Error, InputError
+
+namespace fs = std::filesystem;
+
+namespace ringtune {
+
+// ---------------------------------------------------------------------------------------------
+// Small text helpers
+
+namespace {
+
+std::string in_quotes(const std::string& s) { return "\"" + s + "\""; }
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
+std::string last_component(const std::string& name) {
+  size_t dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(dot + 1);
+}
+
+std::string parent_of(const std::string& name) {
+  size_t dot = name.rfind('.');
+  return dot == std::string::npos ? std::string() : name.substr(0, dot);
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Optimal string alignment distance: Levenshtein plus adjacent transpositions ("lenght").
+size_t edit_distance(const std::string& a, const std::string& b) {
+  const size_t n = a.size(), m = b.size();
+  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
+  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
+  for (size_t i = 1; i <= n; ++i) {
+    for (size_t j = 1; j <= m; ++j) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[n][m];
+}
+
+// How many edits a typo of this length may have and still get a suggestion.
+size_t typo_budget(size_t length) {
+  if (length <= 2) return 0;
+  if (length <= 5) return 1;
+  if (length <= 9) return 2;
+  return 3;
+}
+
+// The closest candidate to `typed`, comparing both the full dotted names and their last
+// components (so a key put in the wrong section is found); falls back to a candidate whose last
+// component contains the typed one ("epochs" -> "num_epochs"). Empty when nothing is close.
+std::string closest(const std::string& typed, const std::vector<std::string>& candidates) {
+  const std::string typed_last = last_component(typed);
+  std::string best;
+  size_t best_distance = SIZE_MAX;
+  for (const std::string& c : candidates) {
+    size_t d_full = edit_distance(typed, c);
+    size_t d = d_full <= typo_budget(typed.size()) ? d_full : SIZE_MAX;
+    size_t d_last = edit_distance(typed_last, last_component(c));
+    if (d_last <= typo_budget(typed_last.size())) d = std::min(d, d_last);
+    if (d < best_distance) {
+      best_distance = d;
+      best = c;
+    }
+  }
+  if (!best.empty()) return best;
+  if (typed_last.size() < 4) return "";
+  for (const std::string& c : candidates) {
+    std::string c_last = last_component(c);
+    bool contains = c_last.find(typed_last) != std::string::npos ||
+                    (c_last.size() >= 4 && typed_last.find(c_last) != std::string::npos);
+    if (contains && (best.empty() || c_last.size() < last_component(best).size())) best = c;
+  }
+  return best;
+}
+
+std::string did_you_mean(const std::string& suggestion) {
+  return suggestion.empty() ? "" : " (did you mean " + in_quotes(suggestion) + "?)";
+}
+
+// Shortest decimal text that reads back as the same double.
+std::string format_double(double v) {
+  char buf[64];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string out = buf;
+  // Keep floats visibly floats in dumps and help: 16 -> 16.0.
+  if (out.find_first_of(".eEni") == std::string::npos) out += ".0";
+  return out;
+}
+
+std::string format_value(const ConfigValue& v) {
+  switch (v.index()) {
+    case 0: return std::get<bool>(v) ? "true" : "false";
+    case 1: return std::to_string(std::get<int64_t>(v));
+    case 2: return format_double(std::get<double>(v));
+    case 3: return std::get<std::string>(v);
+    default: return "[" + join(std::get<std::vector<std::string>>(v), ", ") + "]";
+  }
+}
+
+bool value_fits(KeyType type, const ConfigValue& v) {
+  switch (type) {
+    case KeyType::Bool: return std::holds_alternative<bool>(v);
+    case KeyType::Int: return std::holds_alternative<int64_t>(v);
+    case KeyType::Float: return std::holds_alternative<double>(v);
+    case KeyType::String:
+    case KeyType::Path: return std::holds_alternative<std::string>(v);
+    case KeyType::StringList: return std::holds_alternative<std::vector<std::string>>(v);
+  }
+  return false;
+}
+
+std::optional<bool> parse_bool(const std::string& s) {
+  std::string l = lower(s);
+  if (l == "true" || l == "yes" || l == "on") return true;
+  if (l == "false" || l == "no" || l == "off") return false;
+  return std::nullopt;
+}
+
+std::optional<int64_t> parse_int(const std::string& s) {
+  size_t i = (!s.empty() && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
+  if (i == s.size()) return std::nullopt;
+  for (size_t j = i; j < s.size(); ++j)
+    if (!std::isdigit(static_cast<unsigned char>(s[j]))) return std::nullopt;
+  errno = 0;
+  long long v = std::strtoll(s.c_str(), nullptr, 10);
+  if (errno == ERANGE) return std::nullopt;
+  return static_cast<int64_t>(v);
+}
+
+std::optional<double> parse_double(const std::string& s) {
+  if (s.empty() || std::isspace(static_cast<unsigned char>(s[0]))) return std::nullopt;
+  const char* begin = s.c_str();
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(begin, &end);
+  if (end != begin + s.size() || errno == ERANGE || !std::isfinite(v)) return std::nullopt;
+  // strtod also reads hexadecimal; YAML users mean decimal.
+  if (s.find_first_of("xX") != std::string::npos) return std::nullopt;
+  return v;
+}
+
+std::string home_dir() {
+  const char* home = std::getenv("HOME");
+  return home ? home : "";
+}
+
+// Absolute, lexically normal path; relative to `base_dir` (itself made absolute against the
+// working directory, which is also the base when `base_dir` is empty).
+std::string resolve_path(const std::string& value, const std::string& base_dir) {
+  std::string s = value;
+  if ((s == "~" || s.rfind("~/", 0) == 0) && !home_dir().empty()) s = home_dir() + s.substr(1);
+  fs::path p(s);
+  if (p.is_relative()) p = fs::absolute(base_dir.empty() ? fs::path(".") : fs::path(base_dir)) / p;
+  std::string out = p.lexically_normal().string();
+  if (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Declarations
+
+const char* key_type_name(KeyType type) {
+  switch (type) {
+    case KeyType::Bool: return "bool";
+    case KeyType::Int: return "int";
+    case KeyType::Float: return "float";
+    case KeyType::String: return "string";
+    case KeyType::StringList: return "list of strings";
+    case KeyType::Path: return "path";
+  }
+  return "?";
+}
+
+KeyDef& KeyDef::def_value(ConfigValue value) {
+  if (!value_fits(type, value))
+    throw Error("config key " + in_quotes(name) + ": default " + in_quotes(format_value(value)) +
+                " is not a " + key_type_name(type));
+  default_value = std::move(value);
+  return *this;
+}
+
+KeyDef& KeyDef::require() {
+  required = true;
+  return *this;
+}
+
+KeyDef& KeyDef::one_of(std::vector<std::string> values) {
+  if (type != KeyType::String && type != KeyType::StringList && type != KeyType::Path)
+    throw Error("config key " + in_quotes(name) + ": allowed values need a string key");
+  choices = std::move(values);
+  return *this;
+}
+
+KeyDef& KeyDef::only_if_set(std::string key) {
+  active_if = std::move(key);
+  return *this;
+}
+
+KeyDef& Registry::declare(const std::string& name, KeyType type, const std::string& group,
+                          const std::string& help) {
+  if (name.empty() || name.front() == '.' || name.back() == '.' ||
+      name.find("..") != std::string::npos)
+    throw Error("config key " + in_quotes(name) + " is not a dotted name");
+  if (index_.count(name)) throw Error("config key " + in_quotes(name) + " is declared twice");
+  // Only string keys may also be maps (map-or-string); any other key is a leaf.
+  for (std::string p = parent_of(name); !p.empty(); p = parent_of(p)) {
+    const KeyDef* parent = find(p);
+    if (parent && parent->type != KeyType::String)
+      throw Error("config key " + in_quotes(name) + " is inside non-string key " + in_quotes(p));
+  }
+  if (type != KeyType::String && is_section(name))
+    throw Error("config key " + in_quotes(name) + " has sub-keys, so it must be a string key");
+  index_[name] = keys_.size();
+  keys_.push_back(KeyDef{});
+  KeyDef& k = keys_.back();
+  k.name = name;
+  k.type = type;
+  k.group = group;
+  k.help = help;
+  return k;
+}
+
+const KeyDef* Registry::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &keys_[it->second];
+}
+
+const KeyDef& Registry::at(const std::string& name) const {
+  const KeyDef* k = find(name);
+  if (!k)
+    throw Error("config key " + in_quotes(name) +
+                " is not declared (a bug: declare it in src/config/keys.cpp)");
+  return *k;
+}
+
+bool Registry::is_section(const std::string& name) const {
+  auto it = index_.lower_bound(name + ".");
+  return it != index_.end() && it->first.compare(0, name.size() + 1, name + ".") == 0;
+}
+
+std::vector<std::string> Registry::sections() const {
+  std::vector<std::string> out;
+  for (const KeyDef& k : keys_)
+    for (std::string p = parent_of(k.name); !p.empty(); p = parent_of(p))
+      if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  return out;
+}
+
+std::vector<std::string> Registry::groups() const {
+  std::vector<std::string> out;
+  for (const KeyDef& k : keys_)
+    if (std::find(out.begin(), out.end(), k.group) == out.end()) out.push_back(k.group);
+  return out;
+}
+
+const Registry& default_registry() {
+  static const Registry registry = [] {
+    Registry r;
+    declare_keys(r);
+    return r;
+  }();
+  return registry;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config: typed access
+
+std::string Origin::describe() const {
+  switch (kind) {
+    case Kind::File: return file + ":" + std::to_string(line);
+    case Kind::Override: return "command line: override " + in_quotes(override);
+    case Kind::Default: break;
+  }
+  return file;
+}
+
+namespace {
+
+// A key's default as stored: path defaults resolve against the working directory.
+ConfigValue resolved_default(const KeyDef& k) {
+  ConfigValue v = *k.default_value;
+  if (k.type == KeyType::Path) {
+    const std::string& s = std::get<std::string>(v);
+    if (std::find(k.choices.begin(), k.choices.end(), s) == k.choices.end())
+      v = resolve_path(s, "");
+  }
+  return v;
+}
+
+}  // namespace
+
+Config::Config(const Registry& registry) : registry_(&registry), source_name_("<config>") {
+  for (const KeyDef& k : registry.keys()) {
+    if (!k.default_value) continue;
+    Origin o;
+    o.file = source_name_;
+    ConfigValue v = resolved_default(k);
+    values_[k.name] = Entry{v, o, format_value(v)};
+  }
+}
+
+const Config::Entry* Config::entry(const std::string& key, KeyType want1, KeyType want2) const {
+  const KeyDef& k = registry_->at(key);
+  if (k.type != want1 && k.type != want2)
+    throw Error("config key " + in_quotes(key) + " is a " + key_type_name(k.type) + ", not a " +
+                key_type_name(want1) + " (a bug in the caller)");
+  auto it = values_.find(key);
+  if (it == values_.end())
+    throw Error("config key " + in_quotes(key) + " is unset; check is_set() first (a bug)");
+  return &it->second;
+}
+
+bool Config::get_bool(const std::string& key) const {
+  return std::get<bool>(entry(key, KeyType::Bool, KeyType::Bool)->value);
+}
+
+int64_t Config::get_int(const std::string& key) const {
+  return std::get<int64_t>(entry(key, KeyType::Int, KeyType::Int)->value);
+}
+
+double Config::get_double(const std::string& key) const {
+  return std::get<double>(entry(key, KeyType::Float, KeyType::Float)->value);
+}
+
+std::string Config::get_string(const std::string& key) const {
+  return std::get<std::string>(entry(key, KeyType::String, KeyType::Path)->value);
+}
+
+std::vector<std::string> Config::get_strings(const std::string& key) const {
+  return std::get<std::vector<std::string>>(
+      entry(key, KeyType::StringList, KeyType::StringList)->value);
+}
+
+bool Config::is_set(const std::string& key) const {
+  registry_->at(key);
+  return values_.count(key) > 0;
+}
+
+bool Config::is_explicit(const std::string& key) const {
+  registry_->at(key);
+  auto it = values_.find(key);
+  return it != values_.end() && it->second.origin.kind != Origin::Kind::Default;
+}
+
+const Origin& Config::origin(const std::string& key) const {
+  registry_->at(key);
+  auto it = values_.find(key);
+  if (it != values_.end()) return it->second.origin;
+  static const Origin unset_origin;
+  return unset_origin;
+}
+
+std::string Config::text(const std::string& key) const {
+  registry_->at(key);
+  auto it = values_.find(key);
+  return it == values_.end() ? std::string() : it->second.text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading: YAML -> flat assignments -> layers
+
+// One key set by one layer: the YAML value node and where it was written.
+struct Assignment {
+  std::string key;
+  YAML::Node node;
+  Origin origin;   // line: the key's line
+  int value_line;  // line of the value node (a block list starts below its key)
+};
+
+class ConfigLoader {
+ public:
+  ConfigLoader(Config& config, std::string base_dir)
+      : config_(config), registry_(config.registry()), base_dir_(std::move(base_dir)) {}
+
+  static Config load(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                     const std::string& source_name, const std::string& base_dir);
+
+  // Flattens a top-level YAML document from a file.
+  std::vector<Assignment> flatten_file(const YAML::Node& root, const std::string& file) {
+    std::vector<Assignment> out;
+    if (!root || root.IsNull()) return out;  // an empty file: defaults only
+    if (!root.IsMap()) {
+      throw InputError(file + ":" + std::to_string(line_of(root, 1)) +
+                       ": expected a map of `key: value` pairs at the top level");
+    }
+    Origin o;
+    o.kind = Origin::Kind::File;
+    o.file = file;
+    flatten_map(root, "", o, out);
+    return out;
+  }
+
+  // Parses one `key=value` argument.
+  std::vector<Assignment> flatten_override(const std::string& arg) {
+    Origin o;
+    o.kind = Origin::Kind::Override;
+    o.override = arg;
+    const std::string where = o.describe();
+    size_t eq = arg.find('=');
+    std::string key = eq == std::string::npos ? "" : trim(arg.substr(0, eq));
+    if (key.empty()) throw InputError(where + ": expected key=value");
+    std::string raw = arg.substr(eq + 1);
+    const KeyDef* def = registry_.find(key);
+    YAML::Node node;
+    std::string parse_error;
+    try {
+      node = YAML::Load(raw);
+    } catch (const YAML::Exception& e) {
+      parse_error = e.msg.empty() ? "unreadable" : e.msg;
+    }
+    // Text keys take the text verbatim when it does not read as a YAML scalar (a template
+    // such as "[INST] {instruction} [/INST]" or "User: {instruction}").
+    bool text_key = def && (def->type == KeyType::String || def->type == KeyType::Path);
+    bool may_be_map = registry_.is_section(key);
+    if (text_key &&
+        (!parse_error.empty() || node.IsSequence() || (node.IsMap() && !may_be_map))) {
+      node = YAML::Node(raw);
+      parse_error.clear();
+    }
+    if (!parse_error.empty()) throw InputError(where + ": invalid YAML value: " + parse_error);
+    std::vector<Assignment> out;
+    add_pair(key, node, o, 0, out);
+    return out;
+  }
+
+  // Applies one layer over what the lower layers left.
+  void apply_layer(const std::vector<Assignment>& layer) {
+    std::map<std::string, const Assignment*> seen;
+    for (const Assignment& a : layer) {
+      auto it = seen.find(a.key);
+      if (it != seen.end()) {
+        throw InputError(a.origin.describe() + ": key " + in_quotes(a.key) + " is set twice" +
+                         first_at(*it->second));
+      }
+      seen[a.key] = &a;
+    }
+    // Map-or-string keys: one form per layer; this layer's form replaces the lower layers'
+    // (the other form is unset, not put back to its default).
+    for (const Assignment& a : layer) {
+      for (std::string p = parent_of(a.key); !p.empty() && !a.node.IsNull(); p = parent_of(p)) {
+        if (!registry_.find(p)) continue;
+        auto it = seen.find(p);
+        if (it != seen.end() && !it->second->node.IsNull()) {
+          throw InputError(a.origin.describe() + ": key " + in_quotes(a.key) + ": " +
+                           in_quotes(p) + " is already set to a name" + first_at(*it->second) +
+                           "; use either a name or a map");
+        }
+        config_.values_.erase(p);
+      }
+      if (registry_.find(a.key) && registry_.is_section(a.key)) {
+        for (const KeyDef& k : registry_.keys())
+          if (k.name.rfind(a.key + ".", 0) == 0 && !seen.count(k.name))
+            config_.values_.erase(k.name);
+      }
+    }
+    for (const Assignment& a : layer) assign(a);
+  }
+
+  // A map-or-string key left with neither form (its sub-keys were nulled) gets its default.
+  void fill_empty_map_or_string() {
+    for (const KeyDef& k : registry_.keys()) {
+      if (!registry_.is_section(k.name) || config_.values_.count(k.name)) continue;
+      bool any_child = false;
+      for (const KeyDef& c : registry_.keys())
+        if (c.name.rfind(k.name + ".", 0) == 0 && config_.values_.count(c.name)) any_child = true;
+      if (!any_child) reset(k.name);
+    }
+  }
+
+  // Every required key has a value.
+  void check_required(const std::string& source) {
+    for (const KeyDef& k : registry_.keys()) {
+      if (!k.required || config_.values_.count(k.name)) continue;
+      std::string help = k.help.substr(0, k.help.find(". ") == std::string::npos
+                                              ? k.help.size()
+                                              : k.help.find(". ") + 1);
+      throw InputError(source + ": missing required key " + in_quotes(k.name) + ": " + help);
+    }
+  }
+
+ private:
+  static std::string trim(const std::string& s) {
+    size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+    return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+  }
+
+  static int line_of(const YAML::Node& node, int fallback) {
+    int line = node.Mark().line;
+    return line >= 0 ? line + 1 : fallback;
+  }
+
+  static std::string first_at(const Assignment& first) {
+    if (first.origin.kind == Origin::Kind::File)
+      return " (first at line " + std::to_string(first.origin.line) + ")";
+    return " (first in " + first.origin.describe() + ")";
+  }
+
+  // "cfg.yaml:7" with the value's line, or the override.
+  static std::string where_value(const Assignment& a, int line) {
+    if (a.origin.kind != Origin::Kind::File) return a.origin.describe();
+    return a.origin.file + ":" + std::to_string(line);
+  }
+
+  void flatten_map(const YAML::Node& map, const std::string& prefix, const Origin& origin,
+                   std::vector<Assignment>& out) {
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      // Copies: `it->first` lives in a proxy that dies with the expression.
+      const YAML::Node k = it->first;
+      const YAML::Node v = it->second;
+      int key_line = line_of(k, 0);
+      if (!k.IsScalar()) {
+        Origin o = origin;
+        o.line = key_line;
+        throw InputError(o.describe() + ": expected a key name, got a " +
+                         (k.IsMap() ? "map" : k.IsSequence() ? "list" : "null"));
+      }
+      std::string name = prefix.empty() ? k.Scalar() : prefix + "." + k.Scalar();
+      Origin o = origin;
+      o.line = key_line;
+      add_pair(name, v, o, line_of(v, key_line), out);
+    }
+  }
+
+  // One `name: node` pair: a key, a section to descend into, or an unknown key.
+  void add_pair(const std::string& name, const YAML::Node& node, const Origin& origin,
+                int value_line, std::vector<Assignment>& out) {
+    const KeyDef* def = registry_.find(name);
+    bool section = registry_.is_section(name);
+    if (node.IsNull()) value_line = origin.line;  // yaml-cpp marks a missing value oddly
+    if (section && node.IsMap()) {
+      flatten_map(node, name, origin, out);
+      return;
+    }
+    if (def) {
+      out.push_back(Assignment{name, node, origin, value_line});
+      return;
+    }
+    if (section && node.IsNull()) return;  // `lora_config:` with everything commented out
+    if (section) {
+      Assignment a{name, node, origin, value_line};
+      throw InputError(where_value(a, origin.line) + ": key " + in_quotes(name) +
+                       ": expected a map, got " + describe_node(node));
+    }
+    std::vector<std::string> candidates;
+    for (const KeyDef& k : registry_.keys()) candidates.push_back(k.name);
+    for (const std::string& s : registry_.sections())
+      if (!registry_.find(s)) candidates.push_back(s);
+    throw InputError(origin.describe() + ": unknown key " + in_quotes(name) +
+                     did_you_mean(closest(name, candidates)));
+  }
+
+  static std::string describe_node(const YAML::Node& node) {
+    if (node.IsMap()) return "a map";
+    if (node.IsSequence()) return "a list";
+    if (node.IsNull()) return "null";
+    return in_quotes(node.Scalar());
+  }
+
+  void reset(const std::string& key) {
+    config_.values_.erase(key);
+    const KeyDef& k = registry_.at(key);
+    if (k.default_value) {
+      Origin o;
+      o.file = config_.source_name_;
+      ConfigValue v = resolved_default(k);
+      config_.values_[key] = Config::Entry{v, o, format_value(v)};
+    }
+  }
+
+  [[noreturn]] void type_error(const Assignment& a, const KeyDef& k, const YAML::Node& node,
+                               int line) {
+    throw InputError(where_value(a, line) + ": key " + in_quotes(k.name) + ": expected " +
+                     key_type_name(k.type) + ", got " + describe_node(node));
+  }
+
+  // The allowed value `value` names, matched without regard to case ("Cosine", "True"), or an
+  // InputError listing the allowed values.
+  std::string check_choice(const Assignment& a, const KeyDef& k, const std::string& value,
+                           int line) {
+    if (k.choices.empty()) return value;
+    for (const std::string& c : k.choices)
+      if (lower(c) == lower(value)) return c;
+    throw InputError(where_value(a, line) + ": key " + in_quotes(k.name) + ": " +
+                     in_quotes(value) + " is not one of " + join(k.choices, ", ") +
+                     did_you_mean(closest(value, k.choices)));
+  }
+
+  void assign(const Assignment& a) {
+    const KeyDef& k = registry_.at(a.key);
+    const YAML::Node& node = a.node;
+    if (node.IsNull()) {
+      reset(a.key);
+      return;
+    }
+    if (node.IsMap()) type_error(a, k, node, a.origin.line);
+    ConfigValue value;
+    std::string text;
+    if (node.IsSequence()) {
+      if (k.type != KeyType::StringList) type_error(a, k, node, a.origin.line);
+      std::vector<std::string> items;
+      for (size_t i = 0; i < node.size(); ++i) {
+        const YAML::Node item = node[i];
+        int line = line_of(item, a.value_line);
+        if (!item.IsScalar()) {
+          throw InputError(where_value(a, line) + ": key " + in_quotes(k.name) +
+                           ": expected list of strings, element " + std::to_string(i + 1) +
+                           " is " + describe_node(item));
+        }
+        items.push_back(check_choice(a, k, item.Scalar(), line));
+      }
+      text = "[" + join(items, ", ") + "]";
+      value = std::move(items);
+    } else {
+      const std::string& s = node.Scalar();
+      const int line = a.origin.line;
+      text = s;
+      switch (k.type) {
+        case KeyType::Bool: {
+          auto v = parse_bool(s);
+          if (!v) type_error(a, k, node, line);
+          value = *v;
+          break;
+        }
+        case KeyType::Int: {
+          auto v = parse_int(s);
+          if (!v) type_error(a, k, node, line);
+          value = *v;
+          break;
+        }
+        case KeyType::Float: {
+          auto v = parse_double(s);
+          if (!v) type_error(a, k, node, line);
+          value = *v;
+          break;
+        }
+        case KeyType::String:
+          value = check_choice(a, k, s, line);
+          break;
+        case KeyType::StringList:
+          value = std::vector<std::string>{check_choice(a, k, s, line)};
+          break;
+        case KeyType::Path: {
+          if (s.empty()) {
+            throw InputError(where_value(a, line) + ": key " + in_quotes(k.name) +
+                             ": expected path, got an empty string");
+          }
+          std::string base = a.origin.kind == Origin::Kind::File ? base_dir_ : "";
+          value = resolve_path(s, base);
+          for (const std::string& c : k.choices)  // keywords such as resume: auto
+            if (lower(c) == lower(s)) value = c;
+          break;
+        }
+      }
+    }
+    config_.values_[a.key] = Config::Entry{std::move(value), a.origin, text};
+  }
+
+  Config& config_;
+  const Registry& registry_;
+  std::string base_dir_;  // directory that relative paths in the file are relative to
+};
+
+// Builds a Config: defaults, then the file's document, then each override in turn.
+Config ConfigLoader::load(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                          const std::string& source_name, const std::string& base_dir) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    throw InputError(source_name + ":" + std::to_string(e.mark.line + 1) +
+                     ": invalid YAML: " + e.msg);
+  } catch (const YAML::Exception& e) {
+    throw InputError(source_name + ": invalid YAML: " + e.msg);
+  }
+  if (docs.size() > 1) {
+    throw InputError(source_name + ": holds " + std::to_string(docs.size()) +
+                     " YAML documents (separated by ---); expected one");
+  }
+  Config config(default_registry());
+  config.source_name_ = source_name;
+  for (auto& [key, e] : config.values_) e.origin.file = source_name;
+  ConfigLoader loader(config, base_dir);
+  if (!docs.empty()) loader.apply_layer(loader.flatten_file(docs[0], source_name));
+  for (const std::string& arg : overrides) loader.apply_layer(loader.flatten_override(arg));
+  loader.fill_empty_map_or_string();
+  loader.check_required(source_name);
+  validate_config(config);
+  return config;
+}
+
+Config load_config_from_string(const std::string& yaml_text,
+                               const std::vector<std::string>& overrides,
+                               const std::string& source_name, const std::string& base_dir) {
+  return ConfigLoader::load(yaml_text, overrides, source_name, base_dir);
+}
+
+Config load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (fs::is_directory(yaml_path, ec))
+    throw InputError(yaml_path + ": is a directory, expected a YAML config file");
+  std::ifstream in(yaml_path, std::ios::binary);
+  if (!in) {
+    throw InputError(yaml_path + ": cannot read config file (" + std::strerror(errno) + ")");
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  std::string dir = fs::path(yaml_path).parent_path().string();
+  return load_config_from_string(buf.str(), overrides, yaml_path, dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dump and help
+
+namespace {
+
+// A nested map in declaration order, built from dotted names.
+struct DumpNode {
+  std::string name;                   // last component
+  const ConfigValue* value = nullptr;  // a leaf
+  std::vector<DumpNode> children;     // a map
+  DumpNode& child(const std::string& n) {
+    for (DumpNode& c : children)
+      if (c.name == n) return c;
+    children.push_back(DumpNode{n, nullptr, {}});
+    return children.back();
+  }
+};
+
+void emit_value(YAML::Emitter& out, const ConfigValue& v) {
+  switch (v.index()) {
+    case 0: out << (std::get<bool>(v) ? "true" : "false"); break;
+    case 1: out << std::to_string(std::get<int64_t>(v)); break;
+    case 2: out << format_double(std::get<double>(v)); break;
+    case 3: out << YAML::DoubleQuoted << std::get<std::string>(v); break;
+    default:
+      out << YAML::Flow << YAML::BeginSeq;
+      for (const std::string& item : std::get<std::vector<std::string>>(v))
+        out << YAML::DoubleQuoted << item;
+      out << YAML::EndSeq;
+  }
+}
+
+void emit_node(YAML::Emitter& out, const DumpNode& node) {
+  out << YAML::Key << node.name << YAML::Value;
+  if (node.value) {
+    emit_value(out, *node.value);
+    return;
+  }
+  out << YAML::BeginMap;
+  for (const DumpNode& c : node.children) emit_node(out, c);
+  out << YAML::EndMap;
+}
+
+// Splits help text into lines of at most `width` characters.
+std::vector<std::string> wrap(const std::string& text, size_t width) {
+  std::vector<std::string> lines;
+  std::istringstream words(text);
+  std::string word, line;
+  while (words >> word) {
+    if (!line.empty() && line.size() + 1 + word.size() > width) {
+      lines.push_back(line);
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+  }
+  if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace
+
+std::string Config::dump_yaml() const {
+  DumpNode root;
+  for (const KeyDef& k : registry_->keys()) {
+    auto it = values_.find(k.name);
+    if (it == values_.end()) continue;
+    if (!k.active_if.empty() && !values_.count(k.active_if)) continue;
+    DumpNode* node = &root;
+    size_t start = 0;
+    for (size_t dot; (dot = k.name.find('.', start)) != std::string::npos; start = dot + 1) {
+      node = &node->child(k.name.substr(start, dot - start));
+      if (node->value)
+        throw Error("config: " + in_quotes(k.name) + " is set together with its parent (a bug)");
+    }
+    node = &node->child(k.name.substr(start));
+    if (!node->children.empty())
+      throw Error("config: " + in_quotes(k.name) + " is set together with its sub-keys (a bug)");
+    node->value = &it->second.value;
+  }
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  for (const DumpNode& c : root.children) emit_node(out, c);
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string registry_help(const std::string& group, const Registry& registry) {
+  std::vector<std::string> groups = registry.groups();
+  if (!group.empty() && std::find(groups.begin(), groups.end(), group) == groups.end()) {
+    throw InputError("unknown config group " + in_quotes(group) + " (groups: " +
+                     join(groups, ", ") + ")");
+  }
+  std::string out;
+  for (const std::string& g : groups) {
+    if (!group.empty() && g != group) continue;
+    if (!out.empty()) out += "\n";
+    out += g + ":\n";
+    for (const KeyDef& k : registry.keys()) {
+      if (k.group != g) continue;
+      std::string type = key_type_name(k.type);
+      if (registry.is_section(k.name)) type = "string or map";  // map-or-string
+      if (!k.choices.empty()) {
+        if (k.type == KeyType::String) type = join(k.choices, "|");
+        if (k.type == KeyType::Path) type = join(k.choices, "|") + "|path";
+        if (k.type == KeyType::StringList) type = "list of " + join(k.choices, "|");
+      }
+      std::string value = k.required        ? "required"
+                          : k.default_value ? "default: " + format_value(*k.default_value)
+                                            : "unset";
+      if (k.default_value && k.type != KeyType::Bool && k.type != KeyType::Int &&
+          k.type != KeyType::Float && format_value(*k.default_value).empty())
+        value = "default: \"\"";
+      out += "  " + k.name + "  (" + type + ", " + value + ")\n";
+      for (const std::string& line : wrap(k.help, 88)) out += "      " + line + "\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace ringtune

@@ -1,0 +1,68 @@
+// Conversation rules: non-empty content, known roles, at most one system message and only first,
+// user/assistant alternating from user, at least one of each, and the right last speaker.
+#include "src/data/conversation.h"
+
+#include "src/data/utf8.h"
+
+namespace ringtune {
+
+const char* role_name(Role role) {
+  switch (role) {
+    case Role::system: return "system";
+    case Role::user: return "user";
+    case Role::assistant: return "assistant";
+  }
+  return "?";
+}
+
+void validate_conversation(const Conversation& conversation, ConversationUse use,
+                           const std::function<std::string(size_t)>& label) {
+  // Content first: llmforge requires every entry to be non-empty.
+  for (size_t i = 0; i < conversation.size(); ++i) {
+    const std::string& content = conversation[i].content;
+    if (content.empty()) throw InvalidSample("empty_content", label(i) + ": content is empty");
+    if (is_blank(content))
+      throw InvalidSample("blank_content", label(i) + ": content is only whitespace");
+  }
+  if (conversation.empty()) throw InvalidSample("no_messages", "the conversation has no messages");
+  if (use == ConversationUse::causal_lm) return;
+
+  bool has_user = false, has_assistant = false;
+  for (const Message& m : conversation) {
+    has_user |= m.role == Role::user;
+    has_assistant |= m.role == Role::assistant;
+  }
+  if (!has_user) throw InvalidSample("no_user", "the conversation has no user message");
+  if (!has_assistant && use == ConversationUse::training)
+    throw InvalidSample("no_assistant", "the conversation has no assistant message (nothing to train on)");
+
+  // Order: [system] user assistant user assistant ... (training ends with assistant).
+  size_t i = 0;
+  if (conversation[0].role == Role::system) i = 1;
+  Role expected = Role::user;
+  for (; i < conversation.size(); ++i) {
+    const Role role = conversation[i].role;
+    if (role == Role::system) {
+      if (conversation[0].role == Role::system)
+        throw InvalidSample("multiple_system", label(i) + ": a second system message (only one is allowed)");
+      throw InvalidSample("system_not_first", label(i) + ": the system message must come first");
+    }
+    if (role != expected) {
+      if (expected == Role::user && i == (conversation[0].role == Role::system ? 1u : 0u))
+        throw InvalidSample("starts_with_assistant",
+                            label(i) + ": the conversation must start with a user message, not assistant");
+      throw InvalidSample("not_alternating", label(i) + ": two " + role_name(role) +
+                                                 " messages in a row (user and assistant must alternate)");
+    }
+    expected = expected == Role::user ? Role::assistant : Role::user;
+  }
+  const Role last = conversation.back().role;
+  if (use == ConversationUse::training && last != Role::assistant)
+    throw InvalidSample("ends_with_user", label(conversation.size() - 1) +
+                                              ": the last message must be from the assistant for training, not user");
+  if (use == ConversationUse::generation && last != Role::user)
+    throw InvalidSample("ends_with_assistant", label(conversation.size() - 1) +
+                                                   ": the last message must be from the user for generation");
+}
+
+}  // namespace ringtune

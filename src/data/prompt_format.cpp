@@ -1,0 +1,438 @@
+// Prompt formats: presets, template validation, `auto` resolution, and rendering of a
+// conversation into text + tokenizer segments + supervised byte spans.
+//
+// How ringtune matches llmforge (the semantics of rayllm's PromptFormat.generate_prompt, which
+// llmforge's `generation_config.prompt_format` documents):
+// - bos + [system template] + each message through its template + [trailing_assistant].
+// - The system message (or default_system_message when there is none and it is non-empty) is
+//   rendered first with the system template, or, with system_in_user, into the first user
+//   message's {system}; later user messages get an empty {system}.
+// - strip_whitespace (default true) strips message content. llmforge strips with Python's
+//   str.strip(); ringtune uses JavaScript's trim() set (see utf8.h), the set of the Llama 3 chat
+//   template's `| trim` filter, so golden renderings from @huggingface/jinja match byte for byte.
+//   The two sets differ only on U+001C..U+001F, U+0085 and U+FEFF. llmforge leaves the system
+//   content unstripped when system_in_user; ringtune strips it there too.
+// - trailing_assistant is inference only: it is appended when add_generation_prompt is set, never
+//   to a training sample. Training text therefore ends with the last assistant template's suffix
+//   (e.g. "<|eot_id|>"), and the loss is on the assistant content plus that suffix.
+//
+// How the presets relate to the Hugging Face chat templates: the Llama 3 template shipped in
+// tokenizer_config.json trims content and *always* appends the assistant header, even after an
+// assistant turn. ringtune's llama3 preset rendered with add_generation_prompt reproduces that
+// template's output exactly for every valid conversation (tests/golden/chat_templates/llama3.json);
+// without add_generation_prompt (training) the text stops at the last "<|eot_id|>", because a
+// trailing header after the answer would teach nothing and is not part of the answer.
+#include "src/data/prompt_format.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "src/data/utf8.h"
+
+namespace ringtune {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------------------------
+// Presets
+
+const std::vector<std::string>& prompt_format_preset_names() {
+  static const std::vector<std::string> names = {"llama3", "llama2", "mistral", "chatml", "none"};
+  return names;
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& items, const char* sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
+}  // namespace
+
+PromptFormat prompt_format_preset(const std::string& name) {
+  PromptFormat f;
+  if (name == "llama3") {
+    // llmforge's documented Meta-Llama-3 prompt_format, verbatim; Meta's model card layout.
+    f.system = "<|start_header_id|>system<|end_header_id|>\n\n{instruction}<|eot_id|>";
+    f.user = "<|start_header_id|>user<|end_header_id|>\n\n{instruction}<|eot_id|>";
+    f.assistant = "<|start_header_id|>assistant<|end_header_id|>\n\n{instruction}<|eot_id|>";
+    f.trailing_assistant = "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    f.bos = "<|begin_of_text|>";
+  } else if (name == "llama2") {
+    // Meta's Llama 2 chat layout (llama/generation.py chat_completion):
+    //   <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] ...
+    // Every turn starts with <s>, so the user template carries it and `bos` stays empty: the first
+    // user turn's <s> is the single bos at the start of the text.
+    f.system = "<<SYS>>\n{instruction}\n<</SYS>>\n\n";
+    f.user = "<s>[INST] {system}{instruction} [/INST]";
+    f.assistant = " {instruction} </s>";
+    f.system_in_user = true;
+  } else if (name == "mistral") {
+    // Mistral-7B-Instruct model card: <s>[INST] {user} [/INST]{assistant}</s>[INST] ...
+    // Mistral has no system role; the system message is prepended to the first user message,
+    // separated by a blank line (as Mistral's later chat templates do).
+    f.system = "{instruction}\n\n";
+    f.user = "[INST] {system}{instruction} [/INST]";
+    f.assistant = "{instruction}</s>";
+    f.bos = "<s>";
+    f.system_in_user = true;
+  } else if (name == "chatml") {
+    // ChatML: <|im_start|>{role}\n{content}<|im_end|>\n, generation prompt <|im_start|>assistant\n.
+    f.system = "<|im_start|>system\n{instruction}<|im_end|>\n";
+    f.user = "<|im_start|>user\n{instruction}<|im_end|>\n";
+    f.assistant = "<|im_start|>assistant\n{instruction}<|im_end|>\n";
+    f.trailing_assistant = "<|im_start|>assistant\n";
+  } else if (name == "none") {
+    // Plain concatenation (llmforge's causal_lm example format); bos/eos come from the tokenizer
+    // when the task is causal_lm.
+    f.system = "{instruction}";
+    f.user = "{instruction}";
+    f.assistant = "{instruction}";
+  } else {
+    throw InputError("generation_config.prompt_format: unknown preset '" + name + "'; use one of " +
+                     join(prompt_format_preset_names(), ", ") +
+                     ", auto, or a mapping with system/user/assistant templates");
+  }
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Template parsing and validation
+
+namespace {
+
+using Part = PromptRenderer::Part;
+
+std::vector<Part> parse_template(const std::string& tmpl, const std::string& key) {
+  std::vector<Part> parts;
+  std::string literal;
+  const auto flush = [&] {
+    if (!literal.empty()) parts.push_back({Part::literal, std::move(literal)});
+    literal.clear();
+  };
+  for (size_t i = 0; i < tmpl.size(); ++i) {
+    const char c = tmpl[i];
+    if (c == '{') {
+      if (i + 1 < tmpl.size() && tmpl[i + 1] == '{') {
+        literal += '{';
+        ++i;
+        continue;
+      }
+      const size_t close = tmpl.find('}', i + 1);
+      if (close == std::string::npos)
+        throw InputError(key + ": '{' without a closing '}' (write {{ for a literal brace)");
+      const std::string name = tmpl.substr(i + 1, close - i - 1);
+      flush();
+      if (name == "instruction") {
+        parts.push_back({Part::instruction, {}});
+      } else if (name == "system") {
+        parts.push_back({Part::system, {}});
+      } else {
+        throw InputError(key + ": unknown placeholder " + quote_for_error("{" + name + "}") +
+                         "; only {instruction} and {system} are replaced (write {{ and }} for literal braces)");
+      }
+      i = close;
+    } else if (c == '}') {
+      if (i + 1 < tmpl.size() && tmpl[i + 1] == '}') {
+        literal += '}';
+        ++i;
+        continue;
+      }
+      throw InputError(key + ": single '}' (write }} for a literal brace)");
+    } else {
+      literal += c;
+    }
+  }
+  flush();
+  return parts;
+}
+
+size_t count_kind(const std::vector<Part>& parts, Part::Kind kind) {
+  return static_cast<size_t>(
+      std::count_if(parts.begin(), parts.end(), [&](const Part& p) { return p.kind == kind; }));
+}
+
+// Parses and checks one of system/user/assistant.
+std::vector<Part> checked_template(const PromptFormat& f, const std::string& where,
+                                   const std::string& name) {
+  const std::string& tmpl = name == "system" ? f.system : name == "user" ? f.user : f.assistant;
+  const std::string key = where + "." + name;
+  std::vector<Part> parts = parse_template(tmpl, key);
+  const size_t n_instruction = count_kind(parts, Part::instruction);
+  if (n_instruction == 0)
+    throw InputError(key + ": the template must contain {instruction} (where the message goes), got " +
+                     quote_for_error(tmpl, 60));
+  if (n_instruction > 1) throw InputError(key + ": {instruction} must appear exactly once");
+  const size_t n_system = count_kind(parts, Part::system);
+  if (name == "user" && f.system_in_user) {
+    if (n_system == 0)
+      throw InputError(key + ": must contain {system} because system_in_user is true");
+    if (n_system > 1) throw InputError(key + ": {system} must appear exactly once");
+  } else if (n_system > 0) {
+    throw InputError(key + ": {system} is only allowed in " + where +
+                     ".user, and only with system_in_user: true");
+  }
+  return parts;
+}
+
+}  // namespace
+
+void validate_prompt_format(const PromptFormat& format, const std::string& where) {
+  PromptRenderer renderer(format, where);
+  (void)renderer;
+}
+
+PromptRenderer::PromptRenderer(PromptFormat format, const std::string& where)
+    : format_(std::move(format)) {
+  system_ = checked_template(format_, where, "system");
+  user_ = checked_template(format_, where, "user");
+  assistant_ = checked_template(format_, where, "assistant");
+  for (const auto* s : {&format_.bos, &format_.trailing_assistant, &format_.default_system_message})
+    if (first_invalid_utf8(*s) >= 0) {
+      const char* key = s == &format_.bos ? "bos"
+                        : s == &format_.trailing_assistant ? "trailing_assistant"
+                                                           : "default_system_message";
+      throw InputError(where + "." + key + ": not valid UTF-8");
+    }
+  for (const auto* parts : {&system_, &user_, &assistant_})
+    for (const Part& p : *parts)
+      if (first_invalid_utf8(p.text) >= 0)
+        throw InputError(where + ": a template is not valid UTF-8");
+}
+
+// ---------------------------------------------------------------------------------------------
+// auto
+
+namespace {
+
+// Reads model_dir's chat template: tokenizer_config.json "chat_template" (a string, or a list of
+// {name, template} of which "default" is used), else chat_template.jinja. Empty when none.
+std::string read_chat_template(const std::string& model_dir) {
+  const fs::path dir(model_dir);
+  const fs::path config = dir / "tokenizer_config.json";
+  if (fs::exists(config)) {
+    std::ifstream in(config);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw InputError(config.string() + ": not valid JSON (" + e.what() + ")");
+    }
+    if (j.is_object() && j.contains("chat_template")) {
+      const auto& t = j["chat_template"];
+      if (t.is_string()) return t.get<std::string>();
+      if (t.is_array())
+        for (const auto& entry : t)
+          if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") &&
+              entry["template"].is_string())
+            return entry["template"].get<std::string>();
+    }
+  }
+  const fs::path jinja = dir / "chat_template.jinja";
+  if (fs::exists(jinja)) {
+    std::ifstream in(jinja);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  return {};
+}
+
+std::string cannot_tell(const std::string& model_dir, const std::string& why) {
+  return "generation_config.prompt_format: auto cannot tell the prompt format of " + model_dir +
+         " (" + why + "); set it to one of " + join(prompt_format_preset_names(), ", ") +
+         ", or give system/user/assistant templates";
+}
+
+}  // namespace
+
+std::string detect_prompt_format_preset(const std::string& model_dir, const Tokenizer* tokenizer) {
+  const std::string tmpl = read_chat_template(model_dir);
+  if (!tmpl.empty()) {
+    const auto has = [&](const char* s) { return tmpl.find(s) != std::string::npos; };
+    std::vector<std::string> found;
+    if (has("<|start_header_id|>") && has("<|eot_id|>")) found.push_back("llama3");
+    if (has("<|im_start|>") && has("<|im_end|>")) found.push_back("chatml");
+    if (has("[INST]")) found.push_back(has("<<SYS>>") ? "llama2" : "mistral");
+    if (found.size() == 1) return found[0];
+    if (found.empty()) throw InputError(cannot_tell(model_dir, "its chat_template matches no preset"));
+    throw InputError(cannot_tell(model_dir, "its chat_template matches " + join(found, " and ")));
+  }
+  if (tokenizer != nullptr) {
+    const auto has = [&](const char* s) { return tokenizer->token_to_id(s).has_value(); };
+    std::vector<std::string> found;
+    if (has("<|start_header_id|>") && has("<|eot_id|>")) found.push_back("llama3");
+    if (has("<|im_start|>") && has("<|im_end|>")) found.push_back("chatml");
+    if (has("[INST]") && has("[/INST]")) found.push_back("mistral");
+    if (found.size() == 1) return found[0];
+    if (found.empty())
+      throw InputError(cannot_tell(model_dir, "no chat_template, and its vocabulary has no chat tokens"));
+    throw InputError(cannot_tell(model_dir, "no chat_template, and its vocabulary has tokens of " +
+                                                join(found, " and ")));
+  }
+  throw InputError(cannot_tell(model_dir, "no chat_template"));
+}
+
+PromptFormat resolve_prompt_format(const std::string& name, const std::string& model_dir,
+                                   const Tokenizer* tokenizer) {
+  if (name == "auto") return prompt_format_preset(detect_prompt_format_preset(model_dir, tokenizer));
+  return prompt_format_preset(name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// train_on
+
+TrainOn parse_train_on(const std::string& value) {
+  if (value == "assistant") return TrainOn::assistant;
+  if (value == "last_assistant") return TrainOn::last_assistant;
+  if (value == "all") return TrainOn::all;
+  throw InputError("train_on: " + quote_for_error(value) + " is not one of assistant, last_assistant, all");
+}
+
+const char* train_on_name(TrainOn value) {
+  switch (value) {
+    case TrainOn::assistant: return "assistant";
+    case TrainOn::last_assistant: return "last_assistant";
+    case TrainOn::all: return "all";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+std::vector<TextSegment> RenderedPrompt::segments() const {
+  std::vector<TextSegment> out;
+  out.reserve(pieces.size());
+  const std::string_view all(text);
+  for (const Piece& p : pieces)
+    out.push_back({all.substr(static_cast<size_t>(p.begin), static_cast<size_t>(p.end - p.begin)),
+                   p.allow_special});
+  return out;
+}
+
+namespace {
+
+class Builder {
+ public:
+  explicit Builder(bool content_special) : content_special_(content_special) {}
+
+  void literal(std::string_view s) { append(s, true, false); }
+  void content(std::string_view s) { append(s, content_special_, true); }
+  int64_t size() const { return static_cast<int64_t>(out_.text.size()); }
+  RenderedPrompt& result() { return out_; }
+
+  // Expands a template; `system` is called where {system} stands.
+  template <typename SystemFn>
+  void expand(const std::vector<Part>& parts, std::string_view instruction, SystemFn&& system) {
+    for (const Part& p : parts) {
+      if (p.kind == Part::literal) literal(p.text);
+      else if (p.kind == Part::instruction) content(instruction);
+      else system();
+    }
+  }
+
+ private:
+  void append(std::string_view s, bool allow_special, bool is_content) {
+    if (s.empty()) return;
+    const int64_t begin = size();
+    out_.text.append(s);
+    auto& pieces = out_.pieces;
+    if (!pieces.empty() && !is_content && !pieces.back().is_content &&
+        pieces.back().allow_special == allow_special) {
+      pieces.back().end = size();  // merge neighbouring template text
+    } else {
+      pieces.push_back({begin, size(), allow_special, is_content});
+    }
+  }
+
+  bool content_special_;
+  RenderedPrompt out_;
+};
+
+}  // namespace
+
+RenderedPrompt PromptRenderer::render(const Conversation& conversation,
+                                      const RenderOptions& options) const {
+  const PromptFormat& f = format_;
+  const auto prepare = [&](std::string_view s) { return f.strip_whitespace ? trim_whitespace(s) : s; };
+
+  // The one system message, or the default.
+  std::ptrdiff_t system_index = -1;
+  for (size_t i = 0; i < conversation.size(); ++i) {
+    if (conversation[i].role != Role::system) continue;
+    if (system_index >= 0)
+      throw InvalidSample("multiple_system",
+                          "messages[" + std::to_string(i) + "]: a second system message (only one is allowed)");
+    system_index = static_cast<std::ptrdiff_t>(i);
+  }
+  std::string_view system_content;
+  if (system_index >= 0) system_content = conversation[static_cast<size_t>(system_index)].content;
+  else system_content = f.default_system_message;
+  system_content = prepare(system_content);
+  bool system_pending = !system_content.empty();
+
+  std::ptrdiff_t last_assistant = -1;
+  for (size_t i = 0; i < conversation.size(); ++i)
+    if (conversation[i].role == Role::assistant) last_assistant = static_cast<std::ptrdiff_t>(i);
+
+  Builder b(options.allow_special_tokens_in_content);
+  const auto no_system = [] {};
+  const auto render_system = [&] { b.expand(system_, system_content, no_system); };
+
+  b.literal(f.bos);
+  const int64_t after_bos = b.size();
+  if (system_pending && !f.system_in_user) {
+    render_system();
+    system_pending = false;
+  }
+  std::vector<ByteSpan> spans;
+  for (size_t i = 0; i < conversation.size(); ++i) {
+    const Message& m = conversation[i];
+    const std::string_view content = prepare(m.content);
+    switch (m.role) {
+      case Role::system:
+        break;
+      case Role::user:
+        b.expand(user_, content, [&] {
+          if (system_pending) render_system();
+          system_pending = false;
+        });
+        system_pending = false;  // only the first user message carries {system}
+        break;
+      case Role::assistant: {
+        // The span runs from the content to the end of the template: content + end of turn.
+        int64_t content_begin = -1;
+        for (const Part& p : assistant_) {
+          if (p.kind == Part::instruction) content_begin = b.size();
+          if (p.kind == Part::literal) b.literal(p.text);
+          else b.content(content);
+        }
+        const bool supervise = options.train_on == TrainOn::assistant ||
+                               (options.train_on == TrainOn::last_assistant &&
+                                static_cast<std::ptrdiff_t>(i) == last_assistant);
+        if (supervise && b.size() > content_begin) spans.push_back({content_begin, b.size()});
+        break;
+      }
+    }
+  }
+  if (options.add_generation_prompt) b.literal(f.trailing_assistant);
+
+  RenderedPrompt out = std::move(b.result());
+  if (options.train_on == TrainOn::all) {
+    if (out.text.size() > static_cast<size_t>(after_bos))
+      spans = {{after_bos, static_cast<int64_t>(out.text.size())}};
+    else
+      spans.clear();
+  }
+  out.supervised = std::move(spans);
+  return out;
+}
+
+}  // namespace ringtune

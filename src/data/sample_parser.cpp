@@ -1,0 +1,278 @@
+// JSONL sample parsing: the four dataset formats, their detection, and per-key validation.
+//
+// Rules (llmforge's, plus role order and types):
+// - each line is one JSON object, valid UTF-8 (checked by the dataset reader before parsing);
+// - required keys are present with the right JSON type; unknown extra keys are ignored;
+// - every message's content is a non-empty, non-whitespace string; roles are known;
+// - conversations: optional system first, then user/assistant alternating from user, ending with
+//   assistant for training (see validate_conversation).
+#include "src/data/sample_parser.h"
+
+#include <algorithm>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "src/data/utf8.h"
+
+namespace ringtune {
+
+using nlohmann::json;
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+DatasetFormat parse_dataset_format(const std::string& value) {
+  if (value == "auto") return DatasetFormat::auto_detect;
+  if (value == "openai") return DatasetFormat::openai;
+  if (value == "sharegpt") return DatasetFormat::sharegpt;
+  if (value == "alpaca") return DatasetFormat::alpaca;
+  if (value == "text") return DatasetFormat::text;
+  throw InputError("dataset_format: " + quote_for_error(value) +
+                   " is not one of auto, openai, sharegpt, alpaca, text");
+}
+
+const char* dataset_format_name(DatasetFormat format) {
+  switch (format) {
+    case DatasetFormat::auto_detect: return "auto";
+    case DatasetFormat::openai: return "openai";
+    case DatasetFormat::sharegpt: return "sharegpt";
+    case DatasetFormat::alpaca: return "alpaca";
+    case DatasetFormat::text: return "text";
+  }
+  return "?";
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Detection
+
+const char* format_keys(DatasetFormat f) {
+  switch (f) {
+    case DatasetFormat::openai: return "\"messages\"";
+    case DatasetFormat::sharegpt: return "\"conversations\"";
+    case DatasetFormat::alpaca: return "\"instruction\"/\"output\"";
+    case DatasetFormat::text: return "\"text\"";
+    default: return "";
+  }
+}
+
+// The formats whose key the object has.
+std::vector<DatasetFormat> formats_of(const json& obj) {
+  std::vector<DatasetFormat> out;
+  if (obj.contains("messages")) out.push_back(DatasetFormat::openai);
+  if (obj.contains("conversations")) out.push_back(DatasetFormat::sharegpt);
+  if (obj.contains("instruction") || obj.contains("output")) out.push_back(DatasetFormat::alpaca);
+  if (obj.contains("text")) out.push_back(DatasetFormat::text);
+  return out;
+}
+
+std::string describe_formats(const std::vector<DatasetFormat>& formats) {
+  std::string out;
+  for (size_t i = 0; i < formats.size(); ++i) {
+    if (i) out += i + 1 == formats.size() ? " and " : ", ";
+    out += std::string(dataset_format_name(formats[i])) + " (" + format_keys(formats[i]) + ")";
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field access
+
+std::string type_of(const json& v) { return v.type_name(); }
+
+const std::string& string_field(const json& obj, const char* key, const std::string& where) {
+  const json& v = obj.at(key);
+  if (!v.is_string())
+    throw InvalidSample("wrong_type", where + " must be a string, got " + type_of(v));
+  return v.get_ref<const std::string&>();
+}
+
+const json& array_field(const json& obj, const char* key) {
+  const json& v = obj.at(key);
+  if (!v.is_array())
+    throw InvalidSample("wrong_type", std::string("\"") + key + "\" must be an array, got " + type_of(v));
+  if (v.empty()) throw InvalidSample("empty_array", std::string("\"") + key + "\" is an empty array");
+  return v;
+}
+
+// OpenAI: {"messages": [{"role": "system|user|assistant", "content": "..."}]}
+Conversation parse_openai(const json& obj) {
+  const json& arr = array_field(obj, "messages");
+  Conversation conv;
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const json& m = arr[i];
+    const std::string label = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) throw InvalidSample("message_not_object", label + " must be an object, got " + type_of(m));
+    if (!m.contains("role")) throw InvalidSample("missing_role", label + " has no \"role\"");
+    const json& role = m["role"];
+    if (!role.is_string())
+      throw InvalidSample("role_not_string", label + ".role must be a string, got " + type_of(role));
+    const std::string& r = role.get_ref<const std::string&>();
+    Message msg;
+    if (r == "system") msg.role = Role::system;
+    else if (r == "user") msg.role = Role::user;
+    else if (r == "assistant") msg.role = Role::assistant;
+    else
+      throw InvalidSample("unknown_role", label + ".role " + quote_for_error(r) +
+                                              " is not one of system, user, assistant");
+    if (!m.contains("content")) throw InvalidSample("missing_content", label + " has no \"content\"");
+    const json& content = m["content"];
+    if (!content.is_string())
+      throw InvalidSample("content_not_string", label + ".content must be a string, got " + type_of(content));
+    msg.content = content.get<std::string>();
+    conv.push_back(std::move(msg));
+  }
+  return conv;
+}
+
+// ShareGPT: {"conversations": [{"from": "system|human|gpt|user|assistant", "value": "..."}]}
+Conversation parse_sharegpt(const json& obj) {
+  const json& arr = array_field(obj, "conversations");
+  Conversation conv;
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const json& m = arr[i];
+    const std::string label = "conversations[" + std::to_string(i) + "]";
+    if (!m.is_object()) throw InvalidSample("message_not_object", label + " must be an object, got " + type_of(m));
+    if (!m.contains("from")) throw InvalidSample("missing_role", label + " has no \"from\"");
+    const json& from = m["from"];
+    if (!from.is_string())
+      throw InvalidSample("role_not_string", label + ".from must be a string, got " + type_of(from));
+    const std::string& r = from.get_ref<const std::string&>();
+    Message msg;
+    if (r == "system") msg.role = Role::system;
+    else if (r == "human" || r == "user") msg.role = Role::user;
+    else if (r == "gpt" || r == "assistant") msg.role = Role::assistant;
+    else
+      throw InvalidSample("unknown_role", label + ".from " + quote_for_error(r) +
+                                              " is not one of system, human, gpt, user, assistant");
+    if (!m.contains("value")) throw InvalidSample("missing_content", label + " has no \"value\"");
+    const json& value = m["value"];
+    if (!value.is_string())
+      throw InvalidSample("content_not_string", label + ".value must be a string, got " + type_of(value));
+    msg.content = value.get<std::string>();
+    conv.push_back(std::move(msg));
+  }
+  return conv;
+}
+
+void check_text(const std::string& text, const std::string& where) {
+  if (text.empty()) throw InvalidSample("empty_content", where + " is empty");
+  if (is_blank(text)) throw InvalidSample("blank_content", where + " is only whitespace");
+}
+
+// Alpaca: {"instruction": "...", "input": "..." (optional), "output": "...", "system": optional}.
+// The user message is the instruction, then a blank line and the input when the input is not
+// blank; an empty or absent "system" means no system message.
+Conversation parse_alpaca(const json& obj) {
+  for (const char* key : {"instruction", "output"})
+    if (!obj.contains(key)) throw InvalidSample("missing_key", std::string("missing key \"") + key + "\"");
+  const std::string& instruction = string_field(obj, "instruction", "\"instruction\"");
+  check_text(instruction, "\"instruction\"");
+  std::string input;
+  if (obj.contains("input")) input = string_field(obj, "input", "\"input\"");
+  const std::string& output = string_field(obj, "output", "\"output\"");
+  check_text(output, "\"output\"");
+  std::string system;
+  if (obj.contains("system")) system = string_field(obj, "system", "\"system\"");
+
+  Conversation conv;
+  if (!is_blank(system)) conv.push_back({Role::system, system});
+  std::string user = instruction;
+  if (!is_blank(input)) user += "\n\n" + input;
+  conv.push_back({Role::user, std::move(user)});
+  conv.push_back({Role::assistant, output});
+  return conv;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// SampleParser
+
+SampleParser::SampleParser(DatasetFormat format, ConversationUse use)
+    : configured_(format), format_(format), use_(use) {}
+
+void SampleParser::reset() {
+  format_ = configured_;
+  detected_at_ = 0;
+}
+
+Sample SampleParser::parse(std::string_view line, int64_t line_number) {
+  json obj;
+  try {
+    obj = json::parse(line.begin(), line.end());
+  } catch (const json::parse_error& e) {
+    // e.what(): "[json.exception.parse_error.101] parse error at line 1, column 5: <detail>"
+    std::string detail = e.what();
+    const size_t colon = detail.find(": ");
+    if (colon != std::string::npos) detail = detail.substr(colon + 2);
+    if (detail.size() > 160) detail = detail.substr(0, 160) + "...";
+    throw InvalidSample("invalid_json", "invalid JSON at byte " + std::to_string(e.byte) + ": " + detail);
+  }
+  if (!obj.is_object())
+    throw InvalidSample("not_object", "expected one JSON object per line, got " + type_of(obj));
+
+  const std::vector<DatasetFormat> found = formats_of(obj);
+  if (format_ == DatasetFormat::auto_detect) {
+    if (found.empty())
+      throw InvalidSample("unknown_format",
+                          "cannot tell the dataset format: no \"messages\", \"conversations\", "
+                          "\"instruction\"/\"output\" or \"text\" key (or set dataset_format)");
+    if (found.size() > 1)
+      throw InvalidSample("ambiguous_format", "cannot tell the dataset format: the object has keys of " +
+                                                  describe_formats(found) + "; set dataset_format");
+    // Detected from this line; kept only if the line turns out valid (first *valid* line).
+    format_ = found[0];
+    detected_at_ = line_number;
+    try {
+      return parse_as_format(obj);
+    } catch (...) {
+      format_ = DatasetFormat::auto_detect;
+      detected_at_ = 0;
+      throw;
+    }
+  } else if (std::find(found.begin(), found.end(), format_) == found.end()) {
+    const std::string origin =
+        configured_ == DatasetFormat::auto_detect
+            ? std::string("the file is ") + dataset_format_name(format_) + ", detected at line " +
+                  std::to_string(detected_at_)
+            : std::string("dataset_format: ") + dataset_format_name(format_);
+    if (!found.empty())
+      throw InvalidSample("format_mismatch", "this line is " + describe_formats(found) + ", but " + origin);
+    const std::string key = format_ == DatasetFormat::alpaca ? "\"instruction\"" : format_keys(format_);
+    throw InvalidSample("missing_key", "missing key " + key + " (" + origin + ")");
+  }
+
+  return parse_as_format(obj);
+}
+
+Sample SampleParser::parse_as_format(const nlohmann::json& obj) const {
+  Sample sample;
+  switch (format_) {
+    case DatasetFormat::openai:
+      sample.messages = parse_openai(obj);
+      validate_conversation(sample.messages, use_,
+                            [](size_t i) { return "messages[" + std::to_string(i) + "]"; });
+      break;
+    case DatasetFormat::sharegpt:
+      sample.messages = parse_sharegpt(obj);
+      validate_conversation(sample.messages, use_,
+                            [](size_t i) { return "conversations[" + std::to_string(i) + "]"; });
+      break;
+    case DatasetFormat::alpaca:
+      sample.messages = parse_alpaca(obj);  // valid by construction once its fields are
+      break;
+    case DatasetFormat::text:
+      sample.text = string_field(obj, "text", "\"text\"");
+      check_text(sample.text, "\"text\"");
+      sample.is_text = true;
+      break;
+    case DatasetFormat::auto_detect:
+      break;
+  }
+  return sample;
+}
+
+}  // namespace ringtune

@@ -1,0 +1,49 @@
+// One JSONL line -> one sample: JSON parsing, dataset-format detection (OpenAI `messages`,
+// ShareGPT `conversations`, Alpaca `instruction`/`input`/`output`, plain `text`) and enforcement,
+// and validation. Every failure is an InvalidSample with a reason code and a one-line message.
+// defines: DatasetFormat, parse_dataset_format, dataset_format_name, Sample, SampleParser
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "src/data/conversation.h"
+
+namespace ringtune {
+
+enum class DatasetFormat { auto_detect, openai, sharegpt, alpaca, text };
+DatasetFormat parse_dataset_format(const std::string& value);  // throws InputError naming the key
+const char* dataset_format_name(DatasetFormat format);          // "auto", "openai", ...
+
+struct Sample {
+  Conversation messages;  // chat formats (Alpaca becomes [system] user assistant)
+  std::string text;       // the `text` format
+  bool is_text = false;
+};
+
+class SampleParser {
+ public:
+  // `use` is how conversations are checked (training, generation, or causal_lm).
+  SampleParser(DatasetFormat format, ConversationUse use);
+
+  // Parses one non-blank line. With DatasetFormat::auto_detect the first line that parses fixes
+  // the format (line_number is remembered for messages); every later line must have it.
+  Sample parse(std::string_view line, int64_t line_number);
+
+  // Starts a new file: an auto-detected format is forgotten.
+  void reset();
+
+  DatasetFormat format() const { return format_; }
+
+ private:
+  Sample parse_as_format(const nlohmann::json& obj) const;
+
+  DatasetFormat configured_;
+  DatasetFormat format_;
+  ConversationUse use_;
+  int64_t detected_at_ = 0;
+};
+
+}  // namespace ringtune

@@ -1,0 +1,28 @@
+// Hugging Face model directories: config.json -> LlamaConfig, and safetensors weights (single
+// file or sharded with model.safetensors.index.json) -> a LlamaForCausalLM, with every name and
+// shape checked against the config.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "model/llama_config.h"
+
+namespace ringtune {
+
+class LlamaForCausalLM;  // model/llama.h
+
+// Parses and validates DIR/config.json. InputError names the file, the key and the reason.
+LlamaConfig read_hf_config(const std::string& dir);
+
+// The weight files of DIR: {"DIR/model.safetensors"} or the shards named by the index.
+std::vector<std::string> hf_weight_files(const std::string& dir);
+
+// Builds the model of DIR/config.json and loads its weights, converted to `dtype`
+// ("float32" | "bfloat16" | "float16"), on `device` ("cpu", "cuda:0", ...).
+LlamaForCausalLM load_hf_model(const std::string& dir, const std::string& dtype = "float32",
+                               const std::string& device = "cpu");
+
+// Loads DIR's weights into an existing model of matching architecture.
+void load_hf_weights(const std::string& dir, LlamaForCausalLM& model);
+
+}  // namespace ringtune

@@ -1,0 +1,85 @@
+// ringtune: the command-line entry point. Dispatches subcommands and turns errors into exit codes:
+// 0 ok, 2 bad input (one line naming the file and key/line), 1 internal error.
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <map>
+
+#include "src/cli/args.h"
+#include "src/cli/commands.h"
+#include "distributed/process_info.h"
+#include "src/error.h"
+#include "src/log.h"
+
+namespace {
+
+struct Command {
+  int (*run)(const ringtune::Args&);
+  const char* summary;
+};
+
+const std::map<std::string, Command>& commands() {
+  static const std::map<std::string, Command> table = {
+      {"logits", {ringtune::cmd_logits, "forward pass over token ids; writes logits and mean loss"}},
+      {"generate", {ringtune::cmd_generate, "greedy or sampled decoding with a KV cache"}},
+      {"inspect", {ringtune::cmd_inspect, "what a model directory or safetensors file holds"}},
+  };
+  return table;
+}
+
+void print_usage() {
+  std::cout << "ringtune: fine-tune Llama-family models (LoRA or full) from one process to mpirun.\n\n"
+               "usage: ringtune [--log-level LEVEL] <command> [args]\n\ncommands:\n";
+  for (const auto& [name, c] : commands()) {
+    std::string left = "  " + name;
+    left.resize(14, ' ');
+    std::cout << left << c.summary << "\n";
+  }
+  std::cout << "\n`ringtune <command> --help` describes a command's options.\n"
+               "Exit codes: 0 ok, 2 bad input, 1 internal error.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string level = "info";
+  try {
+    // --log-level may stand anywhere.
+    for (size_t i = 0; i < args.size();) {
+      if (args[i] == "--log-level" && i + 1 < args.size()) {
+        level = args[i + 1];
+        args.erase(args.begin() + i, args.begin() + i + 2);
+      } else if (args[i].rfind("--log-level=", 0) == 0) {
+        level = args[i].substr(12);
+        args.erase(args.begin() + i);
+      } else {
+        ++i;
+      }
+    }
+    const auto proc = ringtune::detect_process_info();
+    ringtune::init_logging(level, proc.rank, proc.world_size);
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+      print_usage();
+      return args.empty() ? 2 : 0;
+    }
+    auto it = commands().find(args[0]);
+    if (it == commands().end()) {
+      std::vector<std::string> names;
+      for (const auto& [n, c] : commands()) names.push_back(n);
+      auto near = ringtune::closest_match(args[0], names);
+      throw ringtune::InputError("unknown command \"" + args[0] + "\"" +
+                                 (near ? " (did you mean \"" + *near + "\"?)" : "") +
+                                 "; run `ringtune --help`");
+    }
+    return it->second.run(ringtune::Args(args.begin() + 1, args.end()));
+  } catch (const ringtune::InputError& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "internal error: " << e.what() << std::endl;
+    return 1;
+  }
+}

@@ -1,0 +1,46 @@
+// Shared helpers for the tests: fixture and golden paths, temporary directories, running the
+// ringtune binary and capturing its output and exit code.
+#pragma once
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace ringtune_test {
+
+inline std::string source_dir() { return RINGTUNE_SOURCE_DIR; }
+inline std::string fixtures_dir() { return source_dir() + "/../shared/fixtures"; }
+inline std::string stories_dir() { return fixtures_dir() + "/stories260k"; }
+inline std::string golden_dir() { return source_dir() + "/tests/golden"; }
+
+// A fresh directory under the system temp dir, removed when the object goes out of scope.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "ringtune") {
+    std::string tmpl = (std::filesystem::temp_directory_path() / (tag + "-XXXXXX")).string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs `ringtune <args>` (args already shell-quoted where needed).
+RunResult run_ringtune(const std::string& args);
+
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& content);
+
+}  // namespace ringtune_test
