@@ -55,8 +55,8 @@ TEST(Cli, InspectPrintsArchitecture) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("architecture: llama decoder, 5 layers, hidden 64, intermediate 172, heads 8 (kv 4, grouped-query), head_dim 8"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("vocab: 512, context: 512, embeddings tied"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("parameters (from config): 260544"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("stored parameters 260544"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("parameters (from config): 260032"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("stored parameters 260032"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("model.layers.*.self_attn.k_proj.weight  F32 [32, 64]  x5"), std::string::npos) << r.out;
 }
 

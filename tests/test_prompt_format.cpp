@@ -323,14 +323,14 @@ TEST(PromptMask, EveryPresetSupervisesAssistantContentAndEndOfTurn) {
     EXPECT_EQ(masked_runs(tok, tokenize(tok, f, kTwoTurns)), runs) << name;
     EXPECT_EQ(masked_runs(tok, tokenize(tok, f, kTwoTurns, TrainOn::last_assistant)),
               std::vector<std::string>{runs.back()}) << name;
-    // all: everything after the bos.
+    // all: everything after the bos, or after the first token when the format has no bos (the
+    // first token is never a target).
     const TokenizedSample all = tokenize(tok, f, kTwoTurns, TrainOn::all);
     const std::string text = PromptRenderer(f).render(kTwoTurns, {}).text;
-    const std::string after_bos = text.substr(f.bos.size());
-    EXPECT_EQ(masked_runs(tok, all), std::vector<std::string>{after_bos}) << name;
-    if (!f.bos.empty()) {
-      EXPECT_EQ(all.loss_mask[0], 0) << name;
-    }
+    const std::string first = tok.decode({all.ids[0]});
+    EXPECT_EQ(masked_runs(tok, all), std::vector<std::string>{text.substr(first.size())}) << name;
+    if (!f.bos.empty()) EXPECT_EQ(first, f.bos) << name;
+    EXPECT_EQ(all.loss_mask[0], 0) << name;
   }
 }
 

@@ -172,6 +172,7 @@ bool DatasetReader::encode(const Sample& sample, EncodedSample& out) {
       tokens.loss_mask.erase(tokens.loss_mask.begin(),
                              tokens.loss_mask.end() - static_cast<std::ptrdiff_t>(n));
     }
+    tokens.loss_mask[0] = 0;  // the new first token has nothing before it
     truncated = true;
   }
   if (tokens.supervised_count() == 0) {

@@ -40,7 +40,10 @@ std::vector<uint8_t> loss_mask_from_offsets(const std::vector<int64_t>& offsets,
   return mask;
 }
 
-TokenizedSample tokenize_rendered(const Tokenizer& tokenizer, const RenderedPrompt& rendered) {
+namespace {
+
+// Ids and span mask, before the first-token rule.
+TokenizedSample encode_with_spans(const Tokenizer& tokenizer, const RenderedPrompt& rendered) {
   Encoding enc = tokenizer.encode(rendered.segments());
   if (enc.offsets.size() != enc.ids.size())
     throw Error("tokenizer " + tokenizer.kind() + " returned " + std::to_string(enc.offsets.size()) +
@@ -48,6 +51,14 @@ TokenizedSample tokenize_rendered(const Tokenizer& tokenizer, const RenderedProm
   TokenizedSample out;
   out.loss_mask = loss_mask_from_offsets(enc.offsets, rendered.text, rendered.supervised);
   out.ids = std::move(enc.ids);
+  return out;
+}
+
+}  // namespace
+
+TokenizedSample tokenize_rendered(const Tokenizer& tokenizer, const RenderedPrompt& rendered) {
+  TokenizedSample out = encode_with_spans(tokenizer, rendered);
+  if (!out.loss_mask.empty()) out.loss_mask[0] = 0;
   return out;
 }
 
@@ -66,13 +77,14 @@ TokenizedSample tokenize_causal_text(const Tokenizer& tokenizer, std::string_vie
     out.ids.push_back(special.eos);
     out.loss_mask.push_back(1);
   }
+  if (!out.loss_mask.empty()) out.loss_mask[0] = 0;
   return out;
 }
 
 TokenizedSample tokenize_causal_rendered(const Tokenizer& tokenizer, const RenderedPrompt& rendered,
                                          bool format_has_bos) {
   const SpecialTokenIds& special = tokenizer.special_ids();
-  TokenizedSample body = tokenize_rendered(tokenizer, rendered);
+  TokenizedSample body = encode_with_spans(tokenizer, rendered);
   TokenizedSample out;
   if (!format_has_bos && special.bos >= 0 && (body.ids.empty() || body.ids[0] != special.bos)) {
     out.ids.push_back(special.bos);
@@ -84,6 +96,7 @@ TokenizedSample tokenize_causal_rendered(const Tokenizer& tokenizer, const Rende
     out.ids.push_back(special.eos);
     out.loss_mask.push_back(1);
   }
+  if (!out.loss_mask.empty()) out.loss_mask[0] = 0;
   return out;
 }
 

@@ -11,6 +11,9 @@
 
 namespace ringtune {
 
+// In every mask produced here the first token carries no loss: nothing before it predicts it (the
+// bos, or for formats whose bos text is part of the first template, such as llama2's "<s>[INST]",
+// that first "<s>"). DatasetReader re-applies this after truncate_left.
 struct TokenizedSample {
   std::vector<int32_t> ids;
   std::vector<uint8_t> loss_mask;  // 1: the token is a target of the loss
