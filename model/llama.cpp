@@ -21,7 +21,67 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias)
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  return torch::nn::functional::linear(x, weight, bias);
+  auto result = torch::nn::functional::linear(x, weight, bias);
+  if (!lora_A || merged_) return result;
+  // As PEFT's lora.Linear: the input is cast to the adapter's dtype, dropout touches only the
+  // adapter branch, and the sum is cast back to the base output's dtype.
+  auto h = x.to(lora_A->weight.scalar_type());
+  if (lora_dropout > 0.0 && is_training()) h = torch::dropout(h, lora_dropout, /*train=*/true);
+  auto delta = torch::nn::functional::linear(torch::nn::functional::linear(h, lora_A->weight),
+                                             lora_B->weight);
+  return (result + delta * lora_scale).to(result.scalar_type());  // + promotes bf16 to float32
+}
+
+void LinearImpl::add_lora(int64_t r, double scale, double dropout) {
+  if (lora_A) throw std::invalid_argument("add_lora: this Linear already has a LoRA adapter");
+  if (r <= 0) throw std::invalid_argument("add_lora: r = " + std::to_string(r) + ": must be > 0");
+  if (!(dropout >= 0.0 && dropout < 1.0)) {
+    throw std::invalid_argument("add_lora: dropout = " + std::to_string(dropout) +
+                                ": must be in [0, 1)");
+  }
+  auto a = std::make_shared<LinearImpl>(in_features(), r, false);
+  auto b = std::make_shared<LinearImpl>(r, out_features(), false);
+  for (auto* m : {a.get(), b.get()}) {
+    m->to(weight.device(), torch::kFloat32);
+    torch::NoGradGuard no_grad;
+    m->weight.zero_();
+  }
+  lora_A = register_module("lora_A", a);
+  lora_B = register_module("lora_B", b);
+  lora_scale = scale;
+  lora_dropout = dropout;
+  merged_ = false;
+}
+
+int64_t LinearImpl::lora_rank() const { return lora_A ? lora_A->weight.size(0) : 0; }
+
+torch::Tensor LinearImpl::lora_delta() const {
+  return torch::matmul(lora_B->weight, lora_A->weight) * lora_scale;  // adapter dtype (float32)
+}
+
+namespace {
+// The weight in the wider of its own and the adapter's dtype (bf16 -> float32), for merging.
+torch::Tensor widened(const torch::Tensor& w, const torch::Tensor& delta) {
+  return w.to(torch::promote_types(w.scalar_type(), delta.scalar_type()));
+}
+}  // namespace
+
+void LinearImpl::merge() {
+  if (!lora_A) throw std::logic_error("merge(): this Linear has no LoRA adapter");
+  if (merged_) return;
+  torch::NoGradGuard no_grad;
+  auto delta = lora_delta();
+  weight.copy_(widened(weight, delta) + delta);  // copy_ casts back to the weight's dtype
+  merged_ = true;
+}
+
+void LinearImpl::unmerge() {
+  if (!lora_A) throw std::logic_error("unmerge(): this Linear has no LoRA adapter");
+  if (!merged_) return;
+  torch::NoGradGuard no_grad;
+  auto delta = lora_delta();
+  weight.copy_(widened(weight, delta) - delta);
+  merged_ = false;
 }
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
@@ -229,6 +289,7 @@ void LlamaForCausalLMImpl::init_weights(uint64_t seed, double std) {
   for (auto& p : named_parameters()) {
     const auto& name = p.key();
     auto& t = p.value();
+    if (name.find(".lora_") != std::string::npos) continue;  // adapters: model/lora.h
     const bool is_norm = name.find("norm") != std::string::npos;
     const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
     if (is_norm) {

@@ -7,6 +7,7 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/pimpl.h>
 
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -15,11 +16,42 @@
 namespace ringtune {
 
 // y = x W^T (+ b). Parameters "weight" [out, in] and optionally "bias" [out].
+//
+// Optionally carries one LoRA adapter with PEFT's semantics (model/lora.h attaches and initialises
+// it): submodules "lora_A" (weight [r, in]) and "lora_B" (weight [out, r]), so parameter names are
+// PEFT's without its "base_model.model." prefix ("...q_proj.lora_A.weight"). Then
+//   y = x W^T (+ b) + scale * (dropout(x) A^T) B^T,
+// where dropout acts on the adapter's input only and only in training mode. The adapter is float32
+// whatever the base dtype: the branch is computed in float32 and the sum cast back to the base
+// output's dtype. After merge() the weight holds W + scale * B A and forward uses it alone.
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, bool bias);
   torch::Tensor forward(const torch::Tensor& x);
+
+  int64_t in_features() const { return weight.size(1); }
+  int64_t out_features() const { return weight.size(0); }
+
+  // Registers a zero-initialised float32 adapter of rank r on the weight's device (the caller
+  // initialises it). Throws std::invalid_argument for r <= 0, dropout outside [0, 1), or when an
+  // adapter is already attached.
+  void add_lora(int64_t r, double scale, double dropout);
+  bool has_lora() const { return lora_A != nullptr; }
+  int64_t lora_rank() const;
+  // Folds scale * B A into weight (computed in float32, stored in the weight's dtype) / takes it
+  // out again. No-ops when already (un)merged, as PEFT; std::logic_error without an adapter.
+  void merge();
+  void unmerge();
+  bool merged() const { return merged_; }
+
   torch::Tensor weight, bias;
+  std::shared_ptr<LinearImpl> lora_A, lora_B;  // adapter factors; null without an adapter
+  double lora_scale = 0.0;
+  double lora_dropout = 0.0;
+
+ private:
+  torch::Tensor lora_delta() const;  // scale * B A, float32 [out, in]
+  bool merged_ = false;
 };
 TORCH_MODULE(Linear);
 
@@ -106,6 +138,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // Fresh cache for `batch` rows and up to `capacity` positions, on the model's device/dtype.
   KVCache make_cache(int64_t batch, int64_t capacity) const;
   // Random initialisation for new models: normal(0, std) for matrices, ones for norms, zero biases.
+  // LoRA adapter factors (names containing ".lora_") are left alone.
   void init_weights(uint64_t seed, double std = 0.02);
 
   const LlamaConfig& config() const { return cfg_; }

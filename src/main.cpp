@@ -24,7 +24,10 @@ const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> table = {
       {"logits", {ringtune::cmd_logits, "forward pass over token ids; writes logits and mean loss"}},
       {"generate", {ringtune::cmd_generate, "greedy or sampled decoding with a KV cache"}},
-      {"inspect", {ringtune::cmd_inspect, "what a model directory or safetensors file holds"}},
+      {"inspect", {ringtune::cmd_inspect, "what a model directory, safetensors or prepared file holds"}},
+      {"tokenize", {ringtune::cmd_tokenize, "text -> token ids (JSONL in, JSONL out)"}},
+      {"render", {ringtune::cmd_render, "how samples are formatted, tokenized and masked"}},
+      {"prepare", {ringtune::cmd_prepare, "tokenize datasets into HDF5 caches"}},
   };
   return table;
 }

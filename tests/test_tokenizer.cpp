@@ -151,6 +151,50 @@ TEST(TokenizerGolden, Llama3Hf) { check_golden("llama3-hf"); }
 TEST(TokenizerGolden, MistralHf) { check_golden("mistral-hf"); }
 TEST(TokenizerGolden, Llama2Sp) { check_golden("llama2-sp"); }
 
+// Variants of the fixtures with other components (the same edits as gen_hf.mjs makes).
+TEST(TokenizerGolden, Variants) {
+  const nlohmann::json metaspace = {{"type", "Metaspace"},
+                                    {"replacement", "\xE2\x96\x81"},
+                                    {"add_prefix_space", true},
+                                    {"split", false}};
+  auto edited = [&](const std::string& variant) {
+    const std::string base = variant.substr(0, variant.find('+'));
+    nlohmann::json j = nlohmann::json::parse(
+        ringtune_test::read_file(tokenizer_path(base) + "/tokenizer.json"));
+    if (variant == "llama3-hf+bytelevel_regex") {
+      j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", true},
+                            {"trim_offsets", true}, {"use_regex", true}};
+    } else {
+      nlohmann::json m = metaspace;
+      m["prepend_scheme"] = variant == "mistral-hf+metaspace_first" ? "first" : "always";
+      j["normalizer"] = nullptr;
+      j["pre_tokenizer"] = m;
+      j["decoder"] = {{"type", "Sequence"},
+                      {"decoders", {m, {{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}};
+    }
+    return std::make_unique<ringtune::HfTokenizer>(j, variant);
+  };
+  std::map<std::string, std::unique_ptr<ringtune::HfTokenizer>> toks;
+  std::map<std::string, std::pair<size_t, size_t>> counts;  // variant -> (ids equal, decodes equal)
+  for (const auto& c : golden_cases("variants")) {
+    const std::string variant = c.at("variant"), text = c.at("text");
+    auto& tok = toks[variant];
+    if (!tok) tok = edited(variant);
+    const Ids want = c.at("ids"), got = tok->encode(text, true);
+    if (got == want) ++counts[variant].first;
+    else ADD_FAILURE() << variant << " " << quoted(text) << "\n  got       " << show(got)
+                       << "\n  reference " << show(want);
+    const std::string decoded = tok->decode(want);
+    if (decoded == c.at("decoded").get<std::string>()) ++counts[variant].second;
+    else ADD_FAILURE() << variant << " decode " << quoted(text) << " got " << quoted(decoded);
+  }
+  EXPECT_EQ(toks.size(), 3u);
+  for (const auto& [variant, n] : counts) {
+    std::printf("[ golden   ] %s: %zu strings equal the reference, %zu decodes\n", variant.c_str(),
+                n.first, n.second);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decoding: equal to the reference's decode, and decode(encode(x)) == x wherever the reference
 // round-trips.

@@ -8,6 +8,7 @@
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
 #include "src/error.h"
+#include "src/data/prepared_dataset.h"
 #include "src/io/hf_model.h"
 #include "src/io/safetensors.h"
 
@@ -105,7 +106,7 @@ void inspect_model_dir(const std::string& dir) {
 int cmd_inspect(const Args& args) {
   ArgParser p("inspect", "PATH",
               "Describes a Hugging Face model directory (architecture, parameter count, dtypes,\n"
-              "tensor shapes) or a .safetensors file, reading headers only.",
+              "tensor shapes), a .safetensors file (headers only) or a prepared dataset (.h5).",
               {});
   if (!p.parse(args)) return 0;
   if (p.positional().size() != 1) throw InputError("ringtune inspect: expected one PATH; see --help");
@@ -118,8 +119,15 @@ int cmd_inspect(const Args& args) {
     std::cout << "safetensors file: " << path << "\n";
     for (const auto& [k, v] : f.metadata()) std::cout << "metadata " << k << ": " << v << "\n";
     print_tensors({&f});
+  } else if (path.size() > 3 && path.substr(path.size() - 3) == ".h5") {
+    const PreparedDataset d = PreparedDataset::load(path);
+    std::cout << "prepared dataset: " << path << "\n"
+              << "sources: " << d.sources << "\n"
+              << d.stats.describe() << "\n"
+              << "fingerprints: data " << d.data_hash << ", tokenizer " << d.tokenizer_hash
+              << ", format " << d.format_hash << "\n";
   } else {
-    throw InputError(path + ": not a model directory or .safetensors file");
+    throw InputError(path + ": not a model directory, .safetensors or .h5 file");
   }
   return 0;
 }

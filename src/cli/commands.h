@@ -11,5 +11,8 @@ using Args = std::vector<std::string>;
 int cmd_logits(const Args& args);
 int cmd_generate(const Args& args);
 int cmd_inspect(const Args& args);
+int cmd_tokenize(const Args& args);
+int cmd_render(const Args& args);
+int cmd_prepare(const Args& args);
 
 }  // namespace ringtune

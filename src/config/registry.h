@@ -24,7 +24,9 @@
 // A key may be both a scalar and a map ("map-or-string"): `generation_config.prompt_format` is a
 // preset name (a string key) or a map of templates (its sub-keys `generation_config.prompt_format.
 // system`, `.user`, ...). Each config layer uses one form: a layer that sets the preset drops the
-// sub-keys set by lower layers, and a layer that sets sub-keys drops a lower layer's preset.
+// sub-keys set by lower layers, and a layer that sets sub-keys drops a lower layer's preset
+// (even its default). After loading, exactly one form is set: is_set(the preset key) is false
+// exactly when the map form is used.
 //
 // Errors in user input throw ringtune::InputError naming the file and line (or the override);
 // asking for an undeclared key, or with the wrong type, throws ringtune::Error (a bug).
@@ -63,7 +65,8 @@ struct KeyDef {
   std::string help;   // first sentence is used in "missing required key" errors
   std::optional<ConfigValue> default_value;  // nullopt: unset unless given (or required)
   bool required = false;
-  // String: the allowed values. StringList: the allowed values of each element.
+  // String: the allowed values (matched ignoring case, stored as declared). StringList: the
+  // allowed values of each element.
   // Path: keywords kept verbatim (e.g. "auto", "none" for resume); anything else is a path.
   std::vector<std::string> choices;
   // When non-empty, this key only matters while key `active_if` is set (lora_config.* needs

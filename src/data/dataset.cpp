@@ -11,9 +11,10 @@ namespace ringtune {
 // Option names
 
 Task parse_task(const std::string& value) {
-  if (value == "instruction_tuning") return Task::instruction_tuning;
+  // "chat" is the config key's name; llmforge calls the same task "instruction_tuning".
+  if (value == "chat" || value == "instruction_tuning") return Task::instruction_tuning;
   if (value == "causal_lm") return Task::causal_lm;
-  throw InputError("task: " + quote_for_error(value) + " is not one of instruction_tuning, causal_lm");
+  throw InputError("task: " + quote_for_error(value) + " is not one of chat, causal_lm");
 }
 
 Truncation parse_truncation(const std::string& value) {
@@ -31,7 +32,7 @@ OnInvalidSample parse_on_invalid_sample(const std::string& value) {
 }
 
 const char* task_name(Task value) {
-  return value == Task::causal_lm ? "causal_lm" : "instruction_tuning";
+  return value == Task::causal_lm ? "causal_lm" : "chat";
 }
 
 const char* truncation_name(Truncation value) {

@@ -36,8 +36,9 @@ size_t leading_space(std::string_view text, size_t b, size_t e) {
 
 void AddedVocab::add(const AddedToken& token) {
   if (token.content.empty()) return;
+  if (trie_.empty()) trie_.emplace_back();
   const auto it = by_content_.find(token.content);
-  if (it != by_content_.end()) {
+  if (it != by_content_.end()) {  // same spelling: replace in place (the trie path is the same)
     by_id_.erase(tokens_[it->second].id);
     tokens_[it->second] = token;
     by_id_[token.id] = it->second;
@@ -45,29 +46,26 @@ void AddedVocab::add(const AddedToken& token) {
     by_content_[token.content] = tokens_.size();
     by_id_[token.id] = tokens_.size();
     tokens_.push_back(token);
+    insert_into_trie(tokens_.size() - 1);
   }
   max_id_ = std::max(max_id_, token.id);
-  rebuild_trie();
 }
 
-void AddedVocab::rebuild_trie() {
-  trie_.assign(1, Node{});
-  std::fill(std::begin(starts_), std::end(starts_), false);
-  for (size_t t = 0; t < tokens_.size(); ++t) {
-    int32_t node = 0;
-    for (const char c : tokens_[t].content) {
-      const auto byte = static_cast<uint8_t>(c);
-      int32_t next = child(node, byte);
-      if (next < 0) {
-        next = static_cast<int32_t>(trie_.size());
-        trie_[node].children.emplace_back(byte, next);
-        trie_.emplace_back();
-      }
-      node = next;
+void AddedVocab::insert_into_trie(size_t index) {
+  const std::string& content = tokens_[index].content;
+  int32_t node = 0;
+  for (const char c : content) {
+    const auto byte = static_cast<uint8_t>(c);
+    int32_t next = child(node, byte);
+    if (next < 0) {
+      next = static_cast<int32_t>(trie_.size());
+      trie_[node].children.emplace_back(byte, next);
+      trie_.emplace_back();
     }
-    trie_[node].token = static_cast<int32_t>(t);
-    starts_[static_cast<uint8_t>(tokens_[t].content[0])] = true;
+    node = next;
   }
+  trie_[node].token = static_cast<int32_t>(index);
+  starts_[static_cast<uint8_t>(content[0])] = true;
 }
 
 int32_t AddedVocab::child(int32_t node, uint8_t byte) const {
@@ -90,6 +88,10 @@ const AddedToken* AddedVocab::by_content(std::string_view content) const {
 std::vector<TextSection> AddedVocab::split(std::string_view text,
                                            const std::vector<TextSpan>& allowed) const {
   std::vector<TextSection> sections;
+  if (tokens_.empty()) {
+    if (!text.empty()) sections.push_back({0, text.size(), -1});
+    return sections;
+  }
   size_t start = 0;  // start of the pending text section
   size_t range = 0;  // first allowed range that does not end before the scan position
   size_t i = 0;

@@ -53,12 +53,12 @@ class AddedVocab {
     int32_t token = -1;                                 // index into tokens_
   };
   int32_t child(int32_t node, uint8_t byte) const;
-  void rebuild_trie();
+  void insert_into_trie(size_t index);
 
   std::vector<AddedToken> tokens_;
   std::unordered_map<std::string, size_t> by_content_;
   std::unordered_map<int32_t, size_t> by_id_;
-  std::vector<Node> trie_;
+  std::vector<Node> trie_;  // node 0 is the root once a token is added
   bool starts_[256] = {};
   int32_t max_id_ = -1;
 };

@@ -74,6 +74,52 @@ for (const name of ["llama3-hf", "mistral-hf"]) {
   );
 }
 
+// Variants of the fixtures that exercise components the fixtures lack; test_tokenizer.cpp makes
+// the same edits (TokenizerGolden.Variants). Only settings where the reference follows HF
+// tokenizers' semantics are used (the JS Metaspace ignores "split", so split stays false).
+const METASPACE = { type: "Metaspace", replacement: "\u2581", add_prefix_space: true, split: false };
+const variants = {
+  // GPT-2 style: ByteLevel with its own regex and a prefix space, over Llama 3's vocabulary.
+  "llama3-hf+bytelevel_regex": ["llama3-hf", (j) => {
+    j.pre_tokenizer = { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true };
+  }],
+  // Llama-2-style tokenizer.json: Metaspace pre-tokenizer and decoder instead of the normalizer.
+  "mistral-hf+metaspace_always": ["mistral-hf", (j) => {
+    j.normalizer = null;
+    j.pre_tokenizer = { ...METASPACE, prepend_scheme: "always" };
+    j.decoder = { type: "Sequence", decoders: [
+      { ...METASPACE, prepend_scheme: "always" }, { type: "ByteFallback" }, { type: "Fuse" }] };
+  }],
+  "mistral-hf+metaspace_first": ["mistral-hf", (j) => {
+    j.normalizer = null;
+    j.pre_tokenizer = { ...METASPACE, prepend_scheme: "first" };
+    j.decoder = { type: "Sequence", decoders: [
+      { ...METASPACE, prepend_scheme: "first" }, { type: "ByteFallback" }, { type: "Fuse" }] };
+  }],
+};
+const variantCases = [];
+for (const [variant, [base, edit]] of Object.entries(variants)) {
+  const dir = path.join(fixtures, "tokenizers", base);
+  const tokenizerJSON = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8"));
+  const tokenizerConfig = JSON.parse(
+    fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")
+  );
+  edit(tokenizerJSON);
+  const tok = TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig });
+  for (const text of strings) {
+    const ids = tok.encode(text, { add_special_tokens: false });
+    variantCases.push({ variant, text, ids, decoded: decode(tok, ids) });
+  }
+}
+write(
+  path.join(here, "variants.json"),
+  {
+    reference: `@lenml/tokenizers ${version}, node ${process.version}`,
+    generator: "tests/golden/tokenizers/gen_hf.mjs",
+  },
+  variantCases
+);
+
 write(
   path.join(here, "unicode_norm.json"),
   {

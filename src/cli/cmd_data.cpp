@@ -1,0 +1,179 @@
+// The data commands: `tokenize` (text -> ids, JSONL in and out), `render` (how samples are
+// formatted, tokenized and masked) and `prepare` (tokenized datasets cached in HDF5).
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "src/cli/args.h"
+#include "src/cli/commands.h"
+#include "src/cli/config_args.h"
+#include "src/data/data_pipeline.h"
+#include "src/data/jsonl_reader.h"
+#include "src/data/prepared_dataset.h"
+#include "src/error.h"
+
+namespace fs = std::filesystem;
+
+namespace ringtune {
+
+namespace {
+
+const OptionSpec kDumpConfig{"dump-config", "", "print the resolved configuration as YAML and exit", ""};
+
+// Output to a file (written to a temporary name, renamed on success) or stdout.
+class Output {
+ public:
+  explicit Output(const std::string& path) : path_(path) {
+    if (!path_.empty()) {
+      file_.open(path_ + ".tmp", std::ios::binary | std::ios::trunc);
+      if (!file_) throw InputError(path_ + ": cannot open for writing");
+    }
+  }
+  ~Output() {
+    if (!path_.empty() && !committed_) std::remove((path_ + ".tmp").c_str());
+  }
+  std::ostream& stream() { return path_.empty() ? std::cout : file_; }
+  void commit() {
+    if (path_.empty()) {
+      std::cout.flush();
+      return;
+    }
+    file_.close();
+    if (!file_ || std::rename((path_ + ".tmp").c_str(), path_.c_str()) != 0)
+      throw InputError(path_ + ": write failed");
+    committed_ = true;
+  }
+
+ private:
+  std::string path_;
+  std::ofstream file_;
+  bool committed_ = false;
+};
+
+std::string prepared_path(const Config& c, const std::string& split) {
+  return (fs::path(c.get_string("output_dir")) / "prepared" / (split + ".h5")).string();
+}
+
+}  // namespace
+
+int cmd_tokenize(const Args& args) {
+  ArgParser p("tokenize", "--tokenizer PATH [--input F.jsonl] [--output F.jsonl]",
+              "Each input line {\"text\": ...} becomes {\"ids\": [...]}. Text that spells special\n"
+              "tokens is encoded as ordinary text unless --parse-special is given.",
+              {{"tokenizer", "PATH", "tokenizer.json, tokenizer.model, or a model directory", ""},
+               {"input", "FILE", "JSONL input (default: stdin)", ""},
+               {"output", "FILE", "JSONL output (default: stdout)", ""},
+               {"add-special-tokens", "", "prepend the tokenizer's BOS, as Hugging Face's add_special_tokens", ""},
+               {"parse-special", "", "map spellings of special tokens in the text to their ids", ""}});
+  if (!p.parse(args)) return 0;
+  auto tok = load_tokenizer(p.get("tokenizer"));
+  const bool add_bos = p.flag("add-special-tokens");
+  if (add_bos && tok->special_ids().bos < 0)
+    throw InputError(p.get("tokenizer") + ": --add-special-tokens: the tokenizer has no BOS token");
+  const std::string in_path = p.has("input") ? p.get("input") : "/dev/stdin";
+  const std::string label = p.has("input") ? in_path : "<stdin>";
+  JsonlLineReader reader(in_path, size_t{64} << 20);
+  Output out(p.has("output") ? p.get("output") : "");
+  std::string line;
+  bool too_long = false;
+  while (reader.next(line, too_long)) {
+    const std::string where = label + ":" + std::to_string(reader.line_number());
+    if (too_long) throw InputError(where + ": line longer than 64 MiB");
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw InputError(where + ": invalid JSON: " + e.what());
+    }
+    if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
+      throw InputError(where + ": expected an object with a string \"text\"");
+    std::vector<int32_t> ids;
+    if (add_bos) ids.push_back(tok->special_ids().bos);
+    const auto body = tok->encode(j["text"].get<std::string>(), p.flag("parse-special"));
+    ids.insert(ids.end(), body.begin(), body.end());
+    out.stream() << nlohmann::json{{"ids", ids}}.dump() << "\n";
+  }
+  out.commit();
+  return 0;
+}
+
+int cmd_render(const Args& args) {
+  ArgParser p("render", "CONFIG [key=value ...] [--input F] [--n N] [--format text|json]",
+              "Shows how samples are formatted, tokenized and masked. Text format marks the\n"
+              "tokens that carry loss (green on a terminal, [[...]] otherwise); json prints one\n"
+              "line per sample with text, ids and mask.",
+              {{"input", "FILE", "JSONL to render (default: the config's train_path)", ""},
+               {"n", "N", "samples to show", "3"},
+               {"format", "FMT", "text | json", "text"},
+               kDumpConfig});
+  if (!p.parse(args)) return 0;
+  const Config cfg = load_command_config("render", p.positional());
+  if (p.flag("dump-config")) {
+    std::cout << cfg.dump_yaml();
+    return 0;
+  }
+  const std::string format = p.get("format");
+  if (format != "text" && format != "json") throw InputError("--format must be text or json, got \"" + format + "\"");
+  const int64_t n = p.get_int("n");
+  const DataPipeline pipe = make_data_pipeline(cfg);
+  const std::string input = p.has("input") ? p.get("input") : cfg.get_string("train_path");
+  DatasetReader reader({input}, pipe.options, pipe.format, *pipe.tokenizer);
+  reader.set_keep_text(true);
+  const bool color = format == "text" && isatty(STDOUT_FILENO);
+  EncodedSample s;
+  for (int64_t i = 0; i < n && reader.next(s); ++i) {
+    if (format == "json") {
+      std::cout << nlohmann::json{{"text", s.text}, {"ids", s.ids}, {"mask", s.loss_mask}}.dump() << "\n";
+      continue;
+    }
+    std::cout << "=== sample " << i << " (" << s.path << ":" << s.line << ", " << s.ids.size()
+              << " tokens, prompt format " << pipe.prompt_format_name << ")\n--- text\n"
+              << s.text << "\n--- tokens (loss-carrying marked)\n";
+    bool open = false;
+    for (size_t t = 0; t < s.ids.size(); ++t) {
+      const bool sup = s.loss_mask[t] != 0;
+      if (sup && !open) std::cout << (color ? "\x1b[32m" : "[[");
+      if (!sup && open) std::cout << (color ? "\x1b[0m" : "]]");
+      open = sup;
+      std::cout << pipe.tokenizer->decode({s.ids[t]});
+    }
+    if (open) std::cout << (color ? "\x1b[0m" : "]]");
+    std::cout << "\n--- ids\n";
+    for (size_t t = 0; t < s.ids.size(); ++t) std::cout << (t ? " " : "") << s.ids[t] << (s.loss_mask[t] ? "*" : "");
+    std::cout << "\n";
+  }
+  spdlog::info("{}", reader.report().summary());
+  return 0;
+}
+
+int cmd_prepare(const Args& args) {
+  ArgParser p("prepare", "CONFIG [key=value ...]",
+              "Tokenizes train_path (and valid_path, test_path) into HDF5 caches under\n"
+              "output_dir/prepared/, reusing a cache whose data, tokenizer and format fingerprints\n"
+              "still match. `train` runs this implicitly.",
+              {{"force", "", "rebuild even if the cache matches", ""}, kDumpConfig});
+  if (!p.parse(args)) return 0;
+  const Config cfg = load_command_config("prepare", p.positional());
+  if (p.flag("dump-config")) {
+    std::cout << cfg.dump_yaml();
+    return 0;
+  }
+  const DataPipeline pipe = make_data_pipeline(cfg);
+  for (const char* split : {"train", "valid", "test"}) {
+    const std::string key = std::string(split) + "_path";
+    if (!cfg.is_set(key)) continue;
+    auto r = prepare_dataset(pipe, {cfg.get_string(key)}, prepared_path(cfg, split), p.flag("force"));
+    std::cout << split << ": " << r.path << (r.reused ? " (up to date)" : " (built: " + r.reason + ")")
+              << "\n  " << r.stats.describe() << "\n";
+    if (!r.reused) std::cout << "  " << r.report.summary() << "\n";
+  }
+  return 0;
+}
+
+}  // namespace ringtune

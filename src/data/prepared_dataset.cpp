@@ -1,0 +1,174 @@
+// Building, validating and loading prepared (tokenized) datasets; see prepared_dataset.h.
+#include "src/data/prepared_dataset.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+
+#include "src/error.h"
+#include "src/io/h5.h"
+
+namespace fs = std::filesystem;
+
+namespace ringtune {
+
+namespace {
+
+constexpr int64_t kFormatVersion = 1;
+constexpr const char* kKind = "ringtune-prepared-dataset";
+
+int64_t percentile(const std::vector<int64_t>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  const size_t i = static_cast<size_t>(q * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(i, sorted.size() - 1)];
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ";") + x;
+  return s;
+}
+
+// Why an existing cache cannot be used for these inputs; empty if it can.
+std::string cache_mismatch(const std::string& path, const std::string& data_hash,
+                           const std::string& tok_hash, const std::string& fmt_hash,
+                           const std::string& sources) {
+  try {
+    H5File f = H5File::open(path);
+    if (!f.has_attr("kind") || f.attr_string("kind") != kKind) return "not a prepared dataset";
+    if (f.attr_int("format_version") != kFormatVersion) return "older cache format";
+    if (f.attr_string("sources") != sources) return "different data files";
+    if (f.attr_string("data_hash") != data_hash) return "data changed";
+    if (f.attr_string("tokenizer_hash") != tok_hash) return "tokenizer changed";
+    if (f.attr_string("format_hash") != fmt_hash) return "prompt format or data options changed";
+    return "";
+  } catch (const InputError& e) {
+    return std::string("unreadable cache (") + e.what() + ")";
+  }
+}
+
+}  // namespace
+
+std::string PreparedStats::describe() const {
+  std::ostringstream o;
+  o << samples << " samples, " << tokens << " tokens (" << supervised_tokens
+    << " supervised), length min/p50/p90/p99/max " << length_min << "/" << length_p50 << "/"
+    << length_p90 << "/" << length_p99 << "/" << length_max;
+  return o.str();
+}
+
+PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<std::string>& inputs,
+                              const std::string& out_path, bool force) {
+  PrepareResult result;
+  result.path = out_path;
+  std::vector<std::string> abs_inputs;
+  for (const auto& in : inputs) {
+    if (!fs::exists(in)) throw InputError(in + ": no such data file");
+    abs_inputs.push_back(fs::absolute(in).lexically_normal().string());
+  }
+  const std::string sources = join(abs_inputs);
+  const std::string data_hash = file_fingerprint(abs_inputs);
+  const std::string tok_hash = pipeline.tokenizer_hash();
+  const std::string fmt_hash = pipeline.format_hash();
+
+  if (fs::exists(out_path) && !force) {
+    result.reason = cache_mismatch(out_path, data_hash, tok_hash, fmt_hash, sources);
+    if (result.reason.empty()) {
+      result.reused = true;
+      result.stats = PreparedDataset::load(out_path).stats;
+      spdlog::info("prepared data {} is up to date: {}", out_path, result.stats.describe());
+      return result;
+    }
+    spdlog::info("rebuilding {}: {}", out_path, result.reason);
+  } else {
+    result.reason = force ? "forced" : "new";
+  }
+
+  DatasetReader reader(abs_inputs, pipeline.options, pipeline.format, *pipeline.tokenizer);
+  H5File file = H5File::create(out_path);
+  std::vector<int64_t> offsets{0}, lines, lengths;
+  int64_t supervised = 0;
+  {
+    H5Appender<int32_t> ids(file, "ids");
+    H5Appender<uint8_t> mask(file, "loss_mask");
+    EncodedSample s;
+    while (reader.next(s)) {
+      ids.append(s.ids.data(), s.ids.size());
+      mask.append(s.loss_mask.data(), s.loss_mask.size());
+      for (uint8_t m : s.loss_mask) supervised += m;
+      offsets.push_back(offsets.back() + static_cast<int64_t>(s.ids.size()));
+      lines.push_back(s.line);
+      lengths.push_back(static_cast<int64_t>(s.ids.size()));
+    }
+  }
+  file.write("offsets", offsets);
+  file.write("source_line", lines);
+  std::sort(lengths.begin(), lengths.end());
+  PreparedStats& st = result.stats;
+  st.samples = static_cast<int64_t>(lengths.size());
+  st.tokens = offsets.back();
+  st.supervised_tokens = supervised;
+  st.length_min = lengths.empty() ? 0 : lengths.front();
+  st.length_p50 = percentile(lengths, 0.5);
+  st.length_p90 = percentile(lengths, 0.9);
+  st.length_p99 = percentile(lengths, 0.99);
+  st.length_max = lengths.empty() ? 0 : lengths.back();
+  file.set_attr("kind", std::string(kKind));
+  file.set_attr("format_version", kFormatVersion);
+  file.set_attr("sources", sources);
+  file.set_attr("data_hash", data_hash);
+  file.set_attr("tokenizer_hash", tok_hash);
+  file.set_attr("format_hash", fmt_hash);
+  file.set_attr("samples", st.samples);
+  file.set_attr("tokens", st.tokens);
+  file.set_attr("supervised_tokens", st.supervised_tokens);
+  file.set_attr("length_min", st.length_min);
+  file.set_attr("length_p50", st.length_p50);
+  file.set_attr("length_p90", st.length_p90);
+  file.set_attr("length_p99", st.length_p99);
+  file.set_attr("length_max", st.length_max);
+  result.report = reader.report();
+  file.set_attr("report", result.report.summary());
+  file.commit();
+  spdlog::info("prepared {}: {}", out_path, st.describe());
+  return result;
+}
+
+PreparedDataset PreparedDataset::load(const std::string& path) {
+  H5File f = H5File::open(path);
+  if (!f.has_attr("kind") || f.attr_string("kind") != kKind)
+    throw InputError(path + ": not a ringtune prepared dataset");
+  if (f.attr_int("format_version") != kFormatVersion)
+    throw InputError(path + ": prepared dataset format_version " +
+                     std::to_string(f.attr_int("format_version")) + " is not supported (expected " +
+                     std::to_string(kFormatVersion) + "); run `ringtune prepare` again");
+  PreparedDataset d;
+  d.ids = f.read<int32_t>("ids");
+  d.loss_mask = f.read<uint8_t>("loss_mask");
+  d.offsets = f.read<int64_t>("offsets");
+  d.source_line = f.read<int64_t>("source_line");
+  const int64_t n = static_cast<int64_t>(d.ids.size());
+  bool ok = d.loss_mask.size() == d.ids.size() && !d.offsets.empty() && d.offsets.front() == 0 &&
+            d.offsets.back() == n && d.source_line.size() + 1 == d.offsets.size();
+  for (size_t i = 1; ok && i < d.offsets.size(); ++i) ok = d.offsets[i] >= d.offsets[i - 1];
+  if (!ok) throw InputError(path + ": inconsistent ids/loss_mask/offsets (corrupted prepared dataset)");
+  d.stats.samples = f.attr_int("samples");
+  d.stats.tokens = f.attr_int("tokens");
+  d.stats.supervised_tokens = f.attr_int("supervised_tokens");
+  d.stats.length_min = f.attr_int("length_min");
+  d.stats.length_p50 = f.attr_int("length_p50");
+  d.stats.length_p90 = f.attr_int("length_p90");
+  d.stats.length_p99 = f.attr_int("length_p99");
+  d.stats.length_max = f.attr_int("length_max");
+  d.data_hash = f.attr_string("data_hash");
+  d.tokenizer_hash = f.attr_string("tokenizer_hash");
+  d.format_hash = f.attr_string("format_hash");
+  d.sources = f.attr_string("sources");
+  if (d.stats.samples != d.size() || d.stats.tokens != n)
+    throw InputError(path + ": statistics disagree with the stored arrays (corrupted prepared dataset)");
+  return d;
+}
+
+}  // namespace ringtune

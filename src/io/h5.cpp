@@ -1,0 +1,253 @@
+// HDF5 helpers: see h5.h.
+#include "src/io/h5.h"
+
+#include <hdf5.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+
+#include "src/error.h"
+
+namespace ringtune {
+
+namespace {
+
+void quiet_hdf5() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+template <typename T>
+hid_t native_type();
+template <>
+hid_t native_type<int32_t>() { return H5T_NATIVE_INT32; }
+template <>
+hid_t native_type<int64_t>() { return H5T_NATIVE_INT64; }
+template <>
+hid_t native_type<uint8_t>() { return H5T_NATIVE_UINT8; }
+template <>
+hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
+
+template <typename T>
+hid_t file_type();
+template <>
+hid_t file_type<int32_t>() { return H5T_STD_I32LE; }
+template <>
+hid_t file_type<int64_t>() { return H5T_STD_I64LE; }
+template <>
+hid_t file_type<uint8_t>() { return H5T_STD_U8LE; }
+template <>
+hid_t file_type<float>() { return H5T_IEEE_F32LE; }
+
+struct Handle {  // closes with the given function
+  hid_t id;
+  herr_t (*close)(hid_t);
+  ~Handle() {
+    if (id >= 0) close(id);
+  }
+};
+
+hid_t create_chunked(hid_t file, const std::string& name, hid_t type, hsize_t size,
+                     hsize_t chunk, const std::string& path) {
+  hsize_t dims[1] = {size}, maxdims[1] = {H5S_UNLIMITED}, chunks[1] = {chunk};
+  Handle space{H5Screate_simple(1, dims, maxdims), H5Sclose};
+  Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+  H5Pset_chunk(dcpl.id, 1, chunks);
+  H5Pset_fletcher32(dcpl.id);
+  hid_t ds = H5Dcreate2(file, name.c_str(), type, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT);
+  if (ds < 0) throw Error(path + ": cannot create dataset " + name);
+  return ds;
+}
+
+}  // namespace
+
+H5File H5File::create(const std::string& path) {
+  quiet_hdf5();
+  H5File f;
+  f.path_ = path;
+  f.write_path_ = path + ".tmp";
+  f.writable_ = true;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path().empty()
+                                          ? std::filesystem::path(".")
+                                          : std::filesystem::path(path).parent_path());
+  f.id_ = H5Fcreate(f.write_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f.id_ < 0) throw InputError(f.write_path_ + ": cannot create HDF5 file");
+  return f;
+}
+
+H5File H5File::open(const std::string& path) {
+  quiet_hdf5();
+  H5File f;
+  f.path_ = path;
+  if (!std::filesystem::exists(path)) throw InputError(path + ": no such file");
+  if (H5Fis_hdf5(path.c_str()) <= 0)
+    throw InputError(path + ": not an HDF5 file (or truncated)");
+  f.id_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f.id_ < 0) throw InputError(path + ": cannot open HDF5 file (corrupted?)");
+  return f;
+}
+
+H5File::H5File(H5File&& o) noexcept
+    : path_(std::move(o.path_)), write_path_(std::move(o.write_path_)), id_(o.id_), writable_(o.writable_) {
+  o.id_ = -1;
+}
+
+H5File::~H5File() {
+  if (id_ >= 0) H5Fclose(id_);
+  if (writable_ && !write_path_.empty()) std::remove(write_path_.c_str());  // never committed
+}
+
+void H5File::commit() {
+  if (!writable_) throw Error(path_ + ": commit on a read-only file");
+  if (H5Fflush(id_, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(id_) < 0) {
+    id_ = -1;
+    throw Error(write_path_ + ": HDF5 flush/close failed");
+  }
+  id_ = -1;
+  if (std::rename(write_path_.c_str(), path_.c_str()) != 0)
+    throw Error(write_path_ + ": cannot rename to " + path_);
+  write_path_.clear();
+}
+
+void H5File::set_attr(const std::string& name, const std::string& value) {
+  Handle type{H5Tcopy(H5T_C_S1), H5Tclose};
+  H5Tset_size(type.id, value.empty() ? 1 : value.size());
+  H5Tset_strpad(type.id, H5T_STR_NULLPAD);
+  Handle space{H5Screate(H5S_SCALAR), H5Sclose};
+  if (H5Aexists(id_, name.c_str()) > 0) H5Adelete(id_, name.c_str());
+  Handle attr{H5Acreate2(id_, name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  if (attr.id < 0 || H5Awrite(attr.id, type.id, padded.data()) < 0)
+    throw Error(write_path_ + ": cannot write attribute " + name);
+}
+
+void H5File::set_attr(const std::string& name, int64_t value) {
+  Handle space{H5Screate(H5S_SCALAR), H5Sclose};
+  if (H5Aexists(id_, name.c_str()) > 0) H5Adelete(id_, name.c_str());
+  Handle attr{H5Acreate2(id_, name.c_str(), H5T_STD_I64LE, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
+  if (attr.id < 0 || H5Awrite(attr.id, H5T_NATIVE_INT64, &value) < 0)
+    throw Error(write_path_ + ": cannot write attribute " + name);
+}
+
+void H5File::set_attr(const std::string& name, double value) {
+  Handle space{H5Screate(H5S_SCALAR), H5Sclose};
+  if (H5Aexists(id_, name.c_str()) > 0) H5Adelete(id_, name.c_str());
+  Handle attr{H5Acreate2(id_, name.c_str(), H5T_IEEE_F64LE, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
+  if (attr.id < 0 || H5Awrite(attr.id, H5T_NATIVE_DOUBLE, &value) < 0)
+    throw Error(write_path_ + ": cannot write attribute " + name);
+}
+
+bool H5File::has_attr(const std::string& name) const { return H5Aexists(id_, name.c_str()) > 0; }
+
+std::string H5File::attr_string(const std::string& name) const {
+  if (!has_attr(name)) throw InputError(path_ + ": missing attribute " + name);
+  Handle attr{H5Aopen(id_, name.c_str(), H5P_DEFAULT), H5Aclose};
+  Handle type{H5Aget_type(attr.id), H5Tclose};
+  if (H5Tget_class(type.id) != H5T_STRING || H5Tis_variable_str(type.id) > 0)
+    throw InputError(path_ + ": attribute " + name + " is not a fixed-length string");
+  std::string out(H5Tget_size(type.id), '\0');
+  if (H5Aread(attr.id, type.id, out.data()) < 0) throw InputError(path_ + ": cannot read attribute " + name);
+  while (!out.empty() && out.back() == '\0') out.pop_back();
+  return out;
+}
+
+int64_t H5File::attr_int(const std::string& name) const {
+  if (!has_attr(name)) throw InputError(path_ + ": missing attribute " + name);
+  Handle attr{H5Aopen(id_, name.c_str(), H5P_DEFAULT), H5Aclose};
+  int64_t v = 0;
+  if (H5Aread(attr.id, H5T_NATIVE_INT64, &v) < 0) throw InputError(path_ + ": cannot read attribute " + name);
+  return v;
+}
+
+double H5File::attr_double(const std::string& name) const {
+  if (!has_attr(name)) throw InputError(path_ + ": missing attribute " + name);
+  Handle attr{H5Aopen(id_, name.c_str(), H5P_DEFAULT), H5Aclose};
+  double v = 0;
+  if (H5Aread(attr.id, H5T_NATIVE_DOUBLE, &v) < 0) throw InputError(path_ + ": cannot read attribute " + name);
+  return v;
+}
+
+bool H5File::has_dataset(const std::string& name) const {
+  return H5Lexists(id_, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+int64_t H5File::dataset_size(const std::string& name) const {
+  if (!has_dataset(name)) throw InputError(path_ + ": missing dataset " + name);
+  Handle ds{H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose};
+  Handle space{H5Dget_space(ds.id), H5Sclose};
+  if (H5Sget_simple_extent_ndims(space.id) != 1) throw InputError(path_ + ": dataset " + name + " is not 1-D");
+  hsize_t dims[1] = {0};
+  H5Sget_simple_extent_dims(space.id, dims, nullptr);
+  return static_cast<int64_t>(dims[0]);
+}
+
+template <typename T>
+void H5File::write(const std::string& name, const std::vector<T>& data) {
+  const hsize_t chunk = std::max<hsize_t>(1, std::min<hsize_t>(data.size(), 1 << 16));
+  Handle ds{create_chunked(id_, name, file_type<T>(), data.size(), chunk, write_path_), H5Dclose};
+  if (!data.empty() &&
+      H5Dwrite(ds.id, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) < 0)
+    throw Error(write_path_ + ": cannot write dataset " + name);
+}
+
+template <typename T>
+std::vector<T> H5File::read(const std::string& name) const {
+  const int64_t n = dataset_size(name);
+  std::vector<T> out(static_cast<size_t>(n));
+  Handle ds{H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose};
+  if (n > 0 && H5Dread(ds.id, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+    throw InputError(path_ + ": dataset " + name + " failed its checksum or cannot be read (corrupted)");
+  return out;
+}
+
+template <typename T>
+H5Appender<T>::H5Appender(H5File& file, const std::string& name, size_t block)
+    : file_(file), name_(name), block_(block) {
+  dataset_ = create_chunked(file.id(), name, file_type<T>(), 0, std::min<size_t>(block, 1 << 16),
+                            file.path());
+  buffer_.reserve(block_);
+}
+
+template <typename T>
+H5Appender<T>::~H5Appender() {
+  try {
+    flush();
+  } catch (...) {
+  }
+  if (dataset_ >= 0) H5Dclose(dataset_);
+}
+
+template <typename T>
+void H5Appender<T>::append(const T* data, size_t n) {
+  for (size_t i = 0; i < n; ++i) push(data[i]);
+}
+
+template <typename T>
+void H5Appender<T>::flush() {
+  if (buffer_.empty()) return;
+  hsize_t new_size[1] = {static_cast<hsize_t>(written_ + static_cast<int64_t>(buffer_.size()))};
+  if (H5Dset_extent(dataset_, new_size) < 0) throw Error(file_.path() + ": cannot extend " + name_);
+  Handle fspace{H5Dget_space(dataset_), H5Sclose};
+  hsize_t start[1] = {static_cast<hsize_t>(written_)}, count[1] = {buffer_.size()};
+  H5Sselect_hyperslab(fspace.id, H5S_SELECT_SET, start, nullptr, count, nullptr);
+  Handle mspace{H5Screate_simple(1, count, nullptr), H5Sclose};
+  if (H5Dwrite(dataset_, native_type<T>(), mspace.id, fspace.id, H5P_DEFAULT, buffer_.data()) < 0)
+    throw Error(file_.path() + ": cannot append to " + name_);
+  written_ += static_cast<int64_t>(buffer_.size());
+  buffer_.clear();
+}
+
+template void H5File::write<int32_t>(const std::string&, const std::vector<int32_t>&);
+template void H5File::write<int64_t>(const std::string&, const std::vector<int64_t>&);
+template void H5File::write<uint8_t>(const std::string&, const std::vector<uint8_t>&);
+template void H5File::write<float>(const std::string&, const std::vector<float>&);
+template std::vector<int32_t> H5File::read<int32_t>(const std::string&) const;
+template std::vector<int64_t> H5File::read<int64_t>(const std::string&) const;
+template std::vector<uint8_t> H5File::read<uint8_t>(const std::string&) const;
+template std::vector<float> H5File::read<float>(const std::string&) const;
+template class H5Appender<int32_t>;
+template class H5Appender<int64_t>;
+template class H5Appender<uint8_t>;
+
+}  // namespace ringtune
