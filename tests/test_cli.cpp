@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include "src/io/safetensors.h"
+
+#include <filesystem>
 #include "test_util.h"
 
 using namespace ringtune;
@@ -104,4 +106,40 @@ TEST(Cli, SampledGenerationIsSeededAndCachedEqualsRecomputed) {
   ASSERT_EQ(a.exit_code, 0) << a.err;
   EXPECT_EQ(a.out, b.out);
   EXPECT_NE(a.out, c.out);
+}
+
+TEST(Cli, GenerateWithTokenizerEncodesPromptAndPrintsText) {
+  // A tiny random model with Llama 2's vocabulary, beside Llama 2's tokenizer.model.
+  TempDir dir("ringtune-gen");
+  nlohmann::json cfg = {{"model_type", "llama"}, {"vocab_size", 32000}, {"hidden_size", 16},
+                        {"intermediate_size", 32}, {"num_hidden_layers", 1},
+                        {"num_attention_heads", 2}, {"num_key_value_heads", 1},
+                        {"tie_word_embeddings", true}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+  write_file(dir.file("config.json"), cfg.dump());
+  torch::manual_seed(3);
+  write_safetensors(dir.file("model.safetensors"),
+                    {{"model.embed_tokens.weight", torch::randn({32000, 16})},
+                     {"model.layers.0.input_layernorm.weight", torch::ones({16})},
+                     {"model.layers.0.post_attention_layernorm.weight", torch::ones({16})},
+                     {"model.layers.0.self_attn.q_proj.weight", torch::randn({16, 16})},
+                     {"model.layers.0.self_attn.k_proj.weight", torch::randn({8, 16})},
+                     {"model.layers.0.self_attn.v_proj.weight", torch::randn({8, 16})},
+                     {"model.layers.0.self_attn.o_proj.weight", torch::randn({16, 16})},
+                     {"model.layers.0.mlp.gate_proj.weight", torch::randn({32, 16})},
+                     {"model.layers.0.mlp.up_proj.weight", torch::randn({32, 16})},
+                     {"model.layers.0.mlp.down_proj.weight", torch::randn({16, 32})},
+                     {"model.norm.weight", torch::ones({16})}});
+  std::filesystem::copy_file(fixtures_dir() + "/tokenizers/llama2-sp/tokenizer.model", dir.file("tokenizer.model"));
+  auto r = run_ringtune("generate --model " + dir.path() + " --prompt 'Hello world' --max-new-tokens 3");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto nl = r.out.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  // sentencepiece: "Hello world" -> [15043, 3186]; BOS 1 first.
+  EXPECT_EQ(r.out.substr(0, 13), "1,15043,3186,") << r.out;
+  EXPECT_NE(r.out.find("Hello world", nl), std::string::npos) << r.out;
+  auto both = run_ringtune("generate --model " + dir.path() + " --prompt hi --prompt-ids 1");
+  EXPECT_EQ(both.exit_code, 2);
+  auto no_tok = run_ringtune("generate --model " + stories_dir() + " --prompt hi");
+  EXPECT_EQ(no_tok.exit_code, 2);
+  EXPECT_NE(no_tok.err.find("--prompt needs a tokenizer"), std::string::npos) << no_tok.err;
 }

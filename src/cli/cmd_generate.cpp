@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -9,6 +10,7 @@
 #include "src/cli/commands.h"
 #include "src/error.h"
 #include "src/io/hf_model.h"
+#include "src/tokenizer/tokenizer.h"
 #include "model/generate.h"
 #include "model/llama.h"
 
@@ -42,9 +44,12 @@ std::vector<int64_t> parse_ids(const std::string& text, int64_t vocab) {
 int cmd_generate(const Args& args) {
   ArgParser p("generate", "--model DIR [--prompt-ids 1,2,3] [options]",
               "Continues a prompt with the model's KV cache and prints the ids of the whole\n"
-              "sequence (prompt first), comma-separated, on stdout.",
+              "sequence (prompt first), comma-separated, on stdout; then, when a tokenizer is\n"
+              "available, the decoded text on the following lines.",
               {{"model", "DIR", "Hugging Face model directory", ""},
                {"prompt-ids", "IDS", "comma-separated prompt token ids (default: the model's BOS)", ""},
+               {"prompt", "TEXT", "prompt text, encoded with the tokenizer after its BOS", ""},
+               {"tokenizer", "PATH", "tokenizer file or directory (default: the model directory's, if any)", ""},
                {"max-new-tokens", "N", "tokens to generate at most", "64"},
                {"temperature", "T", "0 for greedy; > 0 samples from softmax(logits / T)", "0"},
                {"top-p", "P", "nucleus sampling: smallest set of tokens with mass >= P", "1.0"},
@@ -58,7 +63,25 @@ int cmd_generate(const Args& args) {
   model->eval();
   const auto& cfg = model->config();
   std::vector<int64_t> prompt;
-  if (p.has("prompt-ids")) {
+  std::unique_ptr<Tokenizer> tok;
+  const std::string model_dir = p.get("model");
+  if (p.has("tokenizer")) {
+    tok = load_tokenizer(p.get("tokenizer"));
+  } else if (std::filesystem::exists(model_dir + "/tokenizer.json") ||
+             std::filesystem::exists(model_dir + "/tokenizer.model")) {
+    tok = load_tokenizer(model_dir);
+  }
+  if (p.has("prompt") && p.has("prompt-ids"))
+    throw InputError("ringtune generate: give --prompt or --prompt-ids, not both");
+  if (p.has("prompt")) {
+    if (!tok) throw InputError(model_dir + ": --prompt needs a tokenizer (none in the model directory; pass --tokenizer)");
+    if (tok->special_ids().bos >= 0) prompt.push_back(tok->special_ids().bos);
+    for (int32_t id : tok->encode(p.get("prompt"), false)) prompt.push_back(id);
+    for (int64_t id : prompt)
+      if (id >= cfg.vocab_size)
+        throw InputError("--prompt: token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                         std::to_string(cfg.vocab_size) + " (tokenizer and model do not match)");
+  } else if (p.has("prompt-ids")) {
     prompt = parse_ids(p.get("prompt-ids"), cfg.vocab_size);
   } else {
     if (cfg.bos_token_id < 0)
@@ -79,6 +102,9 @@ int cmd_generate(const Args& args) {
   std::ostringstream out;
   for (size_t i = 0; i < seq.size(); ++i) out << (i ? "," : "") << seq[i];
   std::cout << out.str() << std::endl;
+  if (tok) {  // the text of the whole sequence, special tokens included
+    std::cout << tok->decode(std::vector<int32_t>(seq.begin(), seq.end())) << std::endl;
+  }
   spdlog::info("generated {} tokens after a {}-token prompt", seq.size() - prompt.size(), prompt.size());
   return 0;
 }
