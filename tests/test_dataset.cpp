@@ -13,6 +13,7 @@
 
 #include "data/fake_tokenizer.h"
 #include "src/data/dataset.h"
+#include "test_util.h"
 
 namespace ringtune {
 namespace {
@@ -495,6 +496,30 @@ TEST(DatasetStreaming, MutatedLinesNeverCrash) {
   EXPECT_GT(r.samples, 0);
   EXPECT_GT(r.invalid_total(), 0);
   for (const auto& s : samples) EXPECT_EQ(s.ids.size(), s.loss_mask.size());
+}
+
+// The same malformed inputs through the binary: `ringtune prepare` exits 2 with exactly one
+// stderr line "error: <file>:<line>: <reason>" and leaves no prepared file behind.
+TEST(DatasetErrors, CliExitsTwoWithTheSameOneLineError) {
+  TempDir d;
+  const std::string cfg = d.write("cfg.yaml", "context_length: 4096\n");
+  int checked = 0;
+  for (const BadCase& c : bad_cases()) {
+    if (c.max_line_bytes != (size_t{64} << 20)) continue;  // not a config key
+    const std::string path = d.write_lines(c.name + ".jsonl", c.lines);
+    const std::string out_dir = (fs::path(path).parent_path() / ("out_" + c.name)).string();
+    auto r = ringtune_test::run_ringtune(
+        "prepare " + cfg + " initial_base_model_ckpt_path=" + ringtune_test::stories_dir() +
+        " tokenizer_path=" + ringtune_test::fixtures_dir() + "/tokenizers/llama2-sp/tokenizer.model" +
+        " generation_config.prompt_format=llama2 train_path=" + path + " output_dir=" + out_dir +
+        " dataset_format=" + c.format + (c.format == "text" ? " task=causal_lm" : ""));
+    EXPECT_EQ(r.exit_code, 2) << c.name << ": " << r.err;
+    EXPECT_EQ(r.err, "error: " + path + ":" + std::to_string(c.lines.size()) + ": " + c.message + "\n") << c.name;
+    EXPECT_FALSE(fs::exists(out_dir + "/prepared/train.h5")) << c.name;
+    EXPECT_FALSE(fs::exists(out_dir + "/prepared/train.h5.tmp")) << c.name;
+    ++checked;
+  }
+  EXPECT_GE(checked, 45);
 }
 
 }  // namespace
