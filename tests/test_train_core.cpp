@@ -8,6 +8,8 @@
 #include "model/llama.h"
 #include "src/error.h"
 #include "src/io/hf_model.h"
+#include "src/io/safetensors.h"
+#include <nlohmann/json.hpp>
 #include "src/train/adamw.h"
 #include "src/train/batcher.h"
 #include "src/train/loss.h"
@@ -164,4 +166,46 @@ TEST(TrainCore, LearningRateSchedules) {
   EXPECT_DOUBLE_EQ(lr_at("linear", 2.0, 70, 10, 60), 0.0);
   EXPECT_DOUBLE_EQ(lr_at("constant", 3.0, 500, 0, 10), 3.0);
   EXPECT_THROW(lr_at("step", 1.0, 1, 0, 2), Error);
+}
+
+TEST(TrainCore, FullFineTuningStepZeroGradientsMatchLlama2c) {
+  // The reference tokens as a prepared dataset in which every token after the first is
+  // supervised; through the batcher and the batch loss the mean loss is the fixture's
+  // loss_mean_next_token and the gradients are its grad.* tensors.
+  SafeTensorsFile ref(stories_dir() + "/reference.safetensors");
+  auto tokens = ref.load("tokens");
+  PreparedDataset d;
+  d.offsets.push_back(0);
+  for (int64_t r = 0; r < tokens.size(0); ++r) {
+    for (int64_t t = 0; t < tokens.size(1); ++t) {
+      d.ids.push_back(static_cast<int32_t>(tokens[r][t].item<int64_t>()));
+      d.loss_mask.push_back(t > 0 ? 1 : 0);
+    }
+    d.offsets.push_back(d.offsets.back() + tokens.size(1));
+    d.source_line.push_back(r + 1);
+  }
+  auto seqs = pack_sequences(d, sample_order(d.size(), 0, 0, false), tokens.size(1), true, 0);
+  ASSERT_EQ(seqs.size(), 2u);
+  auto model = load_hf_model(stories_dir());
+  SequenceBatch b;
+  int64_t sup = 0;
+  for (const auto& s : seqs) {
+    b.rows.push_back(&s);
+    sup += s.supervised;
+  }
+  EXPECT_EQ(sup, 2 * 47);
+  auto loss = batch_loss_sum(model, b) / static_cast<double>(sup);
+  loss.backward();
+  const double expected_loss = nlohmann::json::parse(read_file(stories_dir() + "/reference.json"))["loss_mean_next_token"].get<double>();
+  EXPECT_NEAR(loss.item<double>(), expected_loss, 1e-5);
+  auto params = model->named_parameters();
+  int checked = 0;
+  for (const auto& [name, info] : ref.tensors()) {
+    if (name.rfind("grad.", 0) != 0) continue;
+    auto g = params[name.substr(5)].grad();
+    auto e = ref.load(name);
+    EXPECT_LT(((g - e).norm() / e.norm()).item<double>(), 1e-4) << name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 7);
 }
