@@ -105,7 +105,9 @@ int main(int argc, char** argv) {
   // it by absolute path).
   const std::string fixtures =
       argc > 1 ? std::string(argv[1])
-               : (fs::path(__FILE__).parent_path() / "../../shared/fixtures").lexically_normal().string();
+               : (fs::path(__FILE__).parent_path() / "../../shared/fixtures")
+                     .lexically_normal()
+                     .string();
   const double megabytes = argc > 2 ? std::atof(argv[2]) : 5.0;
   const size_t target = static_cast<size_t>(megabytes * 1e6);
 

@@ -28,6 +28,7 @@ const std::map<std::string, Command>& commands() {
       {"tokenize", {ringtune::cmd_tokenize, "text -> token ids (JSONL in, JSONL out)"}},
       {"render", {ringtune::cmd_render, "how samples are formatted, tokenized and masked"}},
       {"prepare", {ringtune::cmd_prepare, "tokenize datasets into HDF5 caches"}},
+      {"train", {ringtune::cmd_train, "fine-tune (LoRA or full) on a YAML config"}},
   };
   return table;
 }

@@ -111,25 +111,7 @@ TEST(Cli, SampledGenerationIsSeededAndCachedEqualsRecomputed) {
 TEST(Cli, GenerateWithTokenizerEncodesPromptAndPrintsText) {
   // A tiny random model with Llama 2's vocabulary, beside Llama 2's tokenizer.model.
   TempDir dir("ringtune-gen");
-  nlohmann::json cfg = {{"model_type", "llama"}, {"vocab_size", 32000}, {"hidden_size", 16},
-                        {"intermediate_size", 32}, {"num_hidden_layers", 1},
-                        {"num_attention_heads", 2}, {"num_key_value_heads", 1},
-                        {"tie_word_embeddings", true}, {"bos_token_id", 1}, {"eos_token_id", 2}};
-  write_file(dir.file("config.json"), cfg.dump());
-  torch::manual_seed(3);
-  write_safetensors(dir.file("model.safetensors"),
-                    {{"model.embed_tokens.weight", torch::randn({32000, 16})},
-                     {"model.layers.0.input_layernorm.weight", torch::ones({16})},
-                     {"model.layers.0.post_attention_layernorm.weight", torch::ones({16})},
-                     {"model.layers.0.self_attn.q_proj.weight", torch::randn({16, 16})},
-                     {"model.layers.0.self_attn.k_proj.weight", torch::randn({8, 16})},
-                     {"model.layers.0.self_attn.v_proj.weight", torch::randn({8, 16})},
-                     {"model.layers.0.self_attn.o_proj.weight", torch::randn({16, 16})},
-                     {"model.layers.0.mlp.gate_proj.weight", torch::randn({32, 16})},
-                     {"model.layers.0.mlp.up_proj.weight", torch::randn({32, 16})},
-                     {"model.layers.0.mlp.down_proj.weight", torch::randn({16, 32})},
-                     {"model.norm.weight", torch::ones({16})}});
-  std::filesystem::copy_file(fixtures_dir() + "/tokenizers/llama2-sp/tokenizer.model", dir.file("tokenizer.model"));
+  write_tiny_llama(dir.path(), 32000, 16, 1, 3, fixtures_dir() + "/tokenizers/llama2-sp/tokenizer.model");
   auto r = run_ringtune("generate --model " + dir.path() + " --prompt 'Hello world' --max-new-tokens 3");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto nl = r.out.find('\n');

@@ -136,65 +136,85 @@ TEST(Lora, ZeroBGivesBaseOutputExactly) {
 // ---------------------------------------------------------------------------------------------
 // Merge / unmerge
 
+// Each case runs in float64 (model and adapters converted after apply_lora), where the 1e-5 bound
+// tests the algebra, and in float32, where rounding through the stories model's 5 layers (logits
+// up to ~15) alone reaches ~3e-5, so the bound there is 1e-4.
 TEST(Lora, MergedAndUnmergedOutputsAgree) {
   struct Case {
     std::string what;
-    LlamaForCausalLM model;
+    std::function<LlamaForCausalLM()> make;
     int64_t vocab;
   };
-  std::vector<Case> cases;
-  cases.push_back({"stories260k", stories_model(), 512});
-  cases.push_back({"tiny untied + bias", tiny_model(11, false, true), 61});
-  cases.push_back({"tiny tied", tiny_model(12, true, false), 61});
-  for (auto& c : cases) {
-    auto& model = c.model;
+  std::vector<Case> cases{{"stories260k", [] { return stories_model(); }, 512},
+                          {"tiny untied + bias", [] { return tiny_model(11, false, true); }, 61},
+                          {"tiny tied, rslora", [] { return tiny_model(12, true, false); }, 61}};
+  for (const auto& c : cases) {
+   for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    const double tol = dtype == torch::kFloat64 ? 1e-5 : 1e-4;
+    auto model = c.make();
     model->eval();
     torch::NoGradGuard ng;
     auto tokens = random_tokens(c.vocab, 2, 12, 3);
-    auto base = model->forward(tokens);
     auto o = options({"all-linear"}, 4, 8.0);
-    o.use_rslora = c.what == "tiny tied";
+    o.use_rslora = c.what == "tiny tied, rslora";
     auto names = apply_lora(model, o);
     randomize_b(model, names, 5);
+    model->to(dtype);
     auto& q = linear_at(model, names[0]);
+    ASSERT_EQ(q.lora_A->weight.scalar_type(), dtype);
+    auto base = [&] {  // the same model with every adapter's B set to zero
+      std::vector<torch::Tensor> saved;
+      for (const auto& n : names) saved.push_back(linear_at(model, n).lora_B->weight.clone());
+      for (const auto& n : names) linear_at(model, n).lora_B->weight.zero_();
+      auto out = model->forward(tokens);
+      for (size_t i = 0; i < names.size(); ++i) linear_at(model, names[i]).lora_B->weight.copy_(saved[i]);
+      return out;
+    }();
+    const std::string what = c.what + (dtype == torch::kFloat64 ? " float64" : " float32");
     auto w0 = q.weight.clone();
     auto unmerged = model->forward(tokens);
-    EXPECT_GT(max_abs(unmerged, base), 1e-2) << c.what << ": the adapters must change the output";
+    EXPECT_GT(max_abs(unmerged, base), 1e-2) << what << ": the adapters must change the output";
 
     EXPECT_EQ(merge_lora(model), static_cast<int64_t>(names.size()));
     EXPECT_TRUE(q.merged());
     auto expected_w = w0 + lora_scale(o) * torch::matmul(q.lora_B->weight, q.lora_A->weight);
-    EXPECT_LT(max_abs(q.weight, expected_w), 1e-6) << c.what;
+    EXPECT_LT(max_abs(q.weight, expected_w), 1e-6) << what;
     auto merged = model->forward(tokens);
     const double diff = max_abs(merged, unmerged);
-    EXPECT_LT(diff, 1e-5) << c.what;
-    std::cout << "[ merged vs unmerged ] " << c.what << ": max |diff| = " << diff
-              << " (logits max |x| = " << unmerged.abs().max().item<double>() << ")\n";
+    EXPECT_LT(diff, tol) << what;
+    std::cout << "[ merged vs unmerged ] " << what << ": max |diff| = " << diff
+              << " (max |logit| = " << unmerged.abs().max().item<double>()
+              << ", max |adapter effect| = " << max_abs(unmerged, base) << ")\n";
     merge_lora(model);  // merging twice is a no-op, as PEFT
-    EXPECT_TRUE(torch::equal(model->forward(tokens), merged)) << c.what;
+    EXPECT_TRUE(torch::equal(model->forward(tokens), merged)) << what;
 
     EXPECT_EQ(unmerge_lora(model), static_cast<int64_t>(names.size()));
     EXPECT_FALSE(q.merged());
-    EXPECT_LT(max_abs(q.weight, w0), 1e-6) << c.what;
-    EXPECT_LT(max_abs(model->forward(tokens), unmerged), 1e-5) << c.what;
+    EXPECT_LT(max_abs(q.weight, w0), 1e-6) << what;
+    EXPECT_LT(max_abs(model->forward(tokens), unmerged), tol) << what;
+   }
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Gradients: with W = W0 + s B A, dL/dB = s dL/dW A^T and dL/dA = s B^T dL/dW.
 
+// As above, float64 with the 1e-5 bound, and float32 where the two passes' different rounding
+// alone gives relative errors of ~1.5e-5 on the stories model, so the bound there is 1e-4.
 TEST(Lora, GradientsMatchChainRuleThroughMergedWeight) {
   struct Case {
     std::string what;
-    LlamaForCausalLM model;
+    std::function<LlamaForCausalLM()> make;
     int64_t vocab;
     bool rslora;
   };
-  std::vector<Case> cases;
-  cases.push_back({"stories260k", stories_model(), 512, false});
-  cases.push_back({"tiny untied + bias, rslora", tiny_model(21, false, true), 61, true});
-  for (auto& c : cases) {
-    auto& model = c.model;
+  std::vector<Case> cases{{"stories260k", [] { return stories_model(); }, 512, false},
+                          {"tiny untied + bias, rslora", [] { return tiny_model(21, false, true); }, 61, true}};
+  for (const auto& c : cases) {
+   for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    const double tol = dtype == torch::kFloat64 ? 1e-5 : 1e-4;
+    const std::string what = c.what + (dtype == torch::kFloat64 ? " float64" : " float32");
+    auto model = c.make();
     auto tokens = random_tokens(c.vocab, 2, 16, 4);
     auto o = options({"all-linear"}, 4, 16.0);
     o.use_rslora = c.rslora;
@@ -202,6 +222,7 @@ TEST(Lora, GradientsMatchChainRuleThroughMergedWeight) {
     const double s = lora_scale(o);
     auto names = apply_lora(model, o);
     randomize_b(model, names, 6);
+    model->to(dtype);
 
     // Pass 1: the adapters' own gradients.
     next_token_loss(model->forward(tokens), tokens).backward();
@@ -229,13 +250,14 @@ TEST(Lora, GradientsMatchChainRuleThroughMergedWeight) {
       ASSERT_GT(want_db.norm().item<double>(), 0.0) << n;
       const double ea = rel_err(lora_grads[n].first, want_da);
       const double eb = rel_err(lora_grads[n].second, want_db);
-      EXPECT_LT(ea, 1e-5) << c.what << " " << n << " dL/dA";
-      EXPECT_LT(eb, 1e-5) << c.what << " " << n << " dL/dB";
+      EXPECT_LT(ea, tol) << what << " " << n << " dL/dA";
+      EXPECT_LT(eb, tol) << what << " " << n << " dL/dB";
       worst_a = std::max(worst_a, ea);
       worst_b = std::max(worst_b, eb);
     }
-    std::cout << "[ gradients ] " << c.what << ": " << names.size()
-              << " layers, max relative error dA " << worst_a << ", dB " << worst_b << "\n";
+    std::cout << "[ gradients ] " << what << ": " << names.size()
+              << " layers, max relative error dL/dA " << worst_a << ", dL/dB " << worst_b << "\n";
+   }
   }
 }
 
@@ -586,9 +608,11 @@ TEST(Lora, Bfloat16BaseKeepsFloat32Adapters) {
   auto delta = q.lora_scale * torch::matmul(q.lora_B->weight, q.lora_A->weight);
   EXPECT_TRUE(torch::equal(q.weight, (w0.to(torch::kFloat32) + delta).to(torch::kBFloat16)));
   auto merged = model->forward(tokens);
-  std::cout << "[ bf16 ] rel err merged vs unmerged " << rel_err(merged, unmerged)
-            << ", adapter effect " << rel_err(unmerged, before) << "\n";
+  const double merge_err = rel_err(merged, unmerged), effect = rel_err(unmerged, before);
+  std::cout << "[ bf16 ] relative error merged vs unmerged " << merge_err
+            << " (adapter effect on the logits " << effect << ")\n";
+  EXPECT_LT(merge_err, 5e-2);  // the bf16 rounding of the merged weights
+  EXPECT_LT(merge_err, 0.1 * effect);
   unmerge_lora(model);
-  std::cout << "[ bf16 ] unmerge max |w - w0| " << max_abs(q.weight, w0) << " max |w0| "
-            << w0.abs().max().item<double>() << "\n";
+  EXPECT_LT(max_abs(q.weight, w0), 1e-2);  // within a bf16 ulp of |w| < 2
 }

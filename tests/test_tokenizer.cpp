@@ -317,7 +317,8 @@ TEST(TokenizerSegments, BoundariesDoNotChangeTokens) {
     for (size_t cut = 0; cut <= text.size(); cut += 7) {
       const std::string a = text.substr(0, cut), b = text.substr(cut);
       EXPECT_EQ(tok.encode({{a, false}, {b, false}}).ids, tok.encode(text)) << name << " " << cut;
-      EXPECT_EQ(tok.encode({{a, true}, {b, true}}).ids, tok.encode(text, true)) << name << " " << cut;
+      EXPECT_EQ(tok.encode({{a, true}, {b, true}}).ids, tok.encode(text, true))
+          << name << " " << cut;
     }
     // A special spelled across an allowed and a plain segment is not matched.
     const Ids split = tok.encode({{"<|eot", true}, {"_id|></s>", false}}).ids;
@@ -421,8 +422,9 @@ TEST(TokenizerSpecialIds, ConfigJsonEosListAndObjectForm) {
       dir.file("tokenizer_config.json"),
       R"({"bos_token": {"content": "<|begin_of_text|>", "__type": "AddedToken"},
           "eos_token": "<|eot_id|>", "pad_token": null})");
-  ringtune_test::write_file(dir.file("config.json"),
-                            R"({"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009]})");
+  ringtune_test::write_file(
+      dir.file("config.json"),
+      R"({"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009]})");
   auto tok = ringtune::load_tokenizer(dir.path());
   EXPECT_EQ(tok->special_ids().bos, 128000);
   EXPECT_EQ(tok->special_ids().eos, 128009);

@@ -4,6 +4,11 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "model/llama.h"
+#include "src/io/safetensors.h"
 #include <sstream>
 #include <stdexcept>
 
@@ -21,6 +26,39 @@ void write_file(const std::string& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw std::runtime_error("cannot write " + path);
   out << content;
+}
+
+void write_tiny_llama(const std::string& dir, int64_t vocab_size, int64_t hidden, int64_t layers,
+                      uint64_t seed, const std::string& tokenizer_src) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  nlohmann::json cfg = {{"model_type", "llama"}, {"vocab_size", vocab_size}, {"hidden_size", hidden},
+                        {"intermediate_size", hidden * 2}, {"num_hidden_layers", layers},
+                        {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+                        {"max_position_embeddings", 512}, {"rms_norm_eps", 1e-5},
+                        {"tie_word_embeddings", true}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+  write_file(dir + "/config.json", cfg.dump(2));
+  ringtune::LlamaConfig c;
+  c.vocab_size = vocab_size;
+  c.hidden_size = hidden;
+  c.intermediate_size = hidden * 2;
+  c.num_hidden_layers = layers;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 512;
+  c.tie_word_embeddings = true;
+  ringtune::LlamaForCausalLM model(c);
+  model->init_weights(seed, 0.05);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value());
+  ringtune::write_safetensors(dir + "/model.safetensors", tensors);
+  if (tokenizer_src.empty()) return;
+  if (fs::is_directory(tokenizer_src)) {
+    for (const auto& e : fs::directory_iterator(tokenizer_src))
+      fs::copy_file(e.path(), fs::path(dir) / e.path().filename(), fs::copy_options::overwrite_existing);
+  } else {
+    fs::copy_file(tokenizer_src, fs::path(dir) / fs::path(tokenizer_src).filename(), fs::copy_options::overwrite_existing);
+  }
 }
 
 RunResult run_ringtune(const std::string& args) {

@@ -40,6 +40,11 @@ struct RunResult {
 // Runs `ringtune <args>` (args already shell-quoted where needed).
 RunResult run_ringtune(const std::string& args);
 
+// A small random Llama model as a Hugging Face directory (config.json + model.safetensors), with
+// `tokenizer_src`'s files copied beside it when given (a tokenizer.model file or a directory).
+void write_tiny_llama(const std::string& dir, int64_t vocab_size, int64_t hidden = 32,
+                      int64_t layers = 2, uint64_t seed = 3, const std::string& tokenizer_src = "");
+
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& content);
 

@@ -14,5 +14,6 @@ int cmd_inspect(const Args& args);
 int cmd_tokenize(const Args& args);
 int cmd_render(const Args& args);
 int cmd_prepare(const Args& args);
+int cmd_train(const Args& args);
 
 }  // namespace ringtune

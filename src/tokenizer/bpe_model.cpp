@@ -101,7 +101,8 @@ BpeModel::BpeModel(const nlohmann::json& config, const std::string& file, bool b
   if (!byte_level_ && vocab_.find(kWordMark) >= 0) {
     split_words_ = true;
     for (const std::string& t : tokens_) {
-      for (size_t at = t.find(kWordMark, 1); at != std::string::npos; at = t.find(kWordMark, at + 3)) {
+      for (size_t at = t.find(kWordMark, 1); at != std::string::npos;
+           at = t.find(kWordMark, at + 3)) {
         if (at < 3 || t.compare(at - 3, 3, kWordMark) != 0) split_words_ = false;
       }
       if (!split_words_) break;
@@ -215,7 +216,8 @@ void BpeModel::merge_symbols(std::string_view piece, uint32_t base,
     bool have_bytes = byte_fallback_;
     if (have_bytes) {
       for (uint32_t k = 0; k < s.len; ++k) {
-        have_bytes = have_bytes && byte_fallback_ids_[static_cast<uint8_t>(piece[s.start + k])] >= 0;
+        have_bytes =
+            have_bytes && byte_fallback_ids_[static_cast<uint8_t>(piece[s.start + k])] >= 0;
       }
     }
     if (have_bytes) {

@@ -1,7 +1,8 @@
 // Checked access to fields of a tokenizer.json component: every failure is an InputError naming
 // the file, the component and the field, e.g.
 //   tokenizer.json: normalizer Replace: "content" must be a string
-// defines: JsonContext, json_string, json_bool, json_int, json_array, json_pattern_source
+// defines: JsonContext, json_field, json_string, json_string_or, json_bool_or, json_int_or,
+//          json_array, json_type, json_pattern_source
 #pragma once
 #include <nlohmann/json.hpp>
 

@@ -1,7 +1,29 @@
 // Hugging Face `tokenizer.json` tokenizer (BPE model), implemented here: added tokens, then per
 // text section the normalizer, pre-tokenizer and BPE model; decoding through the decoder chain.
 // Reference for every behaviour: the JS port of HF tokenizers (@lenml/tokenizers), whose ids the
-// golden tests compare against.
+// golden tests compare against (tests/golden/tokenizers/).
+//
+// Supported: model BPE (merges as "a b" or [a, b], byte_fallback, unk_token, fuse_unk,
+// ignore_merges); normalizers Prepend, Replace, NFC, NFD, Sequence; pre-tokenizers Split,
+// ByteLevel (last in a Sequence), Metaspace, Sequence; decoders ByteLevel, Replace, ByteFallback,
+// Fuse, Strip, Metaspace, Sequence. Anything else is an InputError naming file and component.
+//
+// Where we knowingly differ from the reference:
+// - Special added tokens match only in allow_special segments (the reference always matches).
+//   Non-special added tokens match everywhere, as in the reference (JS and Rust alike).
+// - Added tokens' single_word and normalized flags are read but not acted on (as in the JS port):
+//   spellings match anywhere in the raw text; lstrip/rstrip trim JavaScript whitespace.
+// - Split behaviours MergedWithPrevious/MergedWithNext/Contiguous and `invert` follow the Rust
+//   library (the JS port treats them as Isolated, and with invert keeps only the matches).
+//   Metaspace honours `split` and `prepend_scheme` as the Rust library does (the JS port ignores
+//   `split` and reads only the legacy `add_prefix_space`); the Metaspace decoder strips the first
+//   space unless prepend_scheme is "never".
+// - Regexes: `\s` is JavaScript's set, as in the reference; `\d`, `\w`, `\b` are Unicode-aware
+//   (PCRE2 UCP, like Rust; ASCII in JS). PCRE2 10.42's tables are Unicode 14: characters first
+//   assigned in Unicode 15/16 are not letters/digits to us (none occur in the golden strings).
+// - Every merge's parts and result must be vocabulary entries (the Rust rule; JS is lenient).
+// - decode() never applies clean_up_tokenization_spaces and skips ids the vocabulary lacks.
+// - Text must be valid UTF-8 (InputError otherwise).
 // defines: HfTokenizer
 #pragma once
 #include <nlohmann/json_fwd.hpp>

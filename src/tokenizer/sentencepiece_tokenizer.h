@@ -1,5 +1,5 @@
-// SentencePiece `.model` tokenizer through libsentencepiece (via SpmProcessor). Plain text is encoded exactly as
-// sentencepiece's own encode() (no BOS/EOS); in allow_special segments the spellings of control
+// SentencePiece `.model` tokenizer through libsentencepiece (via SpmProcessor). Plain text is
+// encoded exactly as sentencepiece's own encode() (no BOS/EOS); in allow_special segments the spellings of control
 // pieces (<s>, </s>) and of the unknown piece (<unk>) become their ids and the text between them
 // is encoded as separate strings. Tokens from tokenizer_config.json's added_tokens_decoder that
 // the model lacks can be added on top.

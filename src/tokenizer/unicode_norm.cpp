@@ -77,8 +77,9 @@ uint32_t compose_pair(uint32_t a, uint32_t b) {
     return a + (b - kTBase);
   }
   const auto* end = kCompositions + sizeof(kCompositions) / sizeof(kCompositions[0]);
-  const auto* it = std::lower_bound(kCompositions, end, std::make_pair(a, b),
-                                    [](const Composition& c, const std::pair<uint32_t, uint32_t>& k) {
+  using Key = std::pair<uint32_t, uint32_t>;
+  const auto* it = std::lower_bound(kCompositions, end, Key(a, b),
+                                    [](const Composition& c, const Key& k) {
                                       return c.first < k.first ||
                                              (c.first == k.first && c.second < k.second);
                                     });

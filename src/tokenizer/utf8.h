@@ -111,9 +111,17 @@ inline std::string lossy(std::string_view s) {
     size_t k = 1;
     unsigned char lo = 0x80, hi = 0xBF;
     size_t need = 0;
-    if (b0 >= 0xC2 && b0 <= 0xDF) need = 1;
-    else if (b0 >= 0xE0 && b0 <= 0xEF) { need = 2; if (b0 == 0xE0) lo = 0xA0; if (b0 == 0xED) hi = 0x9F; }
-    else if (b0 >= 0xF0 && b0 <= 0xF4) { need = 3; if (b0 == 0xF0) lo = 0x90; if (b0 == 0xF4) hi = 0x8F; }
+    if (b0 >= 0xC2 && b0 <= 0xDF) {
+      need = 1;
+    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+      need = 2;
+      if (b0 == 0xE0) lo = 0xA0;
+      if (b0 == 0xED) hi = 0x9F;
+    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+      need = 3;
+      if (b0 == 0xF0) lo = 0x90;
+      if (b0 == 0xF4) hi = 0x8F;
+    }
     while (need > 0 && i + k < s.size()) {
       const auto b = static_cast<unsigned char>(s[i + k]);
       if (b < lo || b > hi) break;

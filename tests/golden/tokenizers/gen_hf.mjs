@@ -77,11 +77,15 @@ for (const name of ["llama3-hf", "mistral-hf"]) {
 // Variants of the fixtures that exercise components the fixtures lack; test_tokenizer.cpp makes
 // the same edits (TokenizerGolden.Variants). Only settings where the reference follows HF
 // tokenizers' semantics are used (the JS Metaspace ignores "split", so split stays false).
-const METASPACE = { type: "Metaspace", replacement: "\u2581", add_prefix_space: true, split: false };
+const METASPACE = {
+  type: "Metaspace", replacement: "\u2581", add_prefix_space: true, split: false,
+};
 const variants = {
   // GPT-2 style: ByteLevel with its own regex and a prefix space, over Llama 3's vocabulary.
   "llama3-hf+bytelevel_regex": ["llama3-hf", (j) => {
-    j.pre_tokenizer = { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true };
+    j.pre_tokenizer = {
+      type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true,
+    };
   }],
   // Llama-2-style tokenizer.json: Metaspace pre-tokenizer and decoder instead of the normalizer.
   "mistral-hf+metaspace_always": ["mistral-hf", (j) => {
@@ -123,7 +127,9 @@ write(
 write(
   path.join(here, "unicode_norm.json"),
   {
-    reference: `String.prototype.normalize, node ${process.version} (ICU ${process.versions.icu}, Unicode ${process.versions.unicode})`,
+    reference:
+      `String.prototype.normalize, node ${process.version} ` +
+      `(ICU ${process.versions.icu}, Unicode ${process.versions.unicode})`,
     generator: "tests/golden/tokenizers/gen_hf.mjs",
   },
   strings.map((text) => ({ text, nfc: text.normalize("NFC"), nfd: text.normalize("NFD") }))

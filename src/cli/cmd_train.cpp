@@ -1,0 +1,34 @@
+// `ringtune train CONFIG [key=value ...]`: the main job.
+#include <iostream>
+
+#include "src/cli/args.h"
+#include "src/cli/commands.h"
+#include "src/cli/config_args.h"
+#include "src/config/registry.h"
+#include "src/train/trainer.h"
+
+namespace ringtune {
+
+int cmd_train(const Args& args) {
+  ArgParser p("train", "CONFIG [key=value ...]",
+              "Fine-tunes the model of initial_base_model_ckpt_path on train_path: LoRA when\n"
+              "lora_config.r is set, full fine-tuning otherwise. Prepares (tokenizes) the data if\n"
+              "needed, writes metrics.jsonl and the result (adapter/ or model/) under output_dir.\n"
+              "Keys: `ringtune train --help-keys [GROUP]`.",
+              {{"dump-config", "", "print the resolved configuration as YAML and exit", ""},
+               {"help-keys", "", "describe every config key (optionally of one group: --help-keys GROUP)", ""}});
+  if (!p.parse(args)) return 0;
+  if (p.flag("help-keys")) {
+    std::cout << registry_help(p.positional().empty() ? "" : p.positional()[0]);
+    return 0;
+  }
+  const Config cfg = load_command_config("train", p.positional());
+  if (p.flag("dump-config")) {
+    std::cout << cfg.dump_yaml();
+    return 0;
+  }
+  run_training(cfg);
+  return 0;
+}
+
+}  // namespace ringtune

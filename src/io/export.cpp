@@ -1,0 +1,70 @@
+// PEFT adapter and Hugging Face model directory writers; see export.h.
+#include "src/io/export.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "model/llama.h"
+#include "model/lora.h"
+#include "src/error.h"
+#include "src/io/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace ringtune {
+
+void write_peft_adapter(const std::string& dir, LlamaForCausalLM& model, const LoraOptions& lora,
+                        const std::string& base_model_name) {
+  fs::create_directories(dir);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& p : model->named_parameters()) {
+    const std::string& name = p.key();
+    const bool adapter = name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+    bool saved_module = false;
+    for (const auto& m : lora.modules_to_save)
+      if (name.find(m + ".") != std::string::npos) saved_module = true;
+    if (adapter || saved_module) tensors.emplace_back("base_model.model." + name, p.value().detach().to(torch::kFloat32));
+  }
+  if (tensors.empty()) throw Error("write_peft_adapter: the model has no LoRA adapters");
+  write_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), tensors, {{"format", "pt"}});
+  std::vector<std::string> targets = lora.target_modules;
+  if (targets.size() == 1 && targets[0] == "all-linear") targets = lora_target_names();
+  nlohmann::json cfg = {
+      {"peft_type", "LORA"},
+      {"task_type", "CAUSAL_LM"},
+      {"base_model_name_or_path", base_model_name},
+      {"r", lora.r},
+      {"lora_alpha", lora.lora_alpha},
+      {"lora_dropout", lora.lora_dropout},
+      {"target_modules", targets},
+      {"use_rslora", lora.use_rslora},
+      {"bias", lora.bias},
+      {"modules_to_save", lora.modules_to_save.empty() ? nlohmann::json(nullptr) : nlohmann::json(lora.modules_to_save)},
+      {"init_lora_weights", lora.init_lora_weights == "gaussian" ? nlohmann::json("gaussian")
+                                                                  : nlohmann::json(lora.init_lora_weights == "true")},
+      {"fan_in_fan_out", false},
+      {"inference_mode", true},
+      {"use_dora", false},
+  };
+  std::ofstream((fs::path(dir) / "adapter_config.json").string()) << cfg.dump(2) << "\n";
+}
+
+void write_hf_model_dir(const std::string& dir, LlamaForCausalLM& model, const std::string& base_dir) {
+  fs::create_directories(dir);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& p : model->named_parameters()) {
+    const std::string& name = p.key();
+    if (name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos) continue;
+    tensors.emplace_back(name, p.value().detach());
+  }
+  write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  for (const char* f : {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                        "special_tokens_map.json", "generation_config.json"}) {
+    const fs::path src = fs::path(base_dir) / f;
+    if (fs::exists(src)) fs::copy_file(src, fs::path(dir) / f, fs::copy_options::overwrite_existing);
+  }
+}
+
+}  // namespace ringtune

@@ -1,0 +1,275 @@
+// The training loop; see trainer.h.
+//
+// Step arithmetic: every optimizer step consumes `global_batch_size` packed sequences in the
+// global order of its epoch (the last step of an epoch may be short). The loss of a step is the
+// sum of token cross-entropies over its supervised tokens divided by their count, which is known
+// before the forward passes, so each micro-batch back-propagates sum / count and the accumulated
+// gradient is exactly the gradient of the step's mean.
+#include "src/train/trainer.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "model/llama.h"
+#include "model/lora.h"
+#include "src/config/registry.h"
+#include "src/data/data_pipeline.h"
+#include "src/data/prepared_dataset.h"
+#include "src/error.h"
+#include "src/io/export.h"
+#include "src/io/hf_model.h"
+#include "src/train/adamw.h"
+#include "src/train/batcher.h"
+#include "src/train/loss.h"
+#include "src/train/lr_schedule.h"
+
+namespace fs = std::filesystem;
+
+namespace ringtune {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+int64_t peak_rss_mib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) / 1024;
+  return -1;
+}
+
+[[noreturn]] void config_error(const Config& c, const std::string& key, const std::string& why) {
+  throw InputError(c.origin(key).describe() + ": " + key + ": " + why);
+}
+
+LoraOptions lora_options(const Config& c) {
+  LoraOptions o;
+  o.r = c.get_int("lora_config.r");
+  o.lora_alpha = c.get_double("lora_config.lora_alpha");
+  o.lora_dropout = c.get_double("lora_config.lora_dropout");
+  o.target_modules = c.get_strings("lora_config.target_modules");
+  o.use_rslora = c.get_bool("lora_config.use_rslora");
+  o.bias = c.get_string("lora_config.bias");
+  o.modules_to_save = c.get_strings("lora_config.modules_to_save");
+  o.init_lora_weights = c.get_string("lora_config.init_lora_weights");
+  o.seed = static_cast<uint64_t>(c.get_int("seed"));
+  try {
+    validate_lora_options(o);
+  } catch (const std::invalid_argument& e) {
+    config_error(c, "lora_config.r", e.what());
+  }
+  return o;
+}
+
+// Mean loss over every supervised token of `seqs` (no gradient).
+double evaluate(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs, int64_t batch) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  double sum = 0;
+  int64_t count = 0;
+  for (size_t i = 0; i < seqs.size(); i += batch) {
+    SequenceBatch b;
+    for (size_t j = i; j < std::min(seqs.size(), i + static_cast<size_t>(batch)); ++j) {
+      b.rows.push_back(&seqs[j]);
+      count += seqs[j].supervised;
+    }
+    sum += batch_loss_sum(model, b).item<double>();
+  }
+  model->train();
+  return count ? sum / static_cast<double>(count) : std::nan("");
+}
+
+}  // namespace
+
+TrainSummary run_training(const Config& c) {
+  const auto t_start = Clock::now();
+  const std::string out_dir = c.get_string("output_dir");
+  fs::create_directories(out_dir);
+
+  // Data.
+  const DataPipeline pipe = make_data_pipeline(c);
+  auto prepared = [&](const std::string& split) {
+    const std::string path = (fs::path(out_dir) / "prepared" / (split + ".h5")).string();
+    prepare_dataset(pipe, {c.get_string(split + "_path")}, path);
+    return PreparedDataset::load(path);
+  };
+  const PreparedDataset train = prepared("train");
+  if (train.size() == 0) config_error(c, "train_path", "no usable samples");
+  const bool has_valid = c.is_set("valid_path");
+  PreparedDataset valid;
+  if (has_valid) valid = prepared("valid");
+
+  // Model.
+  const std::string base_dir = c.get_string("initial_base_model_ckpt_path");
+  const std::string dtype = c.get_string("dtype");
+  LlamaForCausalLM model = load_hf_model(base_dir, dtype, "cpu");
+  const LlamaConfig& mc = model->config();
+  const int64_t context = c.get_int("context_length");
+  if (context > mc.max_position_embeddings)
+    config_error(c, "context_length", std::to_string(context) + " exceeds the model's max_position_embeddings " +
+                                          std::to_string(mc.max_position_embeddings));
+  for (const int32_t id : train.ids)
+    if (id < 0 || id >= mc.vocab_size)
+      config_error(c, "tokenizer_path", "token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                                            std::to_string(mc.vocab_size) + " (tokenizer and model do not match)");
+  if (c.get_bool("gradient_checkpointing"))
+    spdlog::warn("gradient_checkpointing is not implemented yet: activations are kept (more memory, same result)");
+
+  const bool use_lora = c.is_set("lora_config.r");
+  LoraOptions lora;
+  if (use_lora) {
+    lora = lora_options(c);
+    std::vector<std::string> adapted;
+    try {
+      adapted = apply_lora(model, lora);
+    } catch (const std::invalid_argument& e) {
+      config_error(c, "lora_config.target_modules", e.what());
+    }
+    spdlog::info("LoRA r={} alpha={} scale={:.4g} on {} modules", lora.r, lora.lora_alpha, lora_scale(lora), adapted.size());
+  } else {
+    for (auto& p : model->parameters()) p.set_requires_grad(true);
+  }
+  std::vector<std::pair<std::string, torch::Tensor>> trainable;
+  int64_t n_trainable = 0, n_total = 0;
+  for (const auto& p : model->named_parameters()) {
+    n_total += p.value().numel();
+    if (p.value().requires_grad()) {
+      trainable.emplace_back(p.key(), p.value());
+      n_trainable += p.value().numel();
+    }
+  }
+  spdlog::info("trainable parameters: {} of {} ({:.3f}%)", n_trainable, n_total, 100.0 * n_trainable / n_total);
+
+  // Batch arithmetic (one rank).
+  const int64_t micro = c.get_int("train_batch_size_per_device");
+  const int64_t accum = c.is_set("gradient_accumulation_steps") ? c.get_int("gradient_accumulation_steps") : 1;
+  const int64_t global = c.is_set("global_batch_size") ? c.get_int("global_batch_size") : micro * accum;
+  if (micro < 1) config_error(c, "train_batch_size_per_device", "must be >= 1");
+  if (global < 1) config_error(c, "global_batch_size", "must be >= 1");
+  const bool packing = c.get_bool("packing");
+  const uint64_t seed = static_cast<uint64_t>(c.get_int("seed"));
+  const int32_t pad_id = std::max(0, pipe.tokenizer->special_ids().pad >= 0 ? pipe.tokenizer->special_ids().pad
+                                                                             : pipe.tokenizer->special_ids().eos);
+  torch::manual_seed(seed);
+
+  auto epoch_sequences = [&](int64_t epoch) {
+    return pack_sequences(train, sample_order(train.size(), seed, epoch), context, packing, pad_id);
+  };
+  std::vector<PackedSequence> seqs = epoch_sequences(0);
+  const int64_t steps_per_epoch = (static_cast<int64_t>(seqs.size()) + global - 1) / global;
+  const int64_t total_steps = c.is_set("max_steps") ? c.get_int("max_steps") : c.get_int("num_epochs") * steps_per_epoch;
+  std::vector<PackedSequence> valid_seqs;
+  if (has_valid) valid_seqs = pack_sequences(valid, sample_order(valid.size(), seed, 0, false), context, packing, pad_id);
+  spdlog::info("{} sequences of {} tokens per epoch, {} steps per epoch, {} steps; global batch {} = micro {} x {}",
+               seqs.size(), context, steps_per_epoch, total_steps, global, micro, (global + micro - 1) / micro);
+
+  AdamWOptions ao;
+  ao.beta1 = c.get_double("adam_beta1");
+  ao.beta2 = c.get_double("adam_beta2");
+  ao.eps = c.get_double("adam_epsilon");
+  ao.weight_decay = c.get_double("weight_decay");
+  AdamW opt(trainable, ao);
+  const double peak_lr = c.get_double("learning_rate");
+  const std::string schedule = c.get_string("lr_scheduler_type");
+  const int64_t warmup = c.get_int("num_warmup_steps");
+  const double max_norm = c.get_double("max_grad_norm");
+  const int64_t eval_steps = c.get_int("eval_steps");
+
+  std::ofstream metrics((fs::path(out_dir) / "metrics.jsonl").string(), std::ios::trunc);
+  const bool tty = isatty(STDERR_FILENO);
+  TrainSummary summary;
+  int64_t current_epoch = 0;
+  model->train();
+  for (int64_t step = 0; step < total_steps; ++step) {
+    const auto t_step = Clock::now();
+    const int64_t epoch = step / steps_per_epoch, in_epoch = step % steps_per_epoch;
+    if (epoch != current_epoch) {
+      seqs = epoch_sequences(epoch);
+      current_epoch = epoch;
+    }
+    const size_t begin = static_cast<size_t>(in_epoch * global);
+    const size_t end = std::min(seqs.size(), begin + static_cast<size_t>(global));
+    int64_t supervised = 0, tokens = 0;
+    for (size_t i = begin; i < end; ++i) {
+      supervised += seqs[i].supervised;
+      for (int32_t s : seqs[i].segments) tokens += s >= 0;
+    }
+    double loss_sum = 0;
+    for (size_t i = begin; i < end; i += static_cast<size_t>(micro)) {
+      SequenceBatch b;
+      for (size_t j = i; j < std::min(end, i + static_cast<size_t>(micro)); ++j) b.rows.push_back(&seqs[j]);
+      auto loss = batch_loss_sum(model, b);
+      loss_sum += loss.item<double>();
+      if (supervised > 0) (loss / static_cast<double>(supervised)).backward();
+    }
+    double grad_norm = 0;
+    for (auto& [name, p] : trainable)
+      if (p.grad().defined()) grad_norm += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+    grad_norm = std::sqrt(grad_norm);
+    if (max_norm > 0 && grad_norm > max_norm) {
+      const double k = max_norm / (grad_norm + 1e-6);
+      for (auto& [name, p] : trainable)
+        if (p.grad().defined()) p.mutable_grad().mul_(k);
+    }
+    const double lr = lr_at(schedule, peak_lr, step, warmup, total_steps);
+    if (supervised > 0) opt.step(lr);
+    for (auto& [name, p] : trainable) p.mutable_grad() = torch::Tensor();
+    const double loss = supervised > 0 ? loss_sum / static_cast<double>(supervised) : std::nan("");
+    summary.step_losses.push_back(loss);
+    const double dt = seconds_since(t_step), elapsed = seconds_since(t_start);
+    nlohmann::json m = {{"step", step + 1}, {"epoch", epoch}, {"loss", loss}, {"lr", lr},
+                        {"grad_norm", grad_norm}, {"tokens_per_s", tokens / std::max(dt, 1e-9)},
+                        {"supervised_tokens", supervised}, {"elapsed_s", elapsed}};
+    const bool last = step + 1 == total_steps;
+    const bool eval_now = has_valid && (last || (eval_steps > 0 ? (step + 1) % eval_steps == 0 : in_epoch + 1 == steps_per_epoch));
+    if (eval_now) {
+      const double vl = evaluate(model, valid_seqs, c.get_int("eval_batch_size_per_device"));
+      m["valid_loss"] = vl;
+      m["valid_perplexity"] = std::exp(vl);
+      summary.final_valid_loss = vl;
+      spdlog::info("step {} validation loss {:.4f} perplexity {:.3f}", step + 1, vl, std::exp(vl));
+    }
+    metrics << m.dump() << "\n";
+    metrics.flush();
+    const double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(total_steps - step - 1);
+    if (tty) {
+      std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs   ",
+                   static_cast<long long>(step + 1), static_cast<long long>(total_steps), loss, lr,
+                   tokens / std::max(dt, 1e-9), eta);
+      if (last) std::fprintf(stderr, "\n");
+    } else if (last || (step + 1) % std::max<int64_t>(1, total_steps / 20) == 0 || step < 3) {
+      spdlog::info("step {}/{} loss {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s ETA {:.0f}s", step + 1, total_steps,
+                   loss, lr, grad_norm, tokens / std::max(dt, 1e-9), eta);
+    }
+  }
+  summary.steps = total_steps;
+
+  // Export.
+  model->eval();
+  const std::string model_name = c.is_set("model_id") ? c.get_string("model_id") : base_dir;
+  if (use_lora) {
+    summary.export_dir = (fs::path(out_dir) / "adapter").string();
+    write_peft_adapter(summary.export_dir, model, lora, model_name);
+  } else {
+    summary.export_dir = (fs::path(out_dir) / "model").string();
+    write_hf_model_dir(summary.export_dir, model, base_dir);
+  }
+  spdlog::info("done: {} steps in {:.1f}s, peak memory {} MiB; {} written to {}; metrics in {}", total_steps,
+               seconds_since(t_start), peak_rss_mib(), use_lora ? "PEFT adapter" : "model",
+               summary.export_dir, (fs::path(out_dir) / "metrics.jsonl").string());
+  return summary;
+}
+
+}  // namespace ringtune
