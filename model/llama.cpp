@@ -56,7 +56,7 @@ void LinearImpl::add_lora(int64_t r, double scale, double dropout) {
 int64_t LinearImpl::lora_rank() const { return lora_A ? lora_A->weight.size(0) : 0; }
 
 torch::Tensor LinearImpl::lora_delta() const {
-  return torch::matmul(lora_B->weight, lora_A->weight);  // adapter dtype (float32)
+  return torch::matmul(lora_B->weight, lora_A->weight) * lora_scale;  // adapter dtype (float32)
 }
 
 namespace {

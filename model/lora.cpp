@@ -173,7 +173,7 @@ std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraOptions& 
   }
 
   // Freeze the base first: the adapters registered below are the only new trainable tensors.
-  (void)0;
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
 
   auto gen = at::detail::createCPUGenerator(o.seed);
   std::vector<std::string> adapted;

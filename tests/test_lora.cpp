@@ -149,50 +149,51 @@ TEST(Lora, MergedAndUnmergedOutputsAgree) {
                           {"tiny untied + bias", [] { return tiny_model(11, false, true); }, 61},
                           {"tiny tied, rslora", [] { return tiny_model(12, true, false); }, 61}};
   for (const auto& c : cases) {
-   for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
-    const double tol = dtype == torch::kFloat64 ? 1e-5 : 1e-4;
-    auto model = c.make();
-    model->eval();
-    torch::NoGradGuard ng;
-    auto tokens = random_tokens(c.vocab, 2, 12, 3);
-    auto o = options({"all-linear"}, 4, 8.0);
-    o.use_rslora = c.what == "tiny tied, rslora";
-    auto names = apply_lora(model, o);
-    randomize_b(model, names, 5);
-    model->to(dtype);
-    auto& q = linear_at(model, names[0]);
-    ASSERT_EQ(q.lora_A->weight.scalar_type(), dtype);
-    auto base = [&] {  // the same model with every adapter's B set to zero
-      std::vector<torch::Tensor> saved;
-      for (const auto& n : names) saved.push_back(linear_at(model, n).lora_B->weight.clone());
-      for (const auto& n : names) linear_at(model, n).lora_B->weight.zero_();
-      auto out = model->forward(tokens);
-      for (size_t i = 0; i < names.size(); ++i) linear_at(model, names[i]).lora_B->weight.copy_(saved[i]);
-      return out;
-    }();
-    const std::string what = c.what + (dtype == torch::kFloat64 ? " float64" : " float32");
-    auto w0 = q.weight.clone();
-    auto unmerged = model->forward(tokens);
-    EXPECT_GT(max_abs(unmerged, base), 1e-2) << what << ": the adapters must change the output";
+    for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+      const double tol = dtype == torch::kFloat64 ? 1e-5 : 1e-4;
+      auto model = c.make();
+      model->eval();
+      torch::NoGradGuard ng;
+      auto tokens = random_tokens(c.vocab, 2, 12, 3);
+      auto o = options({"all-linear"}, 4, 8.0);
+      o.use_rslora = c.what == "tiny tied, rslora";
+      auto names = apply_lora(model, o);
+      randomize_b(model, names, 5);
+      model->to(dtype);
+      auto& q = linear_at(model, names[0]);
+      ASSERT_EQ(q.lora_A->weight.scalar_type(), dtype);
+      auto base = [&] {  // the same model with every adapter's B set to zero
+        std::vector<torch::Tensor> saved;
+        for (const auto& n : names) saved.push_back(linear_at(model, n).lora_B->weight.clone());
+        for (const auto& n : names) linear_at(model, n).lora_B->weight.zero_();
+        auto out = model->forward(tokens);
+        for (size_t i = 0; i < names.size(); ++i)
+          linear_at(model, names[i]).lora_B->weight.copy_(saved[i]);
+        return out;
+      }();
+      const std::string what = c.what + (dtype == torch::kFloat64 ? " float64" : " float32");
+      auto w0 = q.weight.clone();
+      auto unmerged = model->forward(tokens);
+      EXPECT_GT(max_abs(unmerged, base), 1e-2) << what << ": the adapters must change the output";
 
-    EXPECT_EQ(merge_lora(model), static_cast<int64_t>(names.size()));
-    EXPECT_TRUE(q.merged());
-    auto expected_w = w0 + lora_scale(o) * torch::matmul(q.lora_B->weight, q.lora_A->weight);
-    EXPECT_LT(max_abs(q.weight, expected_w), 1e-6) << what;
-    auto merged = model->forward(tokens);
-    const double diff = max_abs(merged, unmerged);
-    EXPECT_LT(diff, tol) << what;
-    std::cout << "[ merged vs unmerged ] " << what << ": max |diff| = " << diff
-              << " (max |logit| = " << unmerged.abs().max().item<double>()
-              << ", max |adapter effect| = " << max_abs(unmerged, base) << ")\n";
-    merge_lora(model);  // merging twice is a no-op, as PEFT
-    EXPECT_TRUE(torch::equal(model->forward(tokens), merged)) << what;
+      EXPECT_EQ(merge_lora(model), static_cast<int64_t>(names.size()));
+      EXPECT_TRUE(q.merged());
+      auto expected_w = w0 + lora_scale(o) * torch::matmul(q.lora_B->weight, q.lora_A->weight);
+      EXPECT_LT(max_abs(q.weight, expected_w), 1e-6) << what;
+      auto merged = model->forward(tokens);
+      const double diff = max_abs(merged, unmerged);
+      EXPECT_LT(diff, tol) << what;
+      std::cout << "[ merged vs unmerged ] " << what << ": max |diff| = " << diff
+                << " (max |logit| = " << unmerged.abs().max().item<double>()
+                << ", max |adapter effect| = " << max_abs(unmerged, base) << ")\n";
+      merge_lora(model);  // merging twice is a no-op, as PEFT
+      EXPECT_TRUE(torch::equal(model->forward(tokens), merged)) << what;
 
-    EXPECT_EQ(unmerge_lora(model), static_cast<int64_t>(names.size()));
-    EXPECT_FALSE(q.merged());
-    EXPECT_LT(max_abs(q.weight, w0), 1e-6) << what;
-    EXPECT_LT(max_abs(model->forward(tokens), unmerged), tol) << what;
-   }
+      EXPECT_EQ(unmerge_lora(model), static_cast<int64_t>(names.size()));
+      EXPECT_FALSE(q.merged());
+      EXPECT_LT(max_abs(q.weight, w0), 1e-6) << what;
+      EXPECT_LT(max_abs(model->forward(tokens), unmerged), tol) << what;
+    }
   }
 }
 
@@ -208,56 +209,57 @@ TEST(Lora, GradientsMatchChainRuleThroughMergedWeight) {
     int64_t vocab;
     bool rslora;
   };
-  std::vector<Case> cases{{"stories260k", [] { return stories_model(); }, 512, false},
-                          {"tiny untied + bias, rslora", [] { return tiny_model(21, false, true); }, 61, true}};
+  std::vector<Case> cases{
+      {"stories260k", [] { return stories_model(); }, 512, false},
+      {"tiny untied + bias, rslora", [] { return tiny_model(21, false, true); }, 61, true}};
   for (const auto& c : cases) {
-   for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
-    const double tol = dtype == torch::kFloat64 ? 1e-5 : 1e-4;
-    const std::string what = c.what + (dtype == torch::kFloat64 ? " float64" : " float32");
-    auto model = c.make();
-    auto tokens = random_tokens(c.vocab, 2, 16, 4);
-    auto o = options({"all-linear"}, 4, 16.0);
-    o.use_rslora = c.rslora;
-    o.init_lora_weights = "gaussian";
-    const double s = lora_scale(o);
-    auto names = apply_lora(model, o);
-    randomize_b(model, names, 6);
-    model->to(dtype);
+    for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+      const double tol = dtype == torch::kFloat64 ? 1e-5 : 1e-4;
+      const std::string what = c.what + (dtype == torch::kFloat64 ? " float64" : " float32");
+      auto model = c.make();
+      auto tokens = random_tokens(c.vocab, 2, 16, 4);
+      auto o = options({"all-linear"}, 4, 16.0);
+      o.use_rslora = c.rslora;
+      o.init_lora_weights = "gaussian";
+      const double s = lora_scale(o);
+      auto names = apply_lora(model, o);
+      randomize_b(model, names, 6);
+      model->to(dtype);
 
-    // Pass 1: the adapters' own gradients.
-    next_token_loss(model->forward(tokens), tokens).backward();
-    std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> lora_grads;  // (dA, dB)
-    for (const auto& n : names) {
-      auto& lin = linear_at(model, n);
-      ASSERT_TRUE(lin.lora_A->weight.grad().defined()) << n;
-      lora_grads[n] = {lin.lora_A->weight.grad().clone(), lin.lora_B->weight.grad().clone()};
+      // Pass 1: the adapters' own gradients.
+      next_token_loss(model->forward(tokens), tokens).backward();
+      std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> lora_grads;  // (dA, dB)
+      for (const auto& n : names) {
+        auto& lin = linear_at(model, n);
+        ASSERT_TRUE(lin.lora_A->weight.grad().defined()) << n;
+        lora_grads[n] = {lin.lora_A->weight.grad().clone(), lin.lora_B->weight.grad().clone()};
+      }
+
+      // Pass 2: full gradients of the merged weights (the adapters take no part in this pass).
+      merge_lora(model);
+      for (const auto& n : names) linear_at(model, n).weight.set_requires_grad(true);
+      next_token_loss(model->forward(tokens), tokens).backward();
+
+      double worst_a = 0, worst_b = 0;
+      for (const auto& n : names) {
+        auto& lin = linear_at(model, n);
+        auto dw = lin.weight.grad();
+        ASSERT_TRUE(dw.defined()) << n;
+        const auto& a = lin.lora_A->weight;
+        const auto& b = lin.lora_B->weight;
+        auto want_db = s * torch::matmul(dw, a.t());
+        auto want_da = s * torch::matmul(b.t(), dw);
+        ASSERT_GT(want_db.norm().item<double>(), 0.0) << n;
+        const double ea = rel_err(lora_grads[n].first, want_da);
+        const double eb = rel_err(lora_grads[n].second, want_db);
+        EXPECT_LT(ea, tol) << what << " " << n << " dL/dA";
+        EXPECT_LT(eb, tol) << what << " " << n << " dL/dB";
+        worst_a = std::max(worst_a, ea);
+        worst_b = std::max(worst_b, eb);
+      }
+      std::cout << "[ gradients ] " << what << ": " << names.size()
+                << " layers, max relative error dL/dA " << worst_a << ", dL/dB " << worst_b << "\n";
     }
-
-    // Pass 2: full gradients of the merged weights (the adapters take no part in this pass).
-    merge_lora(model);
-    for (const auto& n : names) linear_at(model, n).weight.set_requires_grad(true);
-    next_token_loss(model->forward(tokens), tokens).backward();
-
-    double worst_a = 0, worst_b = 0;
-    for (const auto& n : names) {
-      auto& lin = linear_at(model, n);
-      auto dw = lin.weight.grad();
-      ASSERT_TRUE(dw.defined()) << n;
-      const auto& a = lin.lora_A->weight;
-      const auto& b = lin.lora_B->weight;
-      auto want_db = s * torch::matmul(dw, a.t());
-      auto want_da = s * torch::matmul(b.t(), dw);
-      ASSERT_GT(want_db.norm().item<double>(), 0.0) << n;
-      const double ea = rel_err(lora_grads[n].first, want_da);
-      const double eb = rel_err(lora_grads[n].second, want_db);
-      EXPECT_LT(ea, tol) << what << " " << n << " dL/dA";
-      EXPECT_LT(eb, tol) << what << " " << n << " dL/dB";
-      worst_a = std::max(worst_a, ea);
-      worst_b = std::max(worst_b, eb);
-    }
-    std::cout << "[ gradients ] " << what << ": " << names.size()
-              << " layers, max relative error dL/dA " << worst_a << ", dL/dB " << worst_b << "\n";
-   }
   }
 }
 

@@ -7,6 +7,21 @@
 
 namespace ringtune {
 
+std::vector<TextSpan> join_segments(const std::vector<TextSegment>& segments, std::string& text) {
+  std::vector<TextSpan> allowed;
+  for (const TextSegment& seg : segments) {
+    if (seg.allow_special && !seg.text.empty()) {
+      if (!allowed.empty() && allowed.back().end == text.size()) {
+        allowed.back().end += seg.text.size();
+      } else {
+        allowed.push_back({text.size(), text.size() + seg.text.size()});
+      }
+    }
+    text.append(seg.text.data(), seg.text.size());
+  }
+  return allowed;
+}
+
 namespace {
 
 // Bytes of JavaScript whitespace at the end / start of text[b, e) (String.prototype.trim).

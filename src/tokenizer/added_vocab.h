@@ -2,7 +2,7 @@
 // spellings in text before the rest of the pipeline runs, with leftmost-longest matching as the
 // reference does. Special tokens match only inside allow_special segments; non-special added
 // tokens match everywhere, as in the reference (JS port and Rust library alike).
-// defines: AddedToken, TextSection, AddedVocab
+// defines: AddedToken, TextSection, AddedVocab, join_segments
 #pragma once
 #include <cstdint>
 #include <string>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "src/tokenizer/normalized_text.h"
+#include "src/tokenizer/tokenizer.h"
 
 namespace ringtune {
 
@@ -30,6 +31,10 @@ struct TextSection {
   size_t begin = 0, end = 0;
   int32_t added_id = -1;
 };
+
+// Concatenates the segments into `text` and returns the byte ranges of the allow_special ones
+// (adjacent ranges merged), the `allowed` argument of AddedVocab::split.
+std::vector<TextSpan> join_segments(const std::vector<TextSegment>& segments, std::string& text);
 
 class AddedVocab {
  public:

@@ -96,17 +96,7 @@ int32_t HfTokenizer::model_unk_id() const { return model_->unk_id(); }
 
 Encoding HfTokenizer::encode(const std::vector<TextSegment>& segments) const {
   std::string text;
-  std::vector<TextSpan> allowed;
-  for (const TextSegment& seg : segments) {
-    if (seg.allow_special && !seg.text.empty()) {
-      if (!allowed.empty() && allowed.back().end == text.size()) {
-        allowed.back().end += seg.text.size();
-      } else {
-        allowed.push_back({text.size(), text.size() + seg.text.size()});
-      }
-    }
-    text.append(seg.text.data(), seg.text.size());
-  }
+  const std::vector<TextSpan> allowed = join_segments(segments, text);
   if (const size_t bad = utf8::first_invalid(text); bad != std::string::npos) {
     throw InputError("text to tokenize is not valid UTF-8 (byte " + std::to_string(bad) + ")");
   }

@@ -45,17 +45,7 @@ void SentencePieceTokenizer::add_token(const AddedToken& token) {
 
 Encoding SentencePieceTokenizer::encode(const std::vector<TextSegment>& segments) const {
   std::string text;
-  std::vector<TextSpan> allowed;
-  for (const TextSegment& seg : segments) {
-    if (seg.allow_special && !seg.text.empty()) {
-      if (!allowed.empty() && allowed.back().end == text.size()) {
-        allowed.back().end += seg.text.size();
-      } else {
-        allowed.push_back({text.size(), text.size() + seg.text.size()});
-      }
-    }
-    text.append(seg.text.data(), seg.text.size());
-  }
+  const std::vector<TextSpan> allowed = join_segments(segments, text);
   Encoding enc;
   for (const TextSection& sec : added_.split(text, allowed)) {
     if (sec.added_id >= 0) {
