@@ -329,7 +329,9 @@ TEST(PromptMask, EveryPresetSupervisesAssistantContentAndEndOfTurn) {
     const std::string text = PromptRenderer(f).render(kTwoTurns, {}).text;
     const std::string first = tok.decode({all.ids[0]});
     EXPECT_EQ(masked_runs(tok, all), std::vector<std::string>{text.substr(first.size())}) << name;
-    if (!f.bos.empty()) EXPECT_EQ(first, f.bos) << name;
+    if (!f.bos.empty()) {
+      EXPECT_EQ(first, f.bos) << name;
+    }
     EXPECT_EQ(all.loss_mask[0], 0) << name;
   }
 }

@@ -10,6 +10,8 @@
 #include <sstream>
 
 #include "src/io/safetensors.h"
+#include "src/train/checkpoint.h"
+#include <torch/torch.h>
 #include "test_util.h"
 
 using namespace ringtune;
@@ -129,4 +131,131 @@ TEST(Train, BadConfigsAreRefusedBeforeTraining) {
     EXPECT_NE(r.err.find(c.expected), std::string::npos) << c.overrides << "\n" << r.err;
     EXPECT_FALSE(fs::exists(w.dir.file("out/metrics.jsonl"))) << c.overrides;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints and resume
+
+namespace {
+
+// Runs `train` with one environment variable set for the child (fault injection hooks).
+RunResult train_with_env(const TrainWorkspace& w, const std::string& overrides, const std::string& var = "",
+                         const std::string& value = "") {
+  if (!var.empty()) setenv(var.c_str(), value.c_str(), 1);
+  auto r = run_ringtune("train " + w.dir.file("cfg.yaml") + " " + overrides);
+  if (!var.empty()) unsetenv(var.c_str());
+  return r;
+}
+
+std::vector<double> losses(const TrainWorkspace& w) {
+  std::vector<double> out;
+  for (const auto& m : w.metrics()) out.push_back(m["loss"].get<double>());
+  return out;
+}
+
+const char* kResumeRun = "max_steps=8 checkpoint_every_n_steps=3 num_checkpoints_to_keep=0 "
+                         "lora_config.r=4 lora_config.lora_dropout=0.1";
+
+struct Reference {
+  std::vector<double> losses;
+  std::string adapter;
+};
+
+const Reference& uninterrupted() {
+  static const Reference ref = [] {
+    TrainWorkspace w;
+    auto r = train_with_env(w, kResumeRun);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return Reference{losses(w), read_file(w.dir.file("out/adapter/adapter_model.safetensors"))};
+  }();
+  return ref;
+}
+
+}  // namespace
+
+TEST(Resume, KillNineBetweenCheckpointsThenResumeIsBitwiseIdentical) {
+  const auto& ref = uninterrupted();
+  ASSERT_EQ(ref.losses.size(), 8u);
+  TrainWorkspace w;
+  auto killed = train_with_env(w, kResumeRun, "RINGTUNE_TEST_KILL_AT_STEP", "5");
+  EXPECT_EQ(killed.exit_code, 137) << killed.err;
+  EXPECT_EQ(losses(w).size(), 5u);  // steps 4 and 5 ran after the step-3 checkpoint
+  auto resumed = train_with_env(w, kResumeRun);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resumed from"), std::string::npos);
+  EXPECT_NE(resumed.err.find("step-00000003.h5 at step 3"), std::string::npos) << resumed.err;
+  EXPECT_EQ(losses(w), ref.losses);  // bitwise: doubles compared exactly
+  EXPECT_EQ(read_file(w.dir.file("out/adapter/adapter_model.safetensors")), ref.adapter);
+}
+
+TEST(Resume, SigtermWritesACheckpointExits143AndResumesBitwise) {
+  const auto& ref = uninterrupted();
+  TrainWorkspace w;
+  auto stopped = train_with_env(w, kResumeRun, "RINGTUNE_TEST_TERM_AT_STEP", "4");
+  EXPECT_EQ(stopped.exit_code, 143) << stopped.err;
+  EXPECT_TRUE(fs::exists(w.dir.file("out/checkpoints/step-00000004.h5")));
+  EXPECT_EQ(read_file(w.dir.file("out/checkpoints/latest")), "step-00000004.h5\n");
+  auto resumed = train_with_env(w, kResumeRun);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(losses(w), ref.losses);
+  EXPECT_EQ(read_file(w.dir.file("out/adapter/adapter_model.safetensors")), ref.adapter);
+}
+
+TEST(Resume, KillDuringCheckpointWriteLeavesALoadableLatest) {
+  const auto& ref = uninterrupted();
+  TrainWorkspace w;
+  auto killed = train_with_env(w, kResumeRun, "RINGTUNE_TEST_KILL_IN_CHECKPOINT", "6");
+  EXPECT_EQ(killed.exit_code, 137) << killed.err;
+  EXPECT_TRUE(fs::exists(w.dir.file("out/checkpoints/step-00000006.h5.tmp")));
+  EXPECT_FALSE(fs::exists(w.dir.file("out/checkpoints/step-00000006.h5")));
+  EXPECT_EQ(read_file(w.dir.file("out/checkpoints/latest")), "step-00000003.h5\n");
+  auto resumed = train_with_env(w, kResumeRun);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(losses(w), ref.losses);
+}
+
+TEST(Resume, CorruptedLatestIsDetectedAndThePreviousOneUsed) {
+  const auto& ref = uninterrupted();
+  TrainWorkspace w;
+  auto killed = train_with_env(w, kResumeRun, "RINGTUNE_TEST_KILL_AT_STEP", "7");
+  ASSERT_EQ(killed.exit_code, 137) << killed.err;
+  const std::string latest = w.dir.file("out/checkpoints/step-00000006.h5");
+  ASSERT_TRUE(fs::exists(latest));
+  // Flip one byte inside the stored data of a trainable tensor: only its checksum can tell.
+  const auto st = load_checkpoint(latest);
+  auto t = st.trainable.back().second.contiguous();
+  const std::string needle(static_cast<const char*>(t.data_ptr()), t.nbytes());
+  std::string raw = read_file(latest);
+  const auto at = raw.find(needle);
+  ASSERT_NE(at, std::string::npos);
+  raw[at + needle.size() / 2] = static_cast<char>(raw[at + needle.size() / 2] ^ 0x01);
+  write_file(latest, raw);
+  auto resumed = train_with_env(w, kResumeRun);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("checkpoint " + latest + " cannot be used"), std::string::npos) << resumed.err;
+  EXPECT_NE(resumed.err.find("step-00000003.h5 at step 3"), std::string::npos) << resumed.err;
+  EXPECT_EQ(losses(w), ref.losses);
+}
+
+TEST(Resume, IncompatibleChangesAreRefusedSayingWhatDiffers) {
+  TrainWorkspace w;
+  auto first = train_with_env(w, "max_steps=3 checkpoint_every_n_steps=1 lora_config.r=4");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  auto rank = train_with_env(w, "max_steps=6 lora_config.r=8");
+  EXPECT_EQ(rank.exit_code, 2);
+  EXPECT_NE(rank.err.find("has shape [8, 32] in the checkpoint") == std::string::npos &&
+                    rank.err.find("has shape [4, 32] in the checkpoint, [8, 32] now (other LoRA rank?)") == std::string::npos
+                ? std::string::npos
+                : 0,
+            std::string::npos)
+      << rank.err;
+  auto full = train_with_env(w, "max_steps=6");
+  EXPECT_EQ(full.exit_code, 2);
+  EXPECT_NE(full.err.find("LoRA vs full fine-tuning?"), std::string::npos) << full.err;
+  write_tiny_llama(w.dir.file("base"), 32000, 32, 2, 99);  // other base weights
+  auto base = train_with_env(w, "max_steps=6 lora_config.r=4");
+  EXPECT_EQ(base.exit_code, 2);
+  EXPECT_NE(base.err.find("cannot resume: the base weights differ"), std::string::npos) << base.err;
+  auto fresh = train_with_env(w, "max_steps=2 lora_config.r=4 resume=none");
+  EXPECT_EQ(fresh.exit_code, 0) << fresh.err;
 }

@@ -27,7 +27,11 @@ int cmd_train(const Args& args) {
     std::cout << cfg.dump_yaml();
     return 0;
   }
-  run_training(cfg);
+  try {
+    run_training(cfg);
+  } catch (const StopRequested&) {
+    return 143;  // graceful stop after SIGTERM; the checkpoint is named in the log
+  }
   return 0;
 }
 

@@ -3,6 +3,9 @@
 
 #include <hdf5.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
@@ -55,7 +58,9 @@ hid_t create_chunked(hid_t file, const std::string& name, hid_t type, hsize_t si
   Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
   H5Pset_chunk(dcpl.id, 1, chunks);
   H5Pset_fletcher32(dcpl.id);
-  hid_t ds = H5Dcreate2(file, name.c_str(), type, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT);
+  Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
+  H5Pset_create_intermediate_group(lcpl.id, 1);
+  hid_t ds = H5Dcreate2(file, name.c_str(), type, space.id, lcpl.id, dcpl.id, H5P_DEFAULT);
   if (ds < 0) throw Error(path + ": cannot create dataset " + name);
   return ds;
 }
@@ -105,6 +110,13 @@ void H5File::commit() {
     throw Error(write_path_ + ": HDF5 flush/close failed");
   }
   id_ = -1;
+  // The data must be on disk before the rename makes it visible.
+  const int fd = ::open(write_path_.c_str(), O_RDONLY);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw Error(write_path_ + ": fsync failed");
+  }
+  ::close(fd);
   if (std::rename(write_path_.c_str(), path_.c_str()) != 0)
     throw Error(write_path_ + ": cannot rename to " + path_);
   write_path_.clear();
@@ -180,6 +192,61 @@ int64_t H5File::dataset_size(const std::string& name) const {
   hsize_t dims[1] = {0};
   H5Sget_simple_extent_dims(space.id, dims, nullptr);
   return static_cast<int64_t>(dims[0]);
+}
+
+void H5File::write_f32(const std::string& name, const float* data, const std::vector<int64_t>& shape) {
+  std::vector<hsize_t> dims(shape.begin(), shape.end()), chunks(dims.size());
+  hsize_t numel = 1;
+  for (auto d : dims) numel *= d;
+  // Chunks of whole rows, at most ~1M elements.
+  hsize_t budget = 1 << 20;
+  for (size_t i = dims.size(); i-- > 0;) {
+    chunks[i] = std::max<hsize_t>(1, std::min<hsize_t>(dims[i], budget));
+    budget = std::max<hsize_t>(1, budget / std::max<hsize_t>(1, dims[i]));
+  }
+  Handle space{dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose};
+  Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+  if (!dims.empty() && numel > 0) {
+    H5Pset_chunk(dcpl.id, static_cast<int>(dims.size()), chunks.data());
+    H5Pset_fletcher32(dcpl.id);
+  }
+  Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
+  H5Pset_create_intermediate_group(lcpl.id, 1);
+  Handle ds{H5Dcreate2(id_, name.c_str(), H5T_IEEE_F32LE, space.id, lcpl.id, dcpl.id, H5P_DEFAULT), H5Dclose};
+  if (ds.id < 0) throw Error(write_path_ + ": cannot create dataset " + name);
+  if (numel > 0 && H5Dwrite(ds.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    throw Error(write_path_ + ": cannot write dataset " + name);
+}
+
+std::vector<float> H5File::read_f32(const std::string& name, std::vector<int64_t>& shape) const {
+  if (!has_dataset(name)) throw InputError(path_ + ": missing dataset " + name);
+  Handle ds{H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose};
+  Handle space{H5Dget_space(ds.id), H5Sclose};
+  const int nd = H5Sget_simple_extent_ndims(space.id);
+  std::vector<hsize_t> dims(static_cast<size_t>(std::max(nd, 0)));
+  if (nd > 0) H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
+  shape.assign(dims.begin(), dims.end());
+  size_t numel = 1;
+  for (auto d : dims) numel *= d;
+  std::vector<float> out(numel);
+  if (numel > 0 && H5Dread(ds.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+    throw InputError(path_ + ": dataset " + name + " failed its checksum or cannot be read (corrupted)");
+  return out;
+}
+
+std::vector<std::string> H5File::list(const std::string& group) const {
+  std::vector<std::string> names;
+  if (group != "/" && H5Lexists(id_, group.c_str(), H5P_DEFAULT) <= 0) return names;
+  Handle g{H5Gopen2(id_, group.c_str(), H5P_DEFAULT), H5Gclose};
+  H5G_info_t info;
+  if (g.id < 0 || H5Gget_info(g.id, &info) < 0) throw InputError(path_ + ": cannot list " + group);
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t n = H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    std::string name(static_cast<size_t>(n), '\0');
+    H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    names.push_back(name);
+  }
+  return names;
 }
 
 template <typename T>

@@ -41,6 +41,11 @@ class H5File {
   template <typename T>
   std::vector<T> read(const std::string& name) const;  // checksums verified while reading
   bool has_dataset(const std::string& name) const;
+  // n-D float32 datasets (chunked, Fletcher-32); names may contain '/' (groups are created).
+  void write_f32(const std::string& name, const float* data, const std::vector<int64_t>& shape);
+  std::vector<float> read_f32(const std::string& name, std::vector<int64_t>& shape) const;
+  // Names of the datasets directly under group `group` ("/" for the root), sorted.
+  std::vector<std::string> list(const std::string& group) const;
   int64_t dataset_size(const std::string& name) const;
 
  private:

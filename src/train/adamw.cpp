@@ -6,6 +6,9 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <map>
+
+#include "src/error.h"
 
 namespace ringtune {
 
@@ -59,6 +62,25 @@ std::vector<std::pair<std::string, at::Tensor>> AdamW::state() const {
     out.emplace_back(s.name + ".exp_avg_sq", s.v);
   }
   return out;
+}
+
+}  // namespace ringtune
+
+namespace ringtune {
+
+void AdamW::load_state(const std::vector<std::pair<std::string, at::Tensor>>& moments) {
+  std::map<std::string, at::Tensor> by_name(moments.begin(), moments.end());
+  torch::NoGradGuard no_grad;
+  for (auto& s : slots_) {
+    for (auto [suffix, dst] : {std::pair<const char*, torch::Tensor*>{".exp_avg", &s.m}, {".exp_avg_sq", &s.v}}) {
+      auto it = by_name.find(s.name + suffix);
+      if (it == by_name.end()) throw InputError("optimizer state for " + s.name + suffix + " is missing");
+      if (it->second.sizes() != dst->sizes())
+        throw InputError("optimizer state " + s.name + suffix + " has shape " + c10::str(it->second.sizes()) +
+                         ", expected " + c10::str(dst->sizes()));
+      dst->copy_(it->second);
+    }
+  }
 }
 
 }  // namespace ringtune

@@ -32,6 +32,9 @@ class AdamW {
   void set_step_count(int64_t s) { step_ = s; }
   // First and second moments by parameter name (created zero at construction).
   std::vector<std::pair<std::string, at::Tensor>> state() const;
+  // Restores moments saved by state(); every parameter's pair must be present with its shape
+  // (InputError naming the tensor otherwise).
+  void load_state(const std::vector<std::pair<std::string, at::Tensor>>& moments);
   const AdamWOptions& options() const { return options_; }
 
  private:

@@ -11,9 +11,14 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <map>
 #include <cmath>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -27,6 +32,7 @@
 #include "src/io/hf_model.h"
 #include "src/train/adamw.h"
 #include "src/train/batcher.h"
+#include "src/train/checkpoint.h"
 #include "src/train/loss.h"
 #include "src/train/lr_schedule.h"
 
@@ -37,6 +43,46 @@ namespace ringtune {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int) { g_stop = true; }
+
+// Fault injection for tests: RINGTUNE_TEST_<NAME>=<step> makes the process send itself `sig`
+// after that optimizer step (SIGKILL: a crash between checkpoints; SIGTERM: a Slurm stop).
+void maybe_signal_after(const char* var, int64_t step, int sig) {
+  const char* v = std::getenv(var);
+  if (v && std::atoll(v) == step) ::kill(::getpid(), sig);
+}
+
+std::vector<uint8_t> rng_bytes() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  auto t = gen.get_state();
+  return std::vector<uint8_t>(t.data_ptr<uint8_t>(), t.data_ptr<uint8_t>() + t.numel());
+}
+
+void set_rng_bytes(const std::vector<uint8_t>& b) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  auto t = torch::empty({static_cast<int64_t>(b.size())}, torch::kUInt8);
+  std::memcpy(t.data_ptr<uint8_t>(), b.data(), b.size());
+  gen.set_state(t);
+}
+
+// Keeps metrics lines of steps <= `step` (a resumed run rewrites what follows).
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    try {
+      if (nlohmann::json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
+    } catch (...) {
+      break;  // a torn last line
+    }
+  }
+  in.close();
+  std::ofstream(path, std::ios::trunc) << kept;
+}
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -187,12 +233,85 @@ TrainSummary run_training(const Config& c) {
   const double max_norm = c.get_double("max_grad_norm");
   const int64_t eval_steps = c.get_int("eval_steps");
 
-  std::ofstream metrics((fs::path(out_dir) / "metrics.jsonl").string(), std::ios::trunc);
-  const bool tty = isatty(STDERR_FILENO);
+  // Fingerprints that a resumed run must share with its checkpoint.
+  std::vector<std::string> base_files{(fs::path(base_dir) / "config.json").string()};
+  for (const auto& f : hf_weight_files(base_dir)) base_files.push_back(f);
+  const std::string base_hash = file_fingerprint(base_files);
+  const std::string tokenizer_hash = pipe.tokenizer_hash();
+
+  int64_t start_step = 0;
   TrainSummary summary;
+  const std::string resume = c.get_string("resume");
+  CheckpointState ck;
+  if (resume == "auto") {
+    summary.resumed_from = find_resume_checkpoint(out_dir, ck);
+  } else if (resume != "none") {
+    ck = load_checkpoint(resume);
+    summary.resumed_from = resume;
+  }
+  const std::string metrics_path = (fs::path(out_dir) / "metrics.jsonl").string();
+  if (!summary.resumed_from.empty()) {
+    const std::string& from = summary.resumed_from;
+    if (ck.base_hash != base_hash)
+      throw InputError(from + ": cannot resume: the base weights differ (checkpoint " + ck.base_hash +
+                       ", initial_base_model_ckpt_path now " + base_hash + ")");
+    if (ck.tokenizer_hash != tokenizer_hash)
+      throw InputError(from + ": cannot resume: the tokenizer differs (checkpoint " + ck.tokenizer_hash +
+                       ", now " + tokenizer_hash + ")");
+    std::map<std::string, torch::Tensor> saved(ck.trainable.begin(), ck.trainable.end());
+    if (saved.size() != trainable.size())
+      throw InputError(from + ": cannot resume: the checkpoint has " + std::to_string(saved.size()) +
+                       " trainable tensors, this configuration " + std::to_string(trainable.size()) +
+                       (use_lora ? " (other LoRA target_modules or modules_to_save?)" : " (LoRA vs full fine-tuning?)"));
+    torch::NoGradGuard ng;
+    for (auto& [name, p] : trainable) {
+      auto it = saved.find(name);
+      if (it == saved.end()) throw InputError(from + ": cannot resume: tensor " + name + " is not in the checkpoint");
+      if (it->second.sizes() != p.sizes())
+        throw InputError(from + ": cannot resume: tensor " + name + " has shape " + c10::str(it->second.sizes()) +
+                         " in the checkpoint, " + c10::str(p.sizes()) + " now (other LoRA rank?)");
+      p.copy_(it->second);
+    }
+    opt.load_state(ck.optimizer);
+    opt.set_step_count(ck.adam_step);
+    set_rng_bytes(ck.rng);
+    start_step = ck.step;
+    truncate_metrics(metrics_path, start_step);
+    spdlog::info("resumed from {} at step {} of {}", from, start_step, total_steps);
+  }
+  const int64_t every = c.get_int("checkpoint_every_n_steps");
+  const int64_t keep = c.get_int("num_checkpoints_to_keep");
+  auto checkpoint = [&](int64_t steps_done) {
+    CheckpointState st;
+    st.step = steps_done;
+    st.epoch = steps_done / steps_per_epoch;
+    st.total_steps = total_steps;
+    st.adam_step = opt.step_count();
+    st.config_yaml = c.dump_yaml();
+    st.base_hash = base_hash;
+    st.tokenizer_hash = tokenizer_hash;
+    st.data_hash = train.data_hash;
+    st.trainable = trainable;
+    st.optimizer = opt.state();
+    st.rng = rng_bytes();
+    const std::string path = save_checkpoint(out_dir, st);
+    prune_checkpoints(out_dir, keep);
+    spdlog::info("checkpoint {} (step {})", path, steps_done);
+    return path;
+  };
+  g_stop = false;
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+
+  std::ofstream metrics(metrics_path, start_step > 0 ? std::ios::app : std::ios::trunc);
+  const bool tty = isatty(STDERR_FILENO);
   int64_t current_epoch = 0;
+  if (start_step > 0 && start_step / steps_per_epoch != 0) {
+    current_epoch = start_step / steps_per_epoch;
+    seqs = epoch_sequences(current_epoch);
+  }
   model->train();
-  for (int64_t step = 0; step < total_steps; ++step) {
+  for (int64_t step = start_step; step < total_steps; ++step) {
     const auto t_step = Clock::now();
     const int64_t epoch = step / steps_per_epoch, in_epoch = step % steps_per_epoch;
     if (epoch != current_epoch) {
@@ -252,6 +371,16 @@ TrainSummary run_training(const Config& c) {
     } else if (last || (step + 1) % std::max<int64_t>(1, total_steps / 20) == 0 || step < 3) {
       spdlog::info("step {}/{} loss {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s ETA {:.0f}s", step + 1, total_steps,
                    loss, lr, grad_norm, tokens / std::max(dt, 1e-9), eta);
+    }
+    const bool epoch_end = in_epoch + 1 == steps_per_epoch;
+    std::string saved;
+    if (last || (every > 0 ? (step + 1) % every == 0 : epoch_end)) saved = checkpoint(step + 1);
+    maybe_signal_after("RINGTUNE_TEST_KILL_AT_STEP", step + 1, SIGKILL);
+    maybe_signal_after("RINGTUNE_TEST_TERM_AT_STEP", step + 1, SIGTERM);
+    if (g_stop && !last) {
+      if (saved.empty()) saved = checkpoint(step + 1);
+      spdlog::warn("stop requested: checkpoint {} written after step {}", saved, step + 1);
+      throw StopRequested{saved};
     }
   }
   summary.steps = total_steps;

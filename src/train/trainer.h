@@ -17,6 +17,12 @@ struct TrainSummary {
   std::vector<double> step_losses;  // mean supervised-token loss of each optimizer step
   double final_valid_loss = -1;     // -1: no validation data
   std::string export_dir;
+  std::string resumed_from;  // checkpoint path, empty for a fresh run
+};
+
+// Thrown after SIGTERM (or SIGINT): a checkpoint was written; `train` exits 143.
+struct StopRequested {
+  std::string checkpoint;
 };
 
 TrainSummary run_training(const Config& config);

@@ -1,0 +1,407 @@
+#!/usr/bin/env python3
+"""Generate ringtune's quickstart function-calling chat data (deterministic).
+
+Each sample is one line of OpenAI-format chat JSON:
+  {"messages": [{"role": "user", "content": "..."},
+                {"role": "assistant", "content": "weather(location=\"Berlin\")"}]}
+The assistant answer is exactly one call in the canonical form produced by
+format_call(): name(k1=v1, k2=v2) with keyword arguments in the skill's fixed
+order, strings double-quoted, ints bare, ", " between arguments.
+
+Splits (written next to this script unless --out-dir is given):
+  train.jsonl  train templates x train values
+  valid.jsonl  train templates x train values, user texts not in train
+  test.jsonl   held-out templates x held-out values (see README.md)
+
+Python 3 standard library only. Re-running reproduces the files byte for byte.
+Usage: python3 gen_function_calls.py [--out-dir DIR] [--quiet]
+"""
+import argparse
+import json
+import os
+import random
+import sys
+
+SEED = 20261122
+TRAIN_PER_SKILL = 100
+VALID_TOTAL = 100
+TEST_PER_SKILL = 15
+
+# Filler words wrapped around every template (shared by all splits; the
+# held-out unit is the template itself).
+PREFIXES = ["", "hey, ", "ok, ", "um, ", "so, "]
+SUFFIXES = ["", " please", ", thanks", " if you can"]
+
+CITIES = ["Berlin", "Paris", "London", "Madrid", "Rome", "Vienna", "Oslo",
+          "Dublin", "Lisbon", "Prague", "Warsaw", "Athens",
+          # held out for test:
+          "Helsinki", "Zurich", "Budapest", "Amsterdam"]
+TIMER_MINUTES = [1, 2, 3, 5, 10, 12, 15, 20, 25, 30, 45, 60,
+                 # held out:
+                 7, 18, 35, 55]
+CONVERT_AMOUNTS = [10, 20, 25, 40, 50, 75, 100, 150, 200, 250, 300, 500,
+                   # held out:
+                   65, 90, 120, 400]
+CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CHF", "CAD"]  # closed enum
+PHRASES = ["good morning", "thank you", "see you soon", "where is the station",
+           "how much is this", "I am hungry", "the bill please", "good night",
+           "nice to meet you", "I need a taxi", "what time is it", "happy birthday",
+           # held out:
+           "the water is cold", "open the window", "I like this song", "call me later"]
+LANGUAGES = ["French", "German", "Spanish", "Italian", "Dutch", "Swedish",
+             "Polish", "Greek", "Turkish",
+             # held out:
+             "Japanese", "Portuguese", "Korean"]
+TASKS = ["call mom", "buy milk", "water the plants", "pay rent", "walk the dog",
+         "take my pills", "send the report", "book a table", "clean the kitchen",
+         "pick up Anna", "feed the cat", "charge my phone",
+         # held out:
+         "return the books", "renew my passport", "bake bread", "check the mail"]
+# Int pools are chosen so that no held-out int is a train value of any int
+# argument. One pool of HH:MM times; alarm and reminder share the train/test split.
+TIMES = ["06:00", "06:30", "07:00", "07:15", "08:00", "09:45", "12:00", "13:30",
+         "17:00", "18:00", "20:15", "21:00",
+         # held out:
+         "05:45", "10:20", "16:40", "22:30"]
+ARTISTS = ["Queen", "ABBA", "Adele", "Coldplay", "Madonna", "Shakira", "Metallica",
+           "Beyonce", "Nirvana", "Radiohead", "Rihanna", "Eminem",
+           # held out:
+           "Oasis", "Bjork", "Sting", "Drake"]
+OPERANDS = [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16, 20, 24, 25, 30, 36, 48, 64, 100,
+            # held out (every test expression uses two of these):
+            13, 17, 19, 23, 27, 31, 42]
+OPS = [("times", "*"), ("plus", "+"), ("minus", "-"), ("divided by", "/")]  # closed enum
+WORDS = ["serendipity", "ephemeral", "ubiquitous", "melancholy", "resilient",
+         "eloquent", "candid", "frugal", "vivid", "nostalgia", "paradox", "whimsical",
+         # held out:
+         "benevolent", "tenacious", "gregarious", "meticulous"]
+TOPICS = ["sports", "politics", "science", "business", "technology", "health",
+          "travel", "music", "weather",
+          # held out:
+          "movies", "education", "space"]
+ROOMS = ["kitchen", "bedroom", "living room", "bathroom", "hallway", "office",
+         "garage", "dining room", "basement",
+         # held out:
+         "attic", "nursery", "porch"]
+STATES = ["on", "off"]  # closed enum
+VOLUMES = [0, 5, 10, 20, 25, 30, 40, 50, 60, 70, 80, 100,
+           # held out:
+           35, 65, 85, 90]
+CONTACTS = ["Anna", "Tom", "Maria", "David", "Lucy", "Peter", "Sara", "James",
+            "Emma", "Oliver", "Sophie", "Daniel",
+            # held out:
+            "Nora", "Victor", "Irene", "Hugo"]
+
+
+def split_pool(pool, n_test):
+    """Last n_test entries are held out for test."""
+    return pool[:-n_test], pool[-n_test:]
+
+
+# arg spec: (name, kind, pool, n_held_out)
+#   kind "str"/"int": open argument, value copied from the user text; the last
+#                     n_held_out pool entries appear only in test.
+#   kind "enum":      closed set mapped from words; shared by all splits.
+# Templates: the last quarter (2 of 8, 3 of 12) appear only in test.
+SKILLS = [
+    {"name": "weather",
+     "args": [("location", "str", CITIES, 4)],
+     "templates": [
+         "what's the weather in {location}?",
+         "weather {location}",
+         "could you please tell me the weather in {location}?",
+         "tell me the forecast for {location}.",
+         "is it raining in {location} today?",
+         "I want to know the weather in {location}.",
+         "how cold is it in {location} right now?",
+         "show me the weather for {location}.",
+     ]},
+    {"name": "timecheck",
+     "args": [],
+     "templates": [
+         "what time is it?",
+         "time",
+         "could you please tell me the time?",
+         "tell me the current time.",
+         "do you know what time it is?",
+         "check the clock.",
+         "what's the time right now?",
+         "I need to know the time.",
+         "give me the time.",
+         "how late is it?",
+         "what does the clock say?",
+         "show me the current time.",
+     ]},
+    {"name": "timer",
+     "args": [("minutes", "int", TIMER_MINUTES, 4)],
+     "templates": [
+         "set a timer for {minutes} minutes.",
+         "timer {minutes} minutes",
+         "could you please start a {minutes} minute timer?",
+         "start a timer for {minutes} minutes.",
+         "can you time {minutes} minutes for me?",
+         "I need a timer of {minutes} minutes.",
+         "count down {minutes} minutes.",
+         "remind me when {minutes} minutes are up.",
+     ]},
+    {"name": "convert",
+     "args": [("amount", "int", CONVERT_AMOUNTS, 4),
+              ("from", "enum", CURRENCIES, 0),
+              ("to", "enum", CURRENCIES, 0)],
+     "templates": [
+         "convert {amount} {from} to {to}.",
+         "{amount} {from} in {to}",
+         "could you please convert {amount} {from} into {to}?",
+         "how much is {amount} {from} in {to}?",
+         "change {amount} {from} to {to}.",
+         "I want to turn {amount} {from} into {to}.",
+         "what are {amount} {from} worth in {to}?",
+         "exchange {amount} {from} for {to}.",
+     ]},
+    {"name": "translate",
+     "args": [("text", "str", PHRASES, 4),
+              ("language", "str", LANGUAGES, 3)],
+     "templates": [
+         "translate \"{text}\" to {language}.",
+         "{language}: {text}",
+         "could you please translate \"{text}\" into {language}?",
+         "how do you say \"{text}\" in {language}?",
+         "say \"{text}\" in {language}.",
+         "I need \"{text}\" in {language}.",
+         "what is \"{text}\" in {language}?",
+         "put \"{text}\" into {language}.",
+     ]},
+    {"name": "reminder",
+     "args": [("task", "str", TASKS, 4),
+              ("time", "str", TIMES, 4)],
+     "templates": [
+         "remind me to {task} at {time}.",
+         "reminder {task} {time}",
+         "could you please remind me to {task} at {time}?",
+         "at {time} remind me to {task}.",
+         "can you remind me at {time} to {task}?",
+         "I need a reminder to {task} at {time}.",
+         "don't let me forget to {task} at {time}.",
+         "set a reminder at {time} to {task}.",
+     ]},
+    {"name": "play_music",
+     "args": [("artist", "str", ARTISTS, 4)],
+     "templates": [
+         "play some {artist}.",
+         "play {artist}",
+         "could you please play music by {artist}?",
+         "put on {artist}.",
+         "can you play a song by {artist}?",
+         "I want to hear {artist}.",
+         "start playing {artist}.",
+         "let me listen to {artist}.",
+     ]},
+    {"name": "calculate",
+     "args": [("expression", "expr", OPERANDS, 7)],
+     "templates": [
+         "what is {a} {op} {b}?",
+         "calc {a} {op} {b}",
+         "could you please calculate {a} {op} {b}?",
+         "work out {a} {op} {b}.",
+         "how much is {a} {op} {b}?",
+         "I need {a} {op} {b}.",
+         "compute {a} {op} {b}.",
+         "tell me {a} {op} {b}.",
+     ]},
+    {"name": "define",
+     "args": [("word", "str", WORDS, 4)],
+     "templates": [
+         "define {word}.",
+         "define {word}",
+         "could you please define the word {word}?",
+         "what does {word} mean?",
+         "give me the meaning of {word}.",
+         "I don't know the word {word}.",
+         "explain the word {word}.",
+         "look up {word}.",
+     ]},
+    {"name": "news",
+     "args": [("topic", "str", TOPICS, 3)],
+     "templates": [
+         "show me the {topic} news.",
+         "news {topic}",
+         "could you please give me the latest {topic} news?",
+         "what's new in {topic}?",
+         "any {topic} headlines today?",
+         "I want the {topic} news.",
+         "read me the news about {topic}.",
+         "catch me up on {topic}.",
+     ]},
+    {"name": "alarm",
+     "args": [("time", "str", TIMES, 4)],
+     "templates": [
+         "set an alarm for {time}.",
+         "alarm {time}",
+         "could you please wake me up at {time}?",
+         "wake me at {time}.",
+         "can you set my alarm to {time}?",
+         "I need an alarm at {time}.",
+         "get me up at {time}.",
+         "put an alarm on {time}.",
+     ]},
+    {"name": "lights",
+     "args": [("room", "str", ROOMS, 3),
+              ("state", "enum", STATES, 0)],
+     "templates": [
+         "turn {state} the lights in the {room}.",
+         "{room} lights {state}",
+         "could you please switch {state} the {room} lights?",
+         "switch the {room} lights {state}.",
+         "can you turn the {room} light {state}?",
+         "I want the {room} lights {state}.",
+         "lights {state} in the {room}.",
+         "put the {room} lights {state}.",
+     ]},
+    {"name": "volume",
+     "args": [("level", "int", VOLUMES, 4)],
+     "templates": [
+         "set the volume to {level}.",
+         "volume {level}",
+         "could you please change the volume to {level}?",
+         "make the volume {level}.",
+         "can you put the volume at {level}?",
+         "I want the volume at {level}.",
+         "turn the volume to {level}.",
+         "adjust the sound to {level}.",
+     ]},
+    {"name": "call",
+     "args": [("contact", "str", CONTACTS, 4)],
+     "templates": [
+         "call {contact}.",
+         "call {contact}",
+         "could you please phone {contact}?",
+         "ring {contact}.",
+         "can you call {contact} for me?",
+         "I want to talk to {contact}.",
+         "dial {contact}.",
+         "get {contact} on the phone.",
+     ]},
+]
+
+
+def format_value(v):
+    if isinstance(v, int):
+        return str(v)
+    assert '"' not in v and "\\" not in v, v
+    return '"' + v + '"'
+
+
+def format_call(name, kwargs):
+    """Canonical call text; kwargs is a list of (key, value) in fixed order."""
+    return name + "(" + ", ".join(k + "=" + format_value(v) for k, v in kwargs) + ")"
+
+
+def split_templates(templates):
+    n_test = len(templates) // 4
+    return templates[:-n_test], templates[-n_test:]
+
+
+def apply_fillers(body, prefix, suffix):
+    if "please" in body and "please" in suffix:
+        suffix = ""
+    end = ""
+    if body and body[-1] in ".?!":
+        body, end = body[:-1], body[-1]
+    return prefix + body + suffix + end
+
+
+def draw_sample(skill, split, rng):
+    """Return (user_text, call_text) drawn from the given split's pools."""
+    train_t, test_t = split_templates(skill["templates"])
+    template = rng.choice(test_t if split == "test" else train_t)
+    fields = {}
+    kwargs = []
+    for name, kind, pool, n_held in skill["args"]:
+        if kind == "enum":
+            if name == "to":  # convert: target currency differs from source
+                value = rng.choice([c for c in pool if c != fields["from"]])
+            else:
+                value = rng.choice(pool)
+            fields[name] = value
+            kwargs.append((name, value))
+        elif kind == "expr":
+            train_p, test_p = split_pool(pool, n_held)
+            p = test_p if split == "test" else train_p
+            a, b = rng.choice(p), rng.choice(p)
+            word, sym = rng.choice(OPS)
+            fields.update(a=a, b=b, op=word)
+            kwargs.append((name, "%d%s%d" % (a, sym, b)))
+        else:
+            train_p, test_p = split_pool(pool, n_held)
+            value = rng.choice(test_p if split == "test" else train_p)
+            fields[name] = value
+            kwargs.append((name, value))
+    body = template.format(**fields)
+    text = apply_fillers(body, rng.choice(PREFIXES), rng.choice(SUFFIXES))
+    return text, format_call(skill["name"], kwargs)
+
+
+def draw_unique(skill, split, n, rng, seen):
+    out = []
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > 200000:
+            raise SystemExit("cannot draw %d unique %s samples for %s" % (n, split, skill["name"]))
+        text, call = draw_sample(skill, split, rng)
+        if text in seen:
+            continue
+        seen.add(text)
+        out.append((text, call))
+    return out
+
+
+def to_line(text, call):
+    msg = {"messages": [{"role": "user", "content": text},
+                        {"role": "assistant", "content": call}]}
+    return json.dumps(msg, ensure_ascii=False, separators=(", ", ": "))
+
+
+def generate():
+    rng = random.Random(SEED)
+    n_skills = len(SKILLS)
+    valid_counts = [VALID_TOTAL // n_skills + (1 if i < VALID_TOTAL % n_skills else 0)
+                    for i in range(n_skills)]
+    splits = {"train": [], "valid": [], "test": []}
+    per_skill = []
+    for skill, n_valid in zip(SKILLS, valid_counts):
+        seen = set()
+        pool = draw_unique(skill, "train", TRAIN_PER_SKILL + n_valid, rng, seen)
+        test = draw_unique(skill, "test", TEST_PER_SKILL, rng, seen)
+        splits["train"] += [(skill["name"],) + s for s in pool[:TRAIN_PER_SKILL]]
+        splits["valid"] += [(skill["name"],) + s for s in pool[TRAIN_PER_SKILL:]]
+        splits["test"] += [(skill["name"],) + s for s in test]
+        per_skill.append((skill["name"], TRAIN_PER_SKILL, n_valid, TEST_PER_SKILL))
+    for name in splits:
+        rng.shuffle(splits[name])
+    return splits, per_skill
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out-dir", default=os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    splits, per_skill = generate()
+    os.makedirs(args.out_dir, exist_ok=True)
+    for name in ("train", "valid", "test"):
+        path = os.path.join(args.out_dir, name + ".jsonl")
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            for _, text, call in splits[name]:
+                f.write(to_line(text, call) + "\n")
+    if not args.quiet:
+        print("%-12s %6s %6s %6s" % ("skill", "train", "valid", "test"))
+        for name, a, b, c in per_skill:
+            print("%-12s %6d %6d %6d" % (name, a, b, c))
+        print("%-12s %6d %6d %6d" % ("total", len(splits["train"]),
+                                     len(splits["valid"]), len(splits["test"])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

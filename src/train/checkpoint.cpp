@@ -1,0 +1,171 @@
+// HDF5 checkpoints; see checkpoint.h.
+#include "src/train/checkpoint.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <torch/torch.h>
+
+#include "src/error.h"
+#include "src/io/h5.h"
+
+namespace fs = std::filesystem;
+
+namespace ringtune {
+
+namespace {
+
+constexpr int64_t kFormatVersion = 1;
+constexpr const char* kKind = "ringtune-checkpoint";
+
+fs::path ckpt_dir(const std::string& out) { return fs::path(out) / "checkpoints"; }
+
+int64_t step_of(const fs::path& p) {
+  const std::string stem = p.stem().string();  // step-00000012
+  if (stem.rfind("step-", 0) != 0) return -1;
+  try {
+    return std::stoll(stem.substr(5));
+  } catch (...) {
+    return -1;
+  }
+}
+
+void write_atomically(const fs::path& path, const std::string& content) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << content;
+    if (!out) throw Error(tmp.string() + ": write failed");
+  }
+  const int fd = ::open(tmp.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  fs::rename(tmp, path);
+}
+
+// Fault injection for tests: RINGTUNE_TEST_KILL_IN_CHECKPOINT=<step> dies by SIGKILL after the
+// temporary file of that step's checkpoint is written and before it is renamed into place.
+void maybe_die_mid_write(int64_t step) {
+  const char* v = std::getenv("RINGTUNE_TEST_KILL_IN_CHECKPOINT");
+  if (v && std::atoll(v) == step) ::kill(::getpid(), SIGKILL);
+}
+
+}  // namespace
+
+std::vector<std::string> list_checkpoints(const std::string& output_dir) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(ckpt_dir(output_dir), ec)) {
+    if (e.path().extension() != ".h5") continue;
+    const int64_t s = step_of(e.path());
+    if (s >= 0) found.emplace_back(s, e.path().string());
+  }
+  std::sort(found.begin(), found.end(), std::greater<>());
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(f.second);
+  return out;
+}
+
+std::string save_checkpoint(const std::string& output_dir, const CheckpointState& st) {
+  fs::create_directories(ckpt_dir(output_dir));
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%08lld.h5", static_cast<long long>(st.step));
+  const fs::path path = ckpt_dir(output_dir) / name;
+  {
+    H5File f = H5File::create(path.string());
+    f.set_attr("kind", std::string(kKind));
+    f.set_attr("format_version", kFormatVersion);
+    f.set_attr("step", st.step);
+    f.set_attr("epoch", st.epoch);
+    f.set_attr("total_steps", st.total_steps);
+    f.set_attr("adam_step", st.adam_step);
+    f.set_attr("config", st.config_yaml);
+    f.set_attr("base_hash", st.base_hash);
+    f.set_attr("tokenizer_hash", st.tokenizer_hash);
+    f.set_attr("data_hash", st.data_hash);
+    auto put = [&](const std::string& group, const std::vector<std::pair<std::string, at::Tensor>>& ts) {
+      for (const auto& [n, t] : ts) {
+        auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+        f.write_f32(group + "/" + n, c.data_ptr<float>(), c.sizes().vec());
+      }
+    };
+    put("trainable", st.trainable);
+    put("optimizer", st.optimizer);
+    f.write("rng/torch_cpu", st.rng);
+    maybe_die_mid_write(st.step);
+    f.commit();
+  }
+  write_atomically(ckpt_dir(output_dir) / "latest", std::string(name) + "\n");
+  return path.string();
+}
+
+CheckpointState load_checkpoint(const std::string& path) {
+  H5File f = H5File::open(path);
+  if (!f.has_attr("kind") || f.attr_string("kind") != kKind)
+    throw InputError(path + ": not a ringtune checkpoint");
+  if (f.attr_int("format_version") != kFormatVersion)
+    throw InputError(path + ": checkpoint format_version " + std::to_string(f.attr_int("format_version")) +
+                     " is not supported (expected " + std::to_string(kFormatVersion) + ")");
+  CheckpointState st;
+  st.step = f.attr_int("step");
+  st.epoch = f.attr_int("epoch");
+  st.total_steps = f.attr_int("total_steps");
+  st.adam_step = f.attr_int("adam_step");
+  st.config_yaml = f.attr_string("config");
+  st.base_hash = f.attr_string("base_hash");
+  st.tokenizer_hash = f.attr_string("tokenizer_hash");
+  st.data_hash = f.attr_string("data_hash");
+  auto get = [&](const std::string& group, std::vector<std::pair<std::string, at::Tensor>>& out) {
+    for (const auto& n : f.list(group)) {
+      std::vector<int64_t> shape;
+      auto v = f.read_f32(group + "/" + n, shape);
+      out.emplace_back(n, torch::from_blob(v.data(), shape, torch::kFloat32).clone());
+    }
+  };
+  get("trainable", st.trainable);
+  get("optimizer", st.optimizer);
+  st.rng = f.read<uint8_t>("rng/torch_cpu");
+  return st;
+}
+
+std::string find_resume_checkpoint(const std::string& output_dir, CheckpointState& state) {
+  std::vector<std::string> candidates;
+  const fs::path latest = ckpt_dir(output_dir) / "latest";
+  if (fs::exists(latest)) {
+    std::ifstream in(latest);
+    std::string name;
+    std::getline(in, name);
+    if (!name.empty()) candidates.push_back((ckpt_dir(output_dir) / name).string());
+  }
+  for (const auto& c : list_checkpoints(output_dir))
+    if (std::find(candidates.begin(), candidates.end(), c) == candidates.end()) candidates.push_back(c);
+  for (const auto& c : candidates) {
+    if (!fs::exists(c)) {
+      spdlog::warn("checkpoint {} named by {} does not exist; trying older ones", c, latest.string());
+      continue;
+    }
+    try {
+      state = load_checkpoint(c);
+      return c;
+    } catch (const InputError& e) {
+      spdlog::warn("checkpoint {} cannot be used ({}); trying the previous one", c, e.what());
+    }
+  }
+  return "";
+}
+
+void prune_checkpoints(const std::string& output_dir, int64_t keep) {
+  if (keep <= 0) return;
+  const auto all = list_checkpoints(output_dir);
+  for (size_t i = static_cast<size_t>(keep); i < all.size(); ++i) fs::remove(all[i]);
+}
+
+}  // namespace ringtune
