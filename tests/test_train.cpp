@@ -195,6 +195,12 @@ TEST(Resume, SigtermWritesACheckpointExits143AndResumesBitwise) {
   EXPECT_EQ(stopped.exit_code, 143) << stopped.err;
   EXPECT_TRUE(fs::exists(w.dir.file("out/checkpoints/step-00000004.h5")));
   EXPECT_EQ(read_file(w.dir.file("out/checkpoints/latest")), "step-00000004.h5\n");
+  auto info = run_ringtune("inspect " + w.dir.file("out/checkpoints/step-00000004.h5"));
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("step 4 of 8, epoch "), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("model.layers.1.self_attn.v_proj.lora_B.weight  [16, 4]"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("  lora_config:"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find(", AdamW step 4\n"), std::string::npos) << info.out;
   auto resumed = train_with_env(w, kResumeRun);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(losses(w), ref.losses);

@@ -1,6 +1,7 @@
 // `ringtune inspect PATH`: what a model directory or a safetensors file holds, without loading
 // the weights (headers only).
 #include <filesystem>
+#include <torch/torch.h>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -10,7 +11,9 @@
 #include "src/error.h"
 #include "src/data/prepared_dataset.h"
 #include "src/io/hf_model.h"
+#include "src/io/h5.h"
 #include "src/io/safetensors.h"
+#include "src/train/checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -106,7 +109,8 @@ void inspect_model_dir(const std::string& dir) {
 int cmd_inspect(const Args& args) {
   ArgParser p("inspect", "PATH",
               "Describes a Hugging Face model directory (architecture, parameter count, dtypes,\n"
-              "tensor shapes), a .safetensors file (headers only) or a prepared dataset (.h5).",
+              "tensor shapes), a .safetensors file (headers only), a prepared dataset or a training\n"
+              "checkpoint (.h5).",
               {});
   if (!p.parse(args)) return 0;
   if (p.positional().size() != 1) throw InputError("ringtune inspect: expected one PATH; see --help");
@@ -119,6 +123,24 @@ int cmd_inspect(const Args& args) {
     std::cout << "safetensors file: " << path << "\n";
     for (const auto& [k, v] : f.metadata()) std::cout << "metadata " << k << ": " << v << "\n";
     print_tensors({&f});
+  } else if (path.size() > 3 && path.substr(path.size() - 3) == ".h5" &&
+             H5File::open(path).has_attr("kind") &&
+             H5File::open(path).attr_string("kind") == "ringtune-checkpoint") {
+    const CheckpointState st = load_checkpoint(path);  // verifies every checksum
+    std::cout << "checkpoint: " << path << "\n"
+              << "step " << st.step << " of " << st.total_steps << ", epoch " << st.epoch
+              << ", AdamW step " << st.adam_step << "\n"
+              << "fingerprints: base " << st.base_hash << ", tokenizer " << st.tokenizer_hash
+              << ", data " << st.data_hash << "\n";
+    int64_t n = 0;
+    for (const auto& [name, t] : st.trainable) n += t.numel();
+    std::cout << "trainable tensors: " << st.trainable.size() << " (" << n << " values), optimizer moments: "
+              << st.optimizer.size() << "\n";
+    for (const auto& [name, t] : st.trainable) std::cout << "  " << name << "  " << c10::str(t.sizes()) << "\n";
+    std::cout << "config:\n";
+    std::istringstream cfg(st.config_yaml);
+    std::string line;
+    while (std::getline(cfg, line)) std::cout << "  " << line << "\n";
   } else if (path.size() > 3 && path.substr(path.size() - 3) == ".h5") {
     const PreparedDataset d = PreparedDataset::load(path);
     std::cout << "prepared dataset: " << path << "\n"
