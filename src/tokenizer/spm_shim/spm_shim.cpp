@@ -10,6 +10,11 @@
 #include <string>
 #include <vector>
 
+// Exported by libsentencepiece (common.h, not an installed header).
+namespace sentencepiece::logging {
+void SetMinLogLevel(int v);
+}
+
 #define RT_SPM_API extern "C" __attribute__((visibility("default")))
 
 namespace {
@@ -25,6 +30,7 @@ using Sp = sentencepiece::SentencePieceProcessor;
 RT_SPM_API int rt_spm_abi_version() { return 1; }
 
 RT_SPM_API void* rt_spm_load(const char* path, char* err, size_t err_cap) {
+  sentencepiece::logging::SetMinLogLevel(3);  // see rt_spm_train: no logging from this scope
   auto* sp = new Sp();
   const auto status = sp->Load(path);
   if (!status.ok()) {
@@ -98,7 +104,11 @@ RT_SPM_API int rt_spm_decode(void* h, const int* ids, size_t n,
 }
 
 // Trains a model from a SentencePieceTrainer argument string. Returns 0, or -1 with err set.
+// sentencepiece logs through std::cerr, which inside this RTLD_DEEPBIND scope is not the stream
+// the process constructed (writing to it crashes); its logging stays off (FATAL only) before
+// Train reads the flags, and callers pass --minloglevel=3 to keep it off.
 RT_SPM_API int rt_spm_train(const char* args, char* err, size_t err_cap) {
+  sentencepiece::logging::SetMinLogLevel(3);
   const auto status = sentencepiece::SentencePieceTrainer::Train(args);
   if (!status.ok()) {
     set_error(err, err_cap, status.ToString());
