@@ -29,6 +29,7 @@ const std::map<std::string, Command>& commands() {
       {"render", {ringtune::cmd_render, "how samples are formatted, tokenized and masked"}},
       {"prepare", {ringtune::cmd_prepare, "tokenize datasets into HDF5 caches"}},
       {"train", {ringtune::cmd_train, "fine-tune (LoRA or full) on a YAML config"}},
+      {"export", {ringtune::cmd_export, "checkpoint -> PEFT adapter or merged Hugging Face model"}},
       {"init-model", {ringtune::cmd_init_model, "new random model + tokenizer trained on a corpus"}},
   };
   return table;

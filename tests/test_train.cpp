@@ -9,6 +9,9 @@
 #include <iomanip>
 #include <sstream>
 
+#include "model/llama.h"
+#include "model/lora.h"
+#include "src/io/hf_model.h"
 #include "src/io/safetensors.h"
 #include "src/train/checkpoint.h"
 #include <torch/torch.h>
@@ -264,4 +267,57 @@ TEST(Resume, IncompatibleChangesAreRefusedSayingWhatDiffers) {
   EXPECT_NE(base.err.find("cannot resume: the base weights differ"), std::string::npos) << base.err;
   auto fresh = train_with_env(w, "max_steps=2 lora_config.r=4 resume=none");
   EXPECT_EQ(fresh.exit_code, 0) << fresh.err;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+TEST(Export, MergedExportReloadsToBasePlusAdapterLogits) {
+  TrainWorkspace w;
+  auto r = train_with_env(w, "max_steps=4 lora_config.r=4 lora_config.target_modules=all-linear lora_config.lora_dropout=0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string merged = w.dir.file("merged");
+  auto e = run_ringtune("export --checkpoint " + w.dir.file("out") + " --format merged --output " + merged +
+                        " --shard-size-mb 1");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_TRUE(fs::exists(merged + "/model.safetensors.index.json"));
+  EXPECT_TRUE(fs::exists(merged + "/model-00001-of-00002.safetensors"));
+  EXPECT_TRUE(fs::exists(merged + "/tokenizer.model"));
+
+  // Reference: the base model with the checkpoint's adapters, unmerged.
+  auto st = load_checkpoint(list_checkpoints(w.dir.file("out")).front());
+  auto model = load_hf_model(w.dir.file("base"));
+  LoraOptions lo;
+  lo.r = 4;
+  lo.lora_alpha = 16;
+  lo.lora_dropout = 0;
+  lo.target_modules = {"all-linear"};
+  apply_lora(model, lo);
+  auto params = model->named_parameters();
+  torch::NoGradGuard ng;
+  for (const auto& [name, t] : st.trainable) params[name].copy_(t);
+  model->eval();
+  auto reloaded = load_hf_model(merged);
+  auto tokens = torch::randint(3, 32000, {2, 20});
+  const double diff = (reloaded->forward(tokens) - model->forward(tokens)).abs().max().item<double>();
+  std::cout << "[ export ] merged vs base+adapter max |logit diff| " << diff << "\n";
+  EXPECT_LT(diff, 1e-4);
+  // The adapter moved the model: merged differs from the base.
+  auto base = load_hf_model(w.dir.file("base"));
+  EXPECT_GT((base->forward(tokens) - model->forward(tokens)).abs().max().item<double>(), 1e-3);
+
+  auto peft = run_ringtune("export --checkpoint " + w.dir.file("out") + " --format peft --output " + w.dir.file("peft"));
+  ASSERT_EQ(peft.exit_code, 0) << peft.err;
+  SafeTensorsFile a(w.dir.file("peft/adapter_model.safetensors")), b(w.dir.file("out/adapter/adapter_model.safetensors"));
+  ASSERT_EQ(a.tensors().size(), b.tensors().size());
+  for (const auto& [name, info] : b.tensors()) EXPECT_TRUE(torch::equal(a.load(name), b.load(name))) << name;
+  EXPECT_EQ(read_file(w.dir.file("peft/adapter_config.json")), read_file(w.dir.file("out/adapter/adapter_config.json")));
+
+  auto again = run_ringtune("export --checkpoint " + w.dir.file("out") + " --format peft --output " + w.dir.file("peft"));
+  EXPECT_EQ(again.exit_code, 2);  // not empty
+  auto full = run_ringtune("train " + w.dir.file("cfg.yaml") + " max_steps=2 output_dir=" + w.dir.file("full"));
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  auto bad = run_ringtune("export --checkpoint " + w.dir.file("full") + " --format peft --output " + w.dir.file("x"));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("has no adapter; use --format merged"), std::string::npos) << bad.err;
 }

@@ -51,15 +51,35 @@ void write_peft_adapter(const std::string& dir, LlamaForCausalLM& model, const L
   std::ofstream((fs::path(dir) / "adapter_config.json").string()) << cfg.dump(2) << "\n";
 }
 
-void write_hf_model_dir(const std::string& dir, LlamaForCausalLM& model, const std::string& base_dir) {
+void write_hf_model_dir(const std::string& dir, LlamaForCausalLM& model, const std::string& base_dir,
+                        int64_t shard_bytes) {
   fs::create_directories(dir);
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  std::vector<std::vector<std::pair<std::string, torch::Tensor>>> shards(1);
+  int64_t in_shard = 0, total = 0;
   for (const auto& p : model->named_parameters()) {
     const std::string& name = p.key();
     if (name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos) continue;
-    tensors.emplace_back(name, p.value().detach());
+    const int64_t bytes = static_cast<int64_t>(p.value().nbytes());
+    if (in_shard > 0 && in_shard + bytes > shard_bytes) {
+      shards.emplace_back();
+      in_shard = 0;
+    }
+    shards.back().emplace_back(name, p.value().detach());
+    in_shard += bytes;
+    total += bytes;
   }
-  write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  if (shards.size() == 1) {
+    write_safetensors((fs::path(dir) / "model.safetensors").string(), shards[0], {{"format", "pt"}});
+  } else {
+    nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", nlohmann::json::object()}};
+    for (size_t i = 0; i < shards.size(); ++i) {
+      char name[64];
+      std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+      write_safetensors((fs::path(dir) / name).string(), shards[i], {{"format", "pt"}});
+      for (const auto& [n, t] : shards[i]) index["weight_map"][n] = name;
+    }
+    std::ofstream((fs::path(dir) / "model.safetensors.index.json").string()) << index.dump(2) << "\n";
+  }
   for (const char* f : {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                         "special_tokens_map.json", "generation_config.json"}) {
     const fs::path src = fs::path(base_dir) / f;

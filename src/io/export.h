@@ -4,6 +4,7 @@
 // (config.json, model.safetensors, tokenizer files copied from the base model).
 // defines: write_peft_adapter, write_hf_model_dir
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace ringtune {
@@ -16,6 +17,9 @@ void write_peft_adapter(const std::string& dir, LlamaForCausalLM& model, const L
 
 // The model's current weights (merge LoRA first for a merged export) with base_dir's config.json
 // and tokenizer files.
-void write_hf_model_dir(const std::string& dir, LlamaForCausalLM& model, const std::string& base_dir);
+// Weights larger than `shard_bytes` are split into model-0000i-of-0000N.safetensors with a
+// model.safetensors.index.json, as Hugging Face does.
+void write_hf_model_dir(const std::string& dir, LlamaForCausalLM& model, const std::string& base_dir,
+                        int64_t shard_bytes = int64_t{5} << 30);
 
 }  // namespace ringtune

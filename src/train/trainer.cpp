@@ -100,7 +100,9 @@ int64_t peak_rss_mib() {
   throw InputError(c.origin(key).describe() + ": " + key + ": " + why);
 }
 
-LoraOptions lora_options(const Config& c) {
+}  // namespace
+
+LoraOptions lora_options_from_config(const Config& c) {
   LoraOptions o;
   o.r = c.get_int("lora_config.r");
   o.lora_alpha = c.get_double("lora_config.lora_alpha");
@@ -118,6 +120,8 @@ LoraOptions lora_options(const Config& c) {
   }
   return o;
 }
+
+namespace {
 
 // Mean loss over every supervised token of `seqs` (no gradient).
 double evaluate(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs, int64_t batch) {
@@ -176,7 +180,7 @@ TrainSummary run_training(const Config& c) {
   const bool use_lora = c.is_set("lora_config.r");
   LoraOptions lora;
   if (use_lora) {
-    lora = lora_options(c);
+    lora = lora_options_from_config(c);
     std::vector<std::string> adapted;
     try {
       adapted = apply_lora(model, lora);

@@ -11,6 +11,7 @@
 namespace ringtune {
 
 class Config;
+struct LoraOptions;
 
 struct TrainSummary {
   int64_t steps = 0;
@@ -26,5 +27,8 @@ struct StopRequested {
 };
 
 TrainSummary run_training(const Config& config);
+
+// lora_config.* (and seed) as LoraOptions; InputError naming the key when invalid.
+LoraOptions lora_options_from_config(const Config& config);
 
 }  // namespace ringtune

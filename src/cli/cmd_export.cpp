@@ -1,0 +1,83 @@
+// `ringtune export`: a training checkpoint as a PEFT adapter directory or as a merged Hugging
+// Face model directory (LoRA folded into the base weights; sharded with an index when large).
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <map>
+
+#include "model/llama.h"
+#include "model/lora.h"
+#include "src/cli/args.h"
+#include "src/cli/commands.h"
+#include "src/config/registry.h"
+#include "src/error.h"
+#include "src/io/export.h"
+#include "src/io/hf_model.h"
+#include "src/train/checkpoint.h"
+#include "src/train/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace ringtune {
+
+int cmd_export(const Args& args) {
+  ArgParser p("export", "--checkpoint P --format peft|merged --output DIR",
+              "Writes a checkpoint (a .h5 file, or an output_dir whose newest checkpoint is used)\n"
+              "as a PEFT adapter (adapter_config.json + adapter_model.safetensors) or as a merged\n"
+              "Hugging Face model directory that transformers, vLLM and llama.cpp's converters load.",
+              {{"checkpoint", "P", "checkpoint file, or a training output_dir", ""},
+               {"format", "FMT", "peft | merged", ""},
+               {"output", "DIR", "directory to write (must not exist or be empty)", ""},
+               {"shard-size-mb", "N", "merged: largest safetensors shard in MiB", "5120"}});
+  if (!p.parse(args)) return 0;
+  const std::string format = p.get("format"), out = p.get("output");
+  if (format != "peft" && format != "merged") throw InputError("--format must be peft or merged, got \"" + format + "\"");
+  if (fs::exists(out) && !fs::is_empty(out)) throw InputError(out + ": --output exists and is not empty");
+  const int64_t shard_mb = p.get_int("shard-size-mb");
+  if (shard_mb <= 0) throw InputError("--shard-size-mb must be positive");
+  std::string path = p.get("checkpoint");
+  CheckpointState st;
+  if (fs::is_directory(path)) {
+    path = find_resume_checkpoint(path, st);
+    if (path.empty()) throw InputError(p.get("checkpoint") + ": no usable checkpoint in checkpoints/");
+  } else {
+    st = load_checkpoint(path);
+  }
+  const Config cfg = load_config_from_string(st.config_yaml, {}, path + " (stored config)");
+  const std::string base = cfg.get_string("initial_base_model_ckpt_path");
+  const bool lora = cfg.is_set("lora_config.r");
+  if (format == "peft" && !lora) throw InputError(path + ": a full fine-tuning checkpoint has no adapter; use --format merged");
+  LlamaForCausalLM model = load_hf_model(base, cfg.get_string("dtype"), "cpu");
+  LoraOptions lo;
+  if (lora) {
+    lo = lora_options_from_config(cfg);
+    apply_lora(model, lo);
+  }
+  std::map<std::string, torch::Tensor> saved(st.trainable.begin(), st.trainable.end());
+  auto params = model->named_parameters();
+  torch::NoGradGuard ng;
+  for (const auto& [name, t] : saved) {
+    if (!params.contains(name)) throw InputError(path + ": tensor " + name + " does not fit the model of " + base);
+    auto& dst = params[name];
+    if (dst.sizes() != t.sizes())
+      throw InputError(path + ": tensor " + name + " has shape " + c10::str(t.sizes()) + ", the model " + c10::str(dst.sizes()));
+    dst.copy_(t);
+  }
+  model->eval();
+  const std::string name = cfg.is_set("model_id") ? cfg.get_string("model_id") : base;
+  const std::string tmp = out + ".tmp-export";
+  fs::remove_all(tmp);
+  if (format == "peft") {
+    write_peft_adapter(tmp, model, lo, name);
+  } else {
+    if (lora) merge_lora(model);
+    write_hf_model_dir(tmp, model, base, shard_mb << 20);
+  }
+  if (fs::exists(out)) fs::remove(out);  // empty
+  fs::rename(tmp, out);
+  spdlog::info("exported {} (step {}) as {} to {}", path, st.step, format, out);
+  return 0;
+}
+
+}  // namespace ringtune
