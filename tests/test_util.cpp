@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "model/llama.h"
+#include "src/io/hf_model.h"
 #include "src/io/safetensors.h"
 #include <sstream>
 #include <stdexcept>
@@ -32,12 +33,6 @@ void write_tiny_llama(const std::string& dir, int64_t vocab_size, int64_t hidden
                       uint64_t seed, const std::string& tokenizer_src) {
   namespace fs = std::filesystem;
   fs::create_directories(dir);
-  nlohmann::json cfg = {{"model_type", "llama"}, {"vocab_size", vocab_size}, {"hidden_size", hidden},
-                        {"intermediate_size", hidden * 2}, {"num_hidden_layers", layers},
-                        {"num_attention_heads", 4}, {"num_key_value_heads", 2},
-                        {"max_position_embeddings", 512}, {"rms_norm_eps", 1e-5},
-                        {"tie_word_embeddings", true}, {"bos_token_id", 1}, {"eos_token_id", 2}};
-  write_file(dir + "/config.json", cfg.dump(2));
   ringtune::LlamaConfig c;
   c.vocab_size = vocab_size;
   c.hidden_size = hidden;
@@ -46,7 +41,11 @@ void write_tiny_llama(const std::string& dir, int64_t vocab_size, int64_t hidden
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
   c.max_position_embeddings = 512;
+  c.rms_norm_eps = 1e-5;
   c.tie_word_embeddings = true;
+  c.bos_token_id = 1;
+  c.eos_token_id = 2;
+  ringtune::write_hf_config(dir, c);
   ringtune::LlamaForCausalLM model(c);
   model->init_weights(seed, 0.05);
   std::vector<std::pair<std::string, torch::Tensor>> tensors;

@@ -55,10 +55,6 @@ class Output {
   bool committed_ = false;
 };
 
-std::string prepared_path(const Config& c, const std::string& split) {
-  return (fs::path(c.get_string("output_dir")) / "prepared" / (split + ".h5")).string();
-}
-
 }  // namespace
 
 int cmd_tokenize(const Args& args) {
@@ -168,7 +164,7 @@ int cmd_prepare(const Args& args) {
   for (const char* split : {"train", "valid", "test"}) {
     const std::string key = std::string(split) + "_path";
     if (!cfg.is_set(key)) continue;
-    auto r = prepare_dataset(pipe, {cfg.get_string(key)}, prepared_path(cfg, split), p.flag("force"));
+    auto r = prepare_dataset(pipe, {cfg.get_string(key)}, prepared_dataset_path(cfg.get_string("output_dir"), split), p.flag("force"));
     std::cout << split << ": " << r.path << (r.reused ? " (up to date)" : " (built: " + r.reason + ")")
               << "\n  " << r.stats.describe() << "\n";
     if (!r.reused) std::cout << "  " << r.report.summary() << "\n";

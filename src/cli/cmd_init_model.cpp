@@ -21,6 +21,7 @@
 #include "model/llama.h"                  // defines: LlamaForCausalLM, init_weights
 #include "src/cli/args.h"                 // defines: ArgParser
 #include "src/cli/commands.h"             // declares: cmd_init_model
+#include "src/io/hf_model.h"              // defines: write_hf_config
 #include "src/error.h"                    // defines: InputError
 #include "src/io/safetensors.h"           // defines: write_safetensors
 #include "src/tokenizer/spm_processor.h"  // defines: SpmProcessor, spm_train
@@ -236,11 +237,6 @@ void write_tokenizer_config(const fs::path& dir, int64_t context) {
 // ---------------------------------------------------------------------------------------------
 // Model
 
-std::string architecture_name(const std::string& model_type) {
-  if (model_type == "mistral") return "MistralForCausalLM";
-  if (model_type == "qwen2") return "Qwen2ForCausalLM";
-  return "LlamaForCausalLM";
-}
 
 LlamaConfig make_config(const InitModelOptions& o, int64_t vocab) {
   LlamaConfig c;
@@ -266,28 +262,6 @@ LlamaConfig make_config(const InitModelOptions& o, int64_t vocab) {
   return c;
 }
 
-void write_model_config(const fs::path& dir, const LlamaConfig& c) {
-  nlohmann::ordered_json j = {
-      {"architectures", {architecture_name(c.model_type)}},
-      {"model_type", c.model_type},
-      {"hidden_size", c.hidden_size},
-      {"intermediate_size", c.intermediate_size},
-      {"num_hidden_layers", c.num_hidden_layers},
-      {"num_attention_heads", c.num_attention_heads},
-      {"num_key_value_heads", c.num_key_value_heads},
-      {"vocab_size", c.vocab_size},
-      {"max_position_embeddings", c.max_position_embeddings},
-      {"rms_norm_eps", c.rms_norm_eps},
-      {"rope_theta", c.rope_theta},
-      {"hidden_act", "silu"},
-      {"tie_word_embeddings", c.tie_word_embeddings},
-      {"bos_token_id", c.bos_token_id},
-      {"eos_token_id", c.eos_token_id},
-      {"torch_dtype", "float32"},
-  };
-  if (c.model_type == "qwen2") j["attention_bias"] = true;
-  write_text(dir / "config.json", j.dump(2) + "\n");
-}
 
 int64_t write_weights(const fs::path& dir, const LlamaConfig& c, uint64_t seed) {
   LlamaForCausalLM model(c);
@@ -363,7 +337,7 @@ int cmd_init_model(const Args& args) {
   const int64_t vocab = SpmProcessor((dir / "tokenizer.model").string()).piece_size();
   write_tokenizer_config(dir, o.context);
   const LlamaConfig c = make_config(o, vocab);
-  write_model_config(dir, c);
+  write_hf_config(dir.string(), c);
   const int64_t params = write_weights(dir, c, o.seed);
   // mkdtemp made it 0700; a model directory gets the usual permissions.
   const mode_t mask = ::umask(0);

@@ -78,6 +78,12 @@ void print_tensors(const std::vector<const SafeTensorsFile*>& files) {
   }
 }
 
+// The `kind` attribute of a ringtune HDF5 file ("" if it has none).
+std::string h5_kind(const std::string& path) {
+  const H5File f = H5File::open(path);
+  return f.has_attr("kind") ? f.attr_string("kind") : "";
+}
+
 void inspect_model_dir(const std::string& dir) {
   const LlamaConfig c = read_hf_config(dir);
   std::cout << "model directory: " << dir << "\n"
@@ -123,9 +129,7 @@ int cmd_inspect(const Args& args) {
     std::cout << "safetensors file: " << path << "\n";
     for (const auto& [k, v] : f.metadata()) std::cout << "metadata " << k << ": " << v << "\n";
     print_tensors({&f});
-  } else if (path.size() > 3 && path.substr(path.size() - 3) == ".h5" &&
-             H5File::open(path).has_attr("kind") &&
-             H5File::open(path).attr_string("kind") == "ringtune-checkpoint") {
+  } else if (path.size() > 3 && path.substr(path.size() - 3) == ".h5" && h5_kind(path) == "ringtune-checkpoint") {
     const CheckpointState st = load_checkpoint(path);  // verifies every checksum
     std::cout << "checkpoint: " << path << "\n"
               << "step " << st.step << " of " << st.total_steps << ", epoch " << st.epoch

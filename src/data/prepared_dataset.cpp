@@ -49,7 +49,25 @@ std::string cache_mismatch(const std::string& path, const std::string& data_hash
   }
 }
 
+// The statistics attributes (cheap: no arrays are read).
+PreparedStats read_stats(const H5File& f) {
+  PreparedStats st;
+  st.samples = f.attr_int("samples");
+  st.tokens = f.attr_int("tokens");
+  st.supervised_tokens = f.attr_int("supervised_tokens");
+  st.length_min = f.attr_int("length_min");
+  st.length_p50 = f.attr_int("length_p50");
+  st.length_p90 = f.attr_int("length_p90");
+  st.length_p99 = f.attr_int("length_p99");
+  st.length_max = f.attr_int("length_max");
+  return st;
+}
+
 }  // namespace
+
+std::string prepared_dataset_path(const std::string& output_dir, const std::string& split) {
+  return (fs::path(output_dir) / "prepared" / (split + ".h5")).string();
+}
 
 std::string PreparedStats::describe() const {
   std::ostringstream o;
@@ -77,7 +95,7 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
     result.reason = cache_mismatch(out_path, data_hash, tok_hash, fmt_hash, sources);
     if (result.reason.empty()) {
       result.reused = true;
-      result.stats = PreparedDataset::load(out_path).stats;
+      result.stats = read_stats(H5File::open(out_path));
       spdlog::info("prepared data {} is up to date: {}", out_path, result.stats.describe());
       return result;
     }
@@ -154,14 +172,7 @@ PreparedDataset PreparedDataset::load(const std::string& path) {
             d.offsets.back() == n && d.source_line.size() + 1 == d.offsets.size();
   for (size_t i = 1; ok && i < d.offsets.size(); ++i) ok = d.offsets[i] >= d.offsets[i - 1];
   if (!ok) throw InputError(path + ": inconsistent ids/loss_mask/offsets (corrupted prepared dataset)");
-  d.stats.samples = f.attr_int("samples");
-  d.stats.tokens = f.attr_int("tokens");
-  d.stats.supervised_tokens = f.attr_int("supervised_tokens");
-  d.stats.length_min = f.attr_int("length_min");
-  d.stats.length_p50 = f.attr_int("length_p50");
-  d.stats.length_p90 = f.attr_int("length_p90");
-  d.stats.length_p99 = f.attr_int("length_p99");
-  d.stats.length_max = f.attr_int("length_max");
+  d.stats = read_stats(f);
   d.data_hash = f.attr_string("data_hash");
   d.tokenizer_hash = f.attr_string("tokenizer_hash");
   d.format_hash = f.attr_string("format_hash");

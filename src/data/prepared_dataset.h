@@ -44,6 +44,9 @@ struct PrepareResult {
   DataReport report;      // of the build (empty when reused)
 };
 
+// Where `prepare` and `train` keep a split's cache: OUTPUT_DIR/prepared/<split>.h5.
+std::string prepared_dataset_path(const std::string& output_dir, const std::string& split);
+
 // Tokenizes `inputs` into `out_path` unless a matching cache is already there (or `force`).
 PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<std::string>& inputs,
                               const std::string& out_path, bool force = false);

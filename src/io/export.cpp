@@ -15,13 +15,19 @@ namespace fs = std::filesystem;
 
 namespace ringtune {
 
+namespace {
+bool is_lora_parameter(const std::string& name) {
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+}
+}  // namespace
+
 void write_peft_adapter(const std::string& dir, LlamaForCausalLM& model, const LoraOptions& lora,
                         const std::string& base_model_name) {
   fs::create_directories(dir);
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& p : model->named_parameters()) {
     const std::string& name = p.key();
-    const bool adapter = name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+    const bool adapter = is_lora_parameter(name);
     bool saved_module = false;
     for (const auto& m : lora.modules_to_save)
       if (name.find(m + ".") != std::string::npos) saved_module = true;
@@ -58,7 +64,7 @@ void write_hf_model_dir(const std::string& dir, LlamaForCausalLM& model, const s
   int64_t in_shard = 0, total = 0;
   for (const auto& p : model->named_parameters()) {
     const std::string& name = p.key();
-    if (name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos) continue;
+    if (is_lora_parameter(name)) continue;
     const int64_t bytes = static_cast<int64_t>(p.value().nbytes());
     if (in_shard > 0 && in_shard + bytes > shard_bytes) {
       shards.emplace_back();

@@ -136,6 +136,36 @@ LlamaConfig read_hf_config(const std::string& dir) {
   return c;
 }
 
+void write_hf_config(const std::string& dir, const LlamaConfig& c) {
+  const std::string architecture = c.model_type == "mistral" ? "MistralForCausalLM"
+                                   : c.model_type == "qwen2" ? "Qwen2ForCausalLM"
+                                                             : "LlamaForCausalLM";
+  nlohmann::ordered_json j = {
+      {"architectures", {architecture}},
+      {"model_type", c.model_type},
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"num_hidden_layers", c.num_hidden_layers},
+      {"num_attention_heads", c.num_attention_heads},
+      {"num_key_value_heads", c.num_key_value_heads},
+      {"vocab_size", c.vocab_size},
+      {"max_position_embeddings", c.max_position_embeddings},
+      {"rms_norm_eps", c.rms_norm_eps},
+      {"rope_theta", c.rope_theta},
+      {"hidden_act", "silu"},
+      {"tie_word_embeddings", c.tie_word_embeddings},
+      {"bos_token_id", c.bos_token_id},
+      {"eos_token_id", c.eos_token_id},
+      {"torch_dtype", "float32"},
+  };
+  if (c.model_type == "qwen2") j["attention_bias"] = true;
+  const std::string path = (fs::path(dir) / "config.json").string();
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << j.dump(2) << "\n";
+  out.close();
+  if (!out) throw Error("cannot write " + path);
+}
+
 std::vector<std::string> hf_weight_files(const std::string& dir) {
   const fs::path single = fs::path(dir) / "model.safetensors";
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";

@@ -22,6 +22,10 @@ std::vector<std::string> hf_weight_files(const std::string& dir);
 LlamaForCausalLM load_hf_model(const std::string& dir, const std::string& dtype = "float32",
                                const std::string& device = "cpu");
 
+// Writes DIR/config.json for `config` with Hugging Face's keys (architectures, model_type, sizes,
+// rope, tie, bos/eos, torch_dtype float32); read_hf_config gives the same LlamaConfig back.
+void write_hf_config(const std::string& dir, const LlamaConfig& config);
+
 // Loads DIR's weights into an existing model of matching architecture.
 void load_hf_weights(const std::string& dir, LlamaForCausalLM& model);
 

@@ -151,7 +151,7 @@ TrainSummary run_training(const Config& c) {
   // Data.
   const DataPipeline pipe = make_data_pipeline(c);
   auto prepared = [&](const std::string& split) {
-    const std::string path = (fs::path(out_dir) / "prepared" / (split + ".h5")).string();
+    const std::string path = prepared_dataset_path(out_dir, split);
     prepare_dataset(pipe, {c.get_string(split + "_path")}, path);
     return PreparedDataset::load(path);
   };
