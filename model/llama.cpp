@@ -217,6 +217,54 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
   return h + mlp(post_attention_layernorm(h));
 }
 
+// Gradient checkpointing of one decoder layer (the reentrant scheme): the forward pass runs
+// without recording a graph and keeps only the layer's input; backward re-runs the layer with
+// the random generator of the input's device restored to its state at the first pass (so
+// dropout draws the same masks), then back-propagates the incoming gradient through the
+// recomputed graph. Parameter gradients accumulate into .grad as usual; the input's gradient is
+// returned. Activation memory drops from all layers' intermediates to one input per layer.
+struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& cos, const torch::Tensor& sin,
+                               const torch::Tensor& segment_ids, int64_t layer_ptr) {
+    auto gen = at::globalContext().defaultGenerator(x.device());
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      ctx->saved_data["rng"] = gen.get_state();
+    }
+    ctx->saved_data["layer"] = layer_ptr;
+    ctx->save_for_backward({x, cos, sin, segment_ids});
+    torch::NoGradGuard no_grad;
+    return reinterpret_cast<DecoderLayerImpl*>(layer_ptr)->forward(x, cos, sin, AttentionMask{segment_ids},
+                                                                   nullptr, 0);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    auto x = saved[0].detach().requires_grad_(true);
+    auto gen = at::globalContext().defaultGenerator(x.device());
+    torch::Tensor now;
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      now = gen.get_state();
+      gen.set_state(ctx->saved_data["rng"].toTensor());
+    }
+    torch::Tensor y;
+    {
+      torch::AutoGradMode grad_on(true);
+      y = layer->forward(x, saved[1], saved[2], AttentionMask{saved[3]}, nullptr, 0);
+    }
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(now);
+    }
+    torch::autograd::backward({y}, {grad_out[0]});
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 LlamaBodyImpl::LlamaBodyImpl(const LlamaConfig& cfg) {
   embed_tokens = register_module(
       "embed_tokens", torch::nn::Embedding(torch::nn::EmbeddingOptions(cfg.vocab_size, cfg.hidden_size)));
@@ -259,9 +307,14 @@ torch::Tensor LlamaForCausalLMImpl::forward_hidden(const torch::Tensor& tokens,
   }
   auto [cos, sin] = rope_cos_sin(inv_freq_.to(emb.device()), positions);
   auto h = torch::embedding(emb, tokens.to(emb.device()));
+  const bool recompute = gradient_checkpointing && is_training() && !cache && torch::GradMode::is_enabled();
+  // A checkpointed layer only back-propagates when its input requires grad; with frozen
+  // embeddings (LoRA) the first layer's input is made a leaf that does.
+  if (recompute && !h.requires_grad()) h = h.detach().requires_grad_(true);
   for (size_t i = 0; i < model->layers->size(); ++i) {
-    h = model->layers[i]->as<DecoderLayerImpl>()->forward(h, cos, sin, mask, cache,
-                                                           static_cast<int64_t>(i));
+    auto* layer = model->layers[i]->as<DecoderLayerImpl>();
+    h = recompute ? CheckpointedLayer::apply(h, cos, sin, mask.segment_ids, reinterpret_cast<int64_t>(layer))
+                  : layer->forward(h, cos, sin, mask, cache, static_cast<int64_t>(i));
   }
   if (cache) cache->length += t;
   return model->norm(h);

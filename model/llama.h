@@ -143,6 +143,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   const LlamaConfig& config() const { return cfg_; }
 
+  // Recompute each decoder layer's activations during backward instead of keeping them (training
+  // with gradients only; same gradients, less memory, about one extra forward pass of time).
+  bool gradient_checkpointing = false;
+
   LlamaBody model{nullptr};
   Linear lm_head{nullptr};
 

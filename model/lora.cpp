@@ -210,6 +210,18 @@ int64_t merge_lora(LlamaForCausalLM& model) {
   return n;
 }
 
+int64_t set_lora_dropout(LlamaForCausalLM& model, double dropout) {
+  if (!(dropout >= 0.0 && dropout < 1.0)) throw std::invalid_argument("lora_dropout must be in [0, 1)");
+  int64_t n = 0;
+  for (const auto& [name, lin] : base_linears(model)) {
+    if (lin->has_lora()) {
+      lin->lora_dropout = dropout;
+      ++n;
+    }
+  }
+  return n;
+}
+
 int64_t unmerge_lora(LlamaForCausalLM& model) {
   int64_t n = 0;
   for (const auto& [name, lin] : base_linears(model)) {

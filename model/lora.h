@@ -49,6 +49,9 @@ std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraOptions& 
 
 // merge() / unmerge() on every adapted Linear; returns how many there are.
 int64_t merge_lora(LlamaForCausalLM& model);
+// Sets the dropout probability of every attached adapter (e.g. to continue training an adapter
+// with another lora_dropout). Returns the number of adapters.
+int64_t set_lora_dropout(LlamaForCausalLM& model, double dropout);
 int64_t unmerge_lora(LlamaForCausalLM& model);
 
 }  // namespace ringtune

@@ -30,6 +30,7 @@ const std::map<std::string, Command>& commands() {
       {"prepare", {ringtune::cmd_prepare, "tokenize datasets into HDF5 caches"}},
       {"train", {ringtune::cmd_train, "fine-tune (LoRA or full) on a YAML config"}},
       {"export", {ringtune::cmd_export, "checkpoint -> PEFT adapter or merged Hugging Face model"}},
+      {"eval", {ringtune::cmd_eval, "validation loss/perplexity and exact match of greedy replies"}},
       {"init-model", {ringtune::cmd_init_model, "new random model + tokenizer trained on a corpus"}},
   };
   return table;

@@ -321,3 +321,41 @@ TEST(Export, MergedExportReloadsToBasePlusAdapterLogits) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("has no adapter; use --format merged"), std::string::npos) << bad.err;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Continuing an adapter (initial_adapter_model_ckpt_path)
+
+TEST(Train, InitialAdapterContinuesFromTheExportedAdapter) {
+  TrainWorkspace w;
+  const std::string lora = " lora_config.r=4 lora_config.lora_alpha=8 lora_config.target_modules=all-linear lora_config.lora_dropout=0";
+  auto a = run_ringtune("train " + w.dir.file("cfg.yaml") + " max_steps=6" + lora);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  // One global batch holds every sequence: the first step's loss (before its update) is the adapter's loss
+  // over the whole training file, which `eval` computes independently from the same adapter.
+  const std::string one_step = " output_dir=" + w.dir.file("b") + " global_batch_size=64 max_steps=1";
+  const std::string newest = list_checkpoints(w.dir.file("out")).at(0);
+  for (const std::string& from : std::vector<std::string>{"out/adapter", newest.substr(w.dir.path().size() + 1), "out"}) {
+    SCOPED_TRACE(from);
+    fs::remove_all(w.dir.file("b"));
+    auto b = run_ringtune("train " + w.dir.file("cfg.yaml") + one_step + " initial_adapter_model_ckpt_path=" +
+                          w.dir.file(from) + (from == "out" ? "" : lora));
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+    std::istringstream in(read_file(w.dir.file("b/metrics.jsonl")));
+    const double continued = nlohmann::json::parse(in)["loss"].get<double>();
+    auto e = run_ringtune("eval " + w.dir.file("cfg.yaml") + " --checkpoint " + w.dir.file("out/adapter") +
+                          " --output " + w.dir.file("eval.json") + " valid_path=" + w.dir.file("train.jsonl"));
+    ASSERT_EQ(e.exit_code, 0) << e.err;
+    const double evaluated = nlohmann::json::parse(read_file(w.dir.file("eval.json")))["valid_loss"].get<double>();
+    EXPECT_NEAR(continued, evaluated, 1e-5 * evaluated);
+    EXPECT_LT(continued, 10.3);  // the untrained adapter's loss is about 10.45
+  }
+  // A lora_config that contradicts the adapter is refused, naming the key.
+  auto bad = run_ringtune("train " + w.dir.file("cfg.yaml") + one_step + " initial_adapter_model_ckpt_path=" +
+                          w.dir.file("out/adapter") + " lora_config.r=8 lora_config.target_modules=all-linear");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("lora_config.r: 8 does not match the initial adapter's 4"), std::string::npos) << bad.err;
+  auto missing = run_ringtune("train " + w.dir.file("cfg.yaml") + one_step + " initial_adapter_model_ckpt_path=" +
+                              w.dir.file("nowhere"));
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("initial_adapter_model_ckpt_path"), std::string::npos) << missing.err;
+}

@@ -60,17 +60,28 @@ void write_tiny_llama(const std::string& dir, int64_t vocab_size, int64_t hidden
   }
 }
 
-RunResult run_ringtune(const std::string& args) {
+RunResult run_shell(const std::string& command) {
   TempDir tmp("ringtune-run");
   const std::string out = tmp.file("out"), err = tmp.file("err");
-  const std::string cmd = std::string(RINGTUNE_BINARY) + " " + args + " >" + out + " 2>" + err +
-                          " </dev/null";
+  const std::string cmd = "(" + command + ") >" + out + " 2>" + err + " </dev/null";
   const int status = std::system(cmd.c_str());
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = read_file(out);
   r.err = read_file(err);
   return r;
+}
+
+RunResult run_ringtune(const std::string& args) { return run_shell(std::string(RINGTUNE_BINARY) + " " + args); }
+
+RunResult run_ringtune_mpi(int np, const std::string& args, const std::string& env) {
+  std::string exports = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 " + env;
+  std::string xs;
+  std::istringstream in(exports);
+  std::string kv;
+  while (in >> kv) xs += " -x " + kv.substr(0, kv.find('='));
+  return run_shell("env " + exports + " mpirun --oversubscribe --bind-to none -np " + std::to_string(np) + xs + " " +
+                   RINGTUNE_BINARY + " " + args);
 }
 
 }  // namespace ringtune_test

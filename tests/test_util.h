@@ -39,6 +39,12 @@ struct RunResult {
 
 // Runs `ringtune <args>` (args already shell-quoted where needed).
 RunResult run_ringtune(const std::string& args);
+// Runs `mpirun -np N ... ringtune <args>` (oversubscribed, allowed as root, one thread per rank),
+// with `env` (e.g. "A=1 B=2") exported to every rank.
+RunResult run_ringtune_mpi(int np, const std::string& args, const std::string& env = "");
+// Runs a shell command line, capturing stdout and stderr.
+RunResult run_shell(const std::string& command);
+inline std::string ringtune_binary() { return RINGTUNE_BINARY; }
 
 // A small random Llama model as a Hugging Face directory (config.json + model.safetensors), with
 // `tokenizer_src`'s files copied beside it when given (a tokenizer.model file or a directory).

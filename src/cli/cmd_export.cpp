@@ -4,7 +4,6 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <map>
 
 #include "model/llama.h"
 #include "model/lora.h"
@@ -12,10 +11,10 @@
 #include "src/cli/commands.h"
 #include "src/config/registry.h"
 #include "src/error.h"
+#include "src/io/adapter_io.h"
 #include "src/io/export.h"
 #include "src/io/hf_model.h"
 #include "src/train/checkpoint.h"
-#include "src/train/trainer.h"
 
 namespace fs = std::filesystem;
 
@@ -36,34 +35,15 @@ int cmd_export(const Args& args) {
   if (fs::exists(out) && !fs::is_empty(out)) throw InputError(out + ": --output exists and is not empty");
   const int64_t shard_mb = p.get_int("shard-size-mb");
   if (shard_mb <= 0) throw InputError("--shard-size-mb must be positive");
-  std::string path = p.get("checkpoint");
   CheckpointState st;
-  if (fs::is_directory(path)) {
-    path = find_resume_checkpoint(path, st);
-    if (path.empty()) throw InputError(p.get("checkpoint") + ": no usable checkpoint in checkpoints/");
-  } else {
-    st = load_checkpoint(path);
-  }
+  const std::string path = read_checkpoint(p.get("checkpoint"), st);
   const Config cfg = load_config_from_string(st.config_yaml, {}, path + " (stored config)");
   const std::string base = cfg.get_string("initial_base_model_ckpt_path");
   const bool lora = cfg.is_set("lora_config.r");
   if (format == "peft" && !lora) throw InputError(path + ": a full fine-tuning checkpoint has no adapter; use --format merged");
   LlamaForCausalLM model = load_hf_model(base, cfg.get_string("dtype"), "cpu");
   LoraOptions lo;
-  if (lora) {
-    lo = lora_options_from_config(cfg);
-    apply_lora(model, lo);
-  }
-  std::map<std::string, torch::Tensor> saved(st.trainable.begin(), st.trainable.end());
-  auto params = model->named_parameters();
-  torch::NoGradGuard ng;
-  for (const auto& [name, t] : saved) {
-    if (!params.contains(name)) throw InputError(path + ": tensor " + name + " does not fit the model of " + base);
-    auto& dst = params[name];
-    if (dst.sizes() != t.sizes())
-      throw InputError(path + ": tensor " + name + " has shape " + c10::str(t.sizes()) + ", the model " + c10::str(dst.sizes()));
-    dst.copy_(t);
-  }
+  apply_checkpoint(model, st, path, &lo);
   model->eval();
   const std::string name = cfg.is_set("model_id") ? cfg.get_string("model_id") : base;
   const std::string tmp = out + ".tmp-export";

@@ -1,15 +1,26 @@
-// `ringtune generate`: greedy or sampled decoding with the KV cache.
+// `ringtune generate`: greedy or sampled decoding with the KV cache, on a base model or with an
+// adapter/checkpoint (--adapter), from ids, text, or a chat conversation (--messages) rendered with
+// the prompt format exactly as training renders it and ended at the format's end-of-turn token.
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
+#include "src/config/registry.h"
+#include "src/data/data_pipeline.h"
+#include "src/data/prompt_format.h"
+#include "src/data/sample_parser.h"
 #include "src/error.h"
+#include "src/io/adapter_io.h"
 #include "src/io/hf_model.h"
+#include "src/train/evaluate.h"
 #include "src/tokenizer/tokenizer.h"
 #include "model/generate.h"
 #include "model/llama.h"
@@ -39,6 +50,36 @@ std::vector<int64_t> parse_ids(const std::string& text, int64_t vocab) {
   if (ids.empty()) throw InputError("--prompt-ids: empty list");
   return ids;
 }
+
+// --messages FILE: {"messages": [...]} or a bare array of messages (OpenAI roles). A final
+// assistant message is dropped (it is the reference of a training sample), with a note.
+Conversation read_messages(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path + ": cannot open for reading");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+  if (j.is_array()) j = nlohmann::json{{"messages", j}};
+  if (!j.is_object() || !j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
+    throw InputError(path + ": expected {\"messages\": [...]} or a JSON array of messages");
+  const auto& last = j["messages"].back();
+  const bool ends_with_assistant = last.is_object() && last.value("role", std::string()) == "assistant";
+  SampleParser parser(DatasetFormat::openai, ends_with_assistant ? ConversationUse::training : ConversationUse::generation);
+  Sample s;
+  try {
+    s = parser.parse(j.dump(), 1);
+  } catch (const InvalidSample& e) {
+    throw InputError(path + ": " + e.what());
+  }
+  if (ends_with_assistant) {
+    s.messages.pop_back();
+    spdlog::info("{}: the final assistant message is left out; the model writes that turn", path);
+  }
+  return s.messages;
+}
 }  // namespace
 
 int cmd_generate(const Args& args) {
@@ -54,12 +95,22 @@ int cmd_generate(const Args& args) {
                {"temperature", "T", "0 for greedy; > 0 samples from softmax(logits / T)", "0"},
                {"top-p", "P", "nucleus sampling: smallest set of tokens with mass >= P", "1.0"},
                {"seed", "S", "sampling seed", "0"},
+               {"messages", "FILE", "chat JSON ({\"messages\": [...]} or an array): rendered with the prompt format\n"
+                                     "plus trailing_assistant; prints only the reply, ended at the end-of-turn token", ""},
+               {"format", "NAME", "--messages: llama3 | llama2 | mistral | chatml | none | auto (default: the\n"
+                                  "checkpoint's training format, else auto from the model's tokenizer)", ""},
+               {"adapter", "P", "PEFT adapter dir, checkpoint .h5 or training output_dir to apply", ""},
                {"stop-ids", "IDS", "comma-separated ids that end generation (kept in the output)", ""},
                {"no-cache", "", "recompute the whole sequence at each step (reference path)", ""},
                {"dtype", "TYPE", "float32 | bfloat16 | float16", "float32"},
                {"device", "DEV", "cpu, cuda, cuda:N", "cpu"}});
   if (!p.parse(args)) return 0;
   auto model = load_hf_model(p.get("model"), p.get("dtype"), p.get("device"));
+  AdapterInfo adapter;
+  if (p.has("adapter")) {
+    adapter = load_adapter(model, p.get("adapter"));
+    spdlog::info("applied {}", adapter.describe());
+  }
   model->eval();
   const auto& cfg = model->config();
   std::vector<int64_t> prompt;
@@ -71,9 +122,45 @@ int cmd_generate(const Args& args) {
              std::filesystem::exists(model_dir + "/tokenizer.model")) {
     tok = load_tokenizer(model_dir);
   }
-  if (p.has("prompt") && p.has("prompt-ids"))
-    throw InputError("ringtune generate: give --prompt or --prompt-ids, not both");
-  if (p.has("prompt")) {
+  if (static_cast<int>(p.has("prompt")) + p.has("prompt-ids") + p.has("messages") > 1)
+    throw InputError("ringtune generate: give one of --prompt, --prompt-ids, --messages");
+  if (p.has("format") && !p.has("messages")) throw InputError("ringtune generate: --format applies to --messages only");
+  PromptFormat format;
+  std::vector<int64_t> turn_end;
+  if (p.has("messages")) {
+    if (!tok) throw InputError(model_dir + ": --messages needs a tokenizer (none in the model directory; pass --tokenizer)");
+    const Conversation conversation = read_messages(p.get("messages"));
+    std::string fmt = p.has("format") ? p.get("format") : "";
+    bool have_format = false, allow_special = false;
+    if (fmt.empty() && !adapter.config_yaml.empty()) {
+      try {  // the format the checkpoint was trained with
+        const Config stored = load_config_from_string(adapter.config_yaml, {}, adapter.file + " (stored config)");
+        const DataPipeline pipe = make_data_pipeline(stored);
+        format = pipe.format;
+        allow_special = pipe.options.allow_special_tokens_in_content;
+        have_format = true;
+        spdlog::info("prompt format {} (from {})", pipe.prompt_format_name, adapter.file);
+      } catch (const InputError& e) {
+        spdlog::warn("cannot use the prompt format stored in {} ({}); using auto", adapter.file, e.what());
+      }
+    }
+    if (!have_format) {
+      if (fmt.empty()) fmt = "auto";
+      try {
+        format = resolve_prompt_format(fmt, model_dir, tok.get());
+      } catch (const InputError& e) {
+        throw InputError("--format " + fmt + ": " + e.what());
+      }
+      spdlog::info("prompt format {}", fmt);
+    }
+    const GenerationPrompt gp = generation_prompt(*tok, format, conversation, allow_special);
+    prompt = gp.ids;
+    turn_end = end_of_turn_ids(*tok, format);
+    for (int64_t id : prompt)
+      if (id >= cfg.vocab_size)
+        throw InputError("--messages: token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                         std::to_string(cfg.vocab_size) + " (tokenizer and model do not match)");
+  } else if (p.has("prompt")) {
     if (!tok) throw InputError(model_dir + ": --prompt needs a tokenizer (none in the model directory; pass --tokenizer)");
     if (tok->special_ids().bos >= 0) prompt.push_back(tok->special_ids().bos);
     for (int32_t id : tok->encode(p.get("prompt"), false)) prompt.push_back(id);
@@ -95,10 +182,19 @@ int cmd_generate(const Args& args) {
   opt.seed = static_cast<uint64_t>(p.get_int("seed"));
   opt.use_cache = !p.flag("no-cache");
   if (p.has("stop-ids")) opt.stop_ids = parse_ids(p.get("stop-ids"), cfg.vocab_size);
+  opt.stop_ids.insert(opt.stop_ids.end(), turn_end.begin(), turn_end.end());
   if (opt.max_new_tokens < 0) throw InputError("--max-new-tokens must be >= 0");
   if (opt.temperature < 0) throw InputError("--temperature must be >= 0");
   if (!(opt.top_p > 0 && opt.top_p <= 1)) throw InputError("--top-p must be in (0, 1]");
   const auto seq = generate(model, prompt, opt);
+  if (p.has("messages")) {  // the reply only, as `eval` compares it
+    const std::vector<int64_t> reply(seq.begin() + static_cast<std::ptrdiff_t>(prompt.size()), seq.end());
+    std::cout << reply_text(*tok, format, reply, opt.stop_ids) << std::endl;
+    const bool stopped = !reply.empty() && std::find(opt.stop_ids.begin(), opt.stop_ids.end(), reply.back()) != opt.stop_ids.end();
+    spdlog::info("generated {} tokens after a {}-token prompt{}", reply.size(), prompt.size(),
+                 stopped ? ", ended at the end-of-turn token" : " (no end-of-turn token)");
+    return 0;
+  }
   std::ostringstream out;
   for (size_t i = 0; i < seq.size(); ++i) out << (i ? "," : "") << seq[i];
   std::cout << out.str() << std::endl;

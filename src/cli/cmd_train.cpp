@@ -1,7 +1,9 @@
 // `ringtune train CONFIG [key=value ...]`: the main job.
 #include <iostream>
 
+#include "distributed/process_group.h"
 #include "src/cli/args.h"
+#include "src/error.h"
 #include "src/cli/commands.h"
 #include "src/cli/config_args.h"
 #include "src/config/registry.h"
@@ -31,6 +33,16 @@ int cmd_train(const Args& args) {
     run_training(cfg);
   } catch (const StopRequested&) {
     return 143;  // graceful stop after SIGTERM; the checkpoint is named in the log
+  } catch (const std::exception& e) {
+    // With several ranks, the others may be waiting in a collective: report and take them all
+    // down (MPI_Abort) rather than return and leave them hanging.
+    if (ProcessGroup::initialized() && ProcessGroup::init().size() > 1) {
+      const bool input = dynamic_cast<const InputError*>(&e) != nullptr;
+      std::cerr << (input ? "error: " : "internal error: ") << "rank " << ProcessGroup::init().rank() << ": "
+                << e.what() << std::endl;
+      ProcessGroup::init().abort(input ? 2 : 1);
+    }
+    throw;
   }
   return 0;
 }

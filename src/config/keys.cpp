@@ -26,8 +26,10 @@ void declare_keys(Registry& r) {
             "to fine-tune.")
       .require();
   r.declare("initial_adapter_model_ckpt_path", T::Path, "model",
-            "PEFT adapter directory (adapter_config.json, adapter_model.safetensors) to start "
-            "LoRA training from. Unset: new adapter weights.");
+            "Adapter to continue training (multi-stage fine-tuning): a PEFT adapter directory "
+            "(adapter_config.json, adapter_model.safetensors), a ringtune checkpoint (.h5) or a "
+            "run's output_dir. Its LoRA options are used; lora_config, when set, must match them "
+            "(lora_dropout may differ). Unset: new adapter weights.");
   r.declare("tokenizer_path", T::Path, "model",
             "Tokenizer file or directory (tokenizer.json or tokenizer.model). Unset: the "
             "tokenizer in initial_base_model_ckpt_path.");
@@ -95,9 +97,10 @@ void declare_keys(Registry& r) {
             "Sequences per forward pass on each rank during evaluation.")
       .def(1);
   r.declare("global_batch_size", T::Int, "training",
-            "Sequences per optimizer step over all ranks; gradient accumulation is derived as "
-            "global_batch_size / (ranks * train_batch_size_per_device), so results do not "
-            "depend on the number of ranks. Unset: set by gradient_accumulation_steps.");
+            "Sequences per optimizer step over all ranks, whatever their number: each rank takes "
+            "a contiguous slice (sizes differ by at most one) in micro-batches of at most "
+            "train_batch_size_per_device, so results and resumes do not depend on the number of "
+            "ranks. Unset: train_batch_size_per_device * gradient_accumulation_steps * ranks.");
   r.declare("gradient_accumulation_steps", T::Int, "training",
             "Micro-batches per optimizer step on each rank, when global_batch_size is unset. "
             "Unset: 1 (or derived from global_batch_size).");
@@ -308,9 +311,6 @@ void validate_config(const Config& c) {
       fail(c, "gradient_accumulation_steps",
            "set either global_batch_size (accumulation is derived from it) or "
            "gradient_accumulation_steps, not both");
-    fail_if(c.get_int("global_batch_size") % c.get_int("train_batch_size_per_device") != 0, c,
-            "global_batch_size", "must be a multiple of train_batch_size_per_device (" +
-                                     c.text("train_batch_size_per_device") + ")");
   }
   if (c.is_set("gradient_accumulation_steps"))
     fail_if(c.get_int("gradient_accumulation_steps") < 1, c, "gradient_accumulation_steps",

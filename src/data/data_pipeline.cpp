@@ -63,6 +63,12 @@ std::string file_fingerprint(const std::vector<std::string>& paths) {
   return h.hex();
 }
 
+std::string text_fingerprint(const std::string& text) {
+  Fnv64 h;
+  h.add(text);
+  return h.hex();
+}
+
 std::string DataPipeline::tokenizer_hash() const { return file_fingerprint(tokenizer_files); }
 
 std::string DataPipeline::format_hash() const {
@@ -115,7 +121,16 @@ DataPipeline make_data_pipeline(const Config& c) {
     validate_prompt_format(p.format, c.origin(pf + ".user").describe() + ": " + pf);
     p.prompt_format_name = "custom";
   } else {
-    const std::string name = c.get_string(pf);
+    std::string name = c.get_string(pf);
+    // Plain-text training (task causal_lm) renders no conversation: a model without a chat
+    // template is then fine, and `auto` means no format.
+    if (name == "auto" && c.get_string("task") == "causal_lm") {
+      try {
+        detect_prompt_format_preset(p.model_dir.empty() ? p.tokenizer_path : p.model_dir, p.tokenizer.get());
+      } catch (const InputError&) {
+        name = "none";
+      }
+    }
     try {
       p.prompt_format_name = name == "auto" ? detect_prompt_format_preset(p.model_dir.empty() ? p.tokenizer_path : p.model_dir,
                                                                           p.tokenizer.get())

@@ -35,5 +35,7 @@ DataPipeline make_data_pipeline(const Config& config);
 
 // 64-bit FNV-1a over the bytes of the files (names excluded), streamed; hex string.
 std::string file_fingerprint(const std::vector<std::string>& paths);
+// The same hash over a string.
+std::string text_fingerprint(const std::string& text);
 
 }  // namespace ringtune

@@ -1,6 +1,7 @@
 // PEFT adapter and Hugging Face model directory writers; see export.h.
 #include "src/io/export.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -32,6 +33,12 @@ void write_peft_adapter(const std::string& dir, LlamaForCausalLM& model, const L
     for (const auto& m : lora.modules_to_save)
       if (name.find(m + ".") != std::string::npos) saved_module = true;
     if (adapter || saved_module) tensors.emplace_back("base_model.model." + name, p.value().detach().to(torch::kFloat32));
+    // Tied embeddings: the model has no separate lm_head parameter; a trained lm_head is the
+    // shared matrix, saved under lm_head's name as PEFT does.
+    if (name == "model.embed_tokens.weight" && model->config().tie_word_embeddings &&
+        std::find(lora.modules_to_save.begin(), lora.modules_to_save.end(), "lm_head") != lora.modules_to_save.end() &&
+        !saved_module)
+      tensors.emplace_back("base_model.model.lm_head.weight", p.value().detach().to(torch::kFloat32));
   }
   if (tensors.empty()) throw Error("write_peft_adapter: the model has no LoRA adapters");
   write_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), tensors, {{"format", "pt"}});

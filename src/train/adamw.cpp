@@ -1,6 +1,8 @@
-// AdamW update; see adamw.h. Follows torch.optim.AdamW (single-tensor path):
+// AdamW update over a flat range; see adamw.h. Follows torch.optim.AdamW (single-tensor path):
 //   p *= 1 - lr * wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
 //   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+// Every operation is elementwise, so updating one flat range or a tensor at a time gives the
+// same numbers: the split between ranks does not change the result.
 #include "src/train/adamw.h"
 
 #include <torch/torch.h>
@@ -8,14 +10,26 @@
 #include <cmath>
 #include <map>
 
+#include "distributed/shard_map.h"
 #include "src/error.h"
 
 namespace ringtune {
 
-struct AdamW::Slot {
-  std::string name;
-  torch::Tensor param, m, v;
-  bool decay;
+namespace {
+
+std::vector<std::pair<std::string, int64_t>> sizes_of(const std::vector<std::pair<std::string, at::Tensor>>& params) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const auto& [name, p] : params) out.emplace_back(name, p.numel());
+  return out;
+}
+
+}  // namespace
+
+struct AdamW::Impl {
+  std::map<std::string, torch::Tensor> params;
+  std::vector<ShardPiece> pieces;                  // of the owned range, flat_offset made local
+  std::vector<std::pair<int64_t, int64_t>> decay;  // (local offset, numel) of decayed pieces
+  torch::Tensor m, v;
 };
 
 bool no_weight_decay(const std::string& name) {
@@ -23,63 +37,114 @@ bool no_weight_decay(const std::string& name) {
 }
 
 AdamW::AdamW(std::vector<std::pair<std::string, at::Tensor>> params, AdamWOptions options)
-    : options_(options) {
-  for (auto& [name, p] : params) {
-    auto opts = p.options().dtype(torch::kFloat32).requires_grad(false);
-    slots_.push_back({name, p, torch::zeros(p.sizes(), opts), torch::zeros(p.sizes(), opts),
-                      !no_weight_decay(name)});
+    : AdamW(params, options, ShardMap(sizes_of(params), 1), 0) {}
+
+AdamW::AdamW(std::vector<std::pair<std::string, at::Tensor>> params, AdamWOptions options, const ShardMap& map,
+             int rank)
+    : impl_(std::make_unique<Impl>()), map_(std::make_unique<ShardMap>(map)), rank_(rank), options_(options) {
+  const auto& tensors = map.tensors();
+  if (tensors.size() != params.size()) throw Error("AdamW: the shard map does not list the parameters");
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (tensors[i].name != params[i].first || tensors[i].numel != params[i].second.numel())
+      throw Error("AdamW: shard map entry " + tensors[i].name + " does not match parameter " + params[i].first);
+    impl_->params[params[i].first] = params[i].second;
   }
+  const int64_t begin = map.begin(rank);
+  for (auto piece : map.pieces(rank)) {
+    piece.flat_offset -= begin;
+    if (!no_weight_decay(piece.name)) impl_->decay.emplace_back(piece.flat_offset, piece.numel);
+    impl_->pieces.push_back(piece);
+  }
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+  if (!params.empty()) opts = opts.device(params[0].second.device());
+  impl_->m = torch::zeros({map.count(rank)}, opts);
+  impl_->v = torch::zeros({map.count(rank)}, opts);
 }
 
 AdamW::~AdamW() = default;
 
-void AdamW::step(double lr) {
+int64_t AdamW::range_begin() const { return map_->begin(rank_); }
+int64_t AdamW::range_size() const { return map_->count(rank_); }
+const at::Tensor& AdamW::exp_avg() const { return impl_->m; }
+const at::Tensor& AdamW::exp_avg_sq() const { return impl_->v; }
+
+void AdamW::step_range(double lr, const at::Tensor& grad, at::Tensor& values) {
   torch::NoGradGuard no_grad;
   ++step_;
   const double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(step_));
   const double bc2 = 1.0 - std::pow(options_.beta2, static_cast<double>(step_));
-  for (auto& s : slots_) {
-    const auto& g = s.param.grad();
-    if (!g.defined()) continue;
-    auto gf = g.to(torch::kFloat32);
-    if (s.decay && options_.weight_decay != 0.0) s.param.mul_(1.0 - lr * options_.weight_decay);
-    s.m.mul_(options_.beta1).add_(gf, 1.0 - options_.beta1);
-    s.v.mul_(options_.beta2).addcmul_(gf, gf, 1.0 - options_.beta2);
-    auto denom = (s.v.sqrt() / std::sqrt(bc2)).add_(options_.eps);
-    if (s.param.scalar_type() == torch::kFloat32) {
-      s.param.addcdiv_(s.m, denom, -lr / bc1);
-    } else {  // low-precision parameters: update in float32, round once
-      auto pf = s.param.to(torch::kFloat32).addcdiv_(s.m, denom, -lr / bc1);
-      s.param.copy_(pf);
-    }
+  auto& m = impl_->m;
+  auto& v = impl_->v;
+  if (options_.weight_decay != 0.0)
+    for (const auto& [off, n] : impl_->decay) values.narrow(0, off, n).mul_(1.0 - lr * options_.weight_decay);
+  m.mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
+  v.mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
+  auto denom = (v.sqrt() / std::sqrt(bc2)).add_(options_.eps);
+  values.addcdiv_(m, denom, -lr / bc1);
+}
+
+at::Tensor AdamW::read_range() const {
+  torch::NoGradGuard no_grad;
+  auto values = torch::empty({range_size()}, impl_->m.options());
+  for (const auto& pc : impl_->pieces)
+    values.narrow(0, pc.flat_offset, pc.numel)
+        .copy_(impl_->params.at(pc.name).detach().reshape({-1}).narrow(0, pc.tensor_offset, pc.numel));
+  return values;
+}
+
+void AdamW::write_all(const at::Tensor& full) {
+  torch::NoGradGuard no_grad;
+  for (const auto& t : map_->tensors()) {
+    auto& p = impl_->params.at(t.name);
+    p.copy_(full.narrow(0, t.flat_offset, t.numel).view(p.sizes()));
   }
 }
 
-std::vector<std::pair<std::string, at::Tensor>> AdamW::state() const {
+void AdamW::step(double lr) {
+  if (range_size() != map_->total()) throw Error("AdamW::step needs the whole parameter range (use step_range)");
+  auto grad = torch::zeros({range_size()}, impl_->m.options());
+  for (const auto& pc : impl_->pieces) {
+    const auto& g = impl_->params.at(pc.name).grad();
+    if (g.defined()) grad.narrow(0, pc.flat_offset, pc.numel).copy_(g.reshape({-1}).narrow(0, pc.tensor_offset, pc.numel));
+  }
+  auto values = read_range();
+  step_range(lr, grad, values);
+  write_all(values);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> AdamW::named_state(const at::Tensor& full_m,
+                                                                   const at::Tensor& full_v) const {
   std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& s : slots_) {
-    out.emplace_back(s.name + ".exp_avg", s.m);
-    out.emplace_back(s.name + ".exp_avg_sq", s.v);
+  for (const auto& t : map_->tensors()) {
+    const auto shape = impl_->params.at(t.name).sizes();
+    out.emplace_back(t.name + ".exp_avg", full_m.narrow(0, t.flat_offset, t.numel).view(shape).clone());
+    out.emplace_back(t.name + ".exp_avg_sq", full_v.narrow(0, t.flat_offset, t.numel).view(shape).clone());
   }
   return out;
 }
 
-}  // namespace ringtune
-
-namespace ringtune {
+std::vector<std::pair<std::string, at::Tensor>> AdamW::state() const {
+  if (range_size() != map_->total()) throw Error("AdamW::state needs the whole range (gather, then named_state)");
+  return named_state(impl_->m, impl_->v);
+}
 
 void AdamW::load_state(const std::vector<std::pair<std::string, at::Tensor>>& moments) {
   std::map<std::string, at::Tensor> by_name(moments.begin(), moments.end());
   torch::NoGradGuard no_grad;
-  for (auto& s : slots_) {
-    for (auto [suffix, dst] : {std::pair<const char*, torch::Tensor*>{".exp_avg", &s.m}, {".exp_avg_sq", &s.v}}) {
-      auto it = by_name.find(s.name + suffix);
-      if (it == by_name.end()) throw InputError("optimizer state for " + s.name + suffix + " is missing");
-      if (it->second.sizes() != dst->sizes())
-        throw InputError("optimizer state " + s.name + suffix + " has shape " + c10::str(it->second.sizes()) +
-                         ", expected " + c10::str(dst->sizes()));
-      dst->copy_(it->second);
+  for (const auto& t : map_->tensors()) {
+    const auto shape = impl_->params.at(t.name).sizes();
+    for (const char* suffix : {".exp_avg", ".exp_avg_sq"}) {
+      auto it = by_name.find(t.name + suffix);
+      if (it == by_name.end()) throw InputError("optimizer state for " + t.name + suffix + " is missing");
+      if (it->second.sizes() != shape)
+        throw InputError("optimizer state " + t.name + suffix + " has shape " + c10::str(it->second.sizes()) +
+                         ", expected " + c10::str(shape));
     }
+  }
+  for (const auto& pc : impl_->pieces) {
+    for (auto [suffix, dst] : {std::pair<const char*, torch::Tensor*>{".exp_avg", &impl_->m}, {".exp_avg_sq", &impl_->v}})
+      dst->narrow(0, pc.flat_offset, pc.numel)
+          .copy_(by_name.at(pc.name + suffix).reshape({-1}).narrow(0, pc.tensor_offset, pc.numel));
   }
 }
 

@@ -91,3 +91,14 @@ std::vector<at::Tensor> SequenceBatch::tensors() const {
 }
 
 }  // namespace ringtune
+
+namespace ringtune {
+
+std::pair<size_t, size_t> rank_slice(size_t begin, size_t end, int rank, int world) {
+  const size_t n = end - begin, w = static_cast<size_t>(world), r = static_cast<size_t>(rank);
+  const size_t base = n / w, extra = n % w;
+  const size_t lo = begin + r * base + std::min(r, extra);
+  return {lo, lo + base + (r < extra ? 1 : 0)};
+}
+
+}  // namespace ringtune

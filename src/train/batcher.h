@@ -6,6 +6,7 @@
 // defines: sample_order, PackedSequence, pack_sequences, SequenceBatch, make_batch
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "src/data/prepared_dataset.h"
@@ -42,5 +43,13 @@ struct SequenceBatch {
   std::vector<at::Tensor> tensors() const;
   std::vector<const PackedSequence*> rows;
 };
+
+}  // namespace ringtune
+
+namespace ringtune {
+
+// The part of global-batch rows [begin, end) that rank `rank` of `world` processes: contiguous,
+// sizes differing by at most one (the first (end - begin) % world ranks take one more).
+std::pair<size_t, size_t> rank_slice(size_t begin, size_t end, int rank, int world);
 
 }  // namespace ringtune

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -18,21 +19,30 @@
 #include <map>
 #include <cmath>
 #include <filesystem>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 
+#include "distributed/comm.h"
+#include "distributed/process_group.h"
+#include "distributed/shard_map.h"
 #include "model/llama.h"
 #include "model/lora.h"
 #include "src/config/registry.h"
 #include "src/data/data_pipeline.h"
 #include "src/data/prepared_dataset.h"
 #include "src/error.h"
+#include "src/io/adapter_io.h"
 #include "src/io/export.h"
 #include "src/io/hf_model.h"
+#include "src/log.h"
 #include "src/train/adamw.h"
 #include "src/train/batcher.h"
 #include "src/train/checkpoint.h"
+#include "src/train/data_parallel.h"
+#include "src/train/evaluate.h"
 #include "src/train/loss.h"
 #include "src/train/lr_schedule.h"
 
@@ -52,6 +62,19 @@ extern "C" void on_stop_signal(int) { g_stop = true; }
 void maybe_signal_after(const char* var, int64_t step, int sig) {
   const char* v = std::getenv(var);
   if (v && std::atoll(v) == step) ::kill(::getpid(), sig);
+}
+
+// Fault injection for the multi-rank tests, between the backward passes and the gradient
+// reduction of a step: RINGTUNE_TEST_FAULT=<kill|throw>:<rank>:<step>.
+void fault_hook(int64_t step, int rank) {
+  const char* v = std::getenv("RINGTUNE_TEST_FAULT");
+  if (!v) return;
+  char kind[16] = {0};
+  int r = -1;
+  long long s = -1;
+  if (std::sscanf(v, "%15[a-z]:%d:%lld", kind, &r, &s) != 3 || r != rank || s != step) return;
+  if (std::strcmp(kind, "kill") == 0) ::kill(::getpid(), SIGKILL);
+  throw Error("RINGTUNE_TEST_FAULT: rank " + std::to_string(rank) + " fails at step " + std::to_string(step));
 }
 
 std::vector<uint8_t> rng_bytes() {
@@ -123,22 +146,42 @@ LoraOptions lora_options_from_config(const Config& c) {
 
 namespace {
 
-// Mean loss over every supervised token of `seqs` (no gradient).
-double evaluate(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs, int64_t batch) {
-  torch::NoGradGuard no_grad;
-  model->eval();
-  double sum = 0;
-  int64_t count = 0;
-  for (size_t i = 0; i < seqs.size(); i += batch) {
-    SequenceBatch b;
-    for (size_t j = i; j < std::min(seqs.size(), i + static_cast<size_t>(batch)); ++j) {
-      b.rows.push_back(&seqs[j]);
-      count += seqs[j].supervised;
-    }
-    sum += batch_loss_sum(model, b).item<double>();
+// Mean loss over every supervised token of `seqs` (no gradient); each rank takes its slice and
+// the sums are added over ranks.
+double evaluate(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs, int64_t batch, DataParallel& dp,
+                int rank, int world) {
+  const auto [lo, hi] = rank_slice(0, seqs.size(), rank, world);
+  const std::vector<PackedSequence> mine(seqs.begin() + static_cast<std::ptrdiff_t>(lo),
+                                         seqs.begin() + static_cast<std::ptrdiff_t>(hi));
+  const LossEval e = evaluate_loss(model, mine, batch);
+  const double n = static_cast<double>(e.supervised_tokens);
+  const auto total = dp.sum({n > 0 ? e.loss * n : 0.0, n});
+  return total[1] > 0 ? total[0] / total[1] : std::nan("");
+}
+
+// Dropout draws depend only on (seed, step, first global row of the micro-batch), so a resumed
+// run draws what the uninterrupted one did.
+uint64_t micro_batch_seed(uint64_t seed, int64_t step, size_t row) {
+  uint64_t z = seed ^ (static_cast<uint64_t>(step) * 0x9E3779B97F4A7C15ULL) ^ (static_cast<uint64_t>(row) << 32);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFFULL;
+}
+
+// Ranks must run the same configuration with the same binary: hashes are all-gathered and any
+// rank that differs from rank 0 is named.
+void check_same_everywhere(const ProcessGroup& pg, const std::string& config_yaml) {
+  if (pg.size() == 1) return;
+  const std::string mine = file_fingerprint({"/proc/self/exe"}) + " " + text_fingerprint(config_yaml);
+  const auto all = pg.all_gather_string(mine);
+  std::string bad;
+  for (size_t r = 1; r < all.size(); ++r) {
+    if (all[r] == all[0]) continue;
+    const bool bin = all[r].substr(0, all[r].find(' ')) != all[0].substr(0, all[0].find(' '));
+    bad += (bad.empty() ? "" : ", ") + std::string("rank ") + std::to_string(r) + (bin ? " (binary)" : " (config)");
   }
-  model->train();
-  return count ? sum / static_cast<double>(count) : std::nan("");
+  if (!bad.empty())
+    throw InputError("ranks started differently from rank 0: " + bad + "; every rank must run the same binary with the same configuration");
 }
 
 }  // namespace
@@ -146,13 +189,31 @@ double evaluate(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs
 TrainSummary run_training(const Config& c) {
   const auto t_start = Clock::now();
   const std::string out_dir = c.get_string("output_dir");
-  fs::create_directories(out_dir);
 
-  // Data.
+  // Process group first: every rank runs this same function; rank 0 writes what is shared.
+  ProcessGroup& pg = ProcessGroup::init();
+  const int rank = pg.rank(), world = pg.size();
+  const bool leader = rank == 0;
+  check_same_everywhere(pg, c.dump_yaml());
+  const std::string device = torch::cuda::is_available() ? "cuda:" + std::to_string(pg.local_rank()) : "cpu";
+  if (leader) fs::create_directories(out_dir);
+  pg.barrier();
+  if (c.get_bool("logging.per_rank_files"))
+    init_logging(c.get_string("logging.level"), rank, world, out_dir);
+  std::unique_ptr<Communicator> comm;
+  try {
+    comm = make_communicator(c.get_string("distributed.backend"), device != "cpu");
+  } catch (const std::runtime_error& e) {
+    config_error(c, "distributed.backend", e.what());
+  }
+  if (world > 1) spdlog::info("{} ranks, {} backend, device {}", world, comm->backend(), device);
+
+  // Data: rank 0 tokenizes into the prepared cache, the others read it once it is there.
   const DataPipeline pipe = make_data_pipeline(c);
   auto prepared = [&](const std::string& split) {
     const std::string path = prepared_dataset_path(out_dir, split);
-    prepare_dataset(pipe, {c.get_string(split + "_path")}, path);
+    if (leader) prepare_dataset(pipe, {c.get_string(split + "_path")}, path);
+    pg.barrier();
     return PreparedDataset::load(path);
   };
   const PreparedDataset train = prepared("train");
@@ -164,7 +225,7 @@ TrainSummary run_training(const Config& c) {
   // Model.
   const std::string base_dir = c.get_string("initial_base_model_ckpt_path");
   const std::string dtype = c.get_string("dtype");
-  LlamaForCausalLM model = load_hf_model(base_dir, dtype, "cpu");
+  LlamaForCausalLM model = load_hf_model(base_dir, dtype, device);
   const LlamaConfig& mc = model->config();
   const int64_t context = c.get_int("context_length");
   if (context > mc.max_position_embeddings)
@@ -174,12 +235,56 @@ TrainSummary run_training(const Config& c) {
     if (id < 0 || id >= mc.vocab_size)
       config_error(c, "tokenizer_path", "token id " + std::to_string(id) + " is outside the model's vocabulary of " +
                                             std::to_string(mc.vocab_size) + " (tokenizer and model do not match)");
-  if (c.get_bool("gradient_checkpointing"))
-    spdlog::warn("gradient_checkpointing is not implemented yet: activations are kept (more memory, same result)");
+  model->gradient_checkpointing = c.get_bool("gradient_checkpointing");
 
-  const bool use_lora = c.is_set("lora_config.r");
+  bool use_lora = c.is_set("lora_config.r");
   LoraOptions lora;
-  if (use_lora) {
+  if (c.is_set("initial_adapter_model_ckpt_path")) {
+    // Continue an adapter (multi-stage fine-tuning): its own LoRA options, which lora_config, when
+    // given, must repeat.
+    const std::string path = c.get_string("initial_adapter_model_ckpt_path");
+    LoraOptions from;
+    AdapterInfo info;
+    try {
+      info = load_adapter(model, path, &from);
+    } catch (const InputError& e) {
+      config_error(c, "initial_adapter_model_ckpt_path", e.what());
+    }
+    spdlog::info("initial adapter: {}", info.describe());
+    if (info.lora) {
+      if (use_lora) {
+        const LoraOptions want = lora_options_from_config(c);
+        auto differs = [&](const std::string& key, const std::string& ours, const std::string& theirs) {
+          if (ours != theirs)
+            config_error(c, "lora_config." + key, ours + " does not match the initial adapter's " + theirs + " (" + info.file + ")");
+        };
+        differs("r", std::to_string(want.r), std::to_string(from.r));
+        differs("lora_alpha", std::to_string(want.lora_alpha), std::to_string(from.lora_alpha));
+        differs("use_rslora", want.use_rslora ? "true" : "false", from.use_rslora ? "true" : "false");
+        auto joined = [](std::vector<std::string> v) {
+          if (std::find(v.begin(), v.end(), "all-linear") != v.end()) {
+            v.clear();
+            for (const auto& n : lora_target_names())
+              if (n != "lm_head") v.push_back(n);
+          }
+          std::sort(v.begin(), v.end());
+          std::string out;
+          for (const auto& n : v) out += (out.empty() ? "" : ",") + n;
+          return out;
+        };
+        differs("target_modules", joined(want.target_modules), joined(from.target_modules));
+      }
+      const double dropout = use_lora ? lora_options_from_config(c).lora_dropout : from.lora_dropout;
+      lora = from;
+      lora.lora_dropout = dropout;
+      lora.seed = static_cast<uint64_t>(c.get_int("seed"));
+      set_lora_dropout(model, dropout);
+      use_lora = true;
+    } else if (use_lora) {
+      config_error(c, "initial_adapter_model_ckpt_path", info.file + " holds full weights, not an adapter; "
+                                                             "drop lora_config to continue full fine-tuning");
+    }
+  } else if (use_lora) {
     lora = lora_options_from_config(c);
     std::vector<std::string> adapted;
     try {
@@ -202,14 +307,16 @@ TrainSummary run_training(const Config& c) {
   }
   spdlog::info("trainable parameters: {} of {} ({:.3f}%)", n_trainable, n_total, 100.0 * n_trainable / n_total);
 
-  // Batch arithmetic (one rank).
+  // Batch arithmetic: the global batch (sequences per optimizer step) is fixed by the config
+  // whatever the world size; each rank takes its slice in micro-batches.
   const int64_t micro = c.get_int("train_batch_size_per_device");
   const int64_t accum = c.is_set("gradient_accumulation_steps") ? c.get_int("gradient_accumulation_steps") : 1;
-  const int64_t global = c.is_set("global_batch_size") ? c.get_int("global_batch_size") : micro * accum;
+  const int64_t global = c.is_set("global_batch_size") ? c.get_int("global_batch_size") : micro * accum * world;
   if (micro < 1) config_error(c, "train_batch_size_per_device", "must be >= 1");
   if (global < 1) config_error(c, "global_batch_size", "must be >= 1");
   const bool packing = c.get_bool("packing");
   const uint64_t seed = static_cast<uint64_t>(c.get_int("seed"));
+  const bool dropout = use_lora && lora.lora_dropout > 0;
   const int32_t pad_id = std::max(0, pipe.tokenizer->special_ids().pad >= 0 ? pipe.tokenizer->special_ids().pad
                                                                              : pipe.tokenizer->special_ids().eos);
   torch::manual_seed(seed);
@@ -222,15 +329,21 @@ TrainSummary run_training(const Config& c) {
   const int64_t total_steps = c.is_set("max_steps") ? c.get_int("max_steps") : c.get_int("num_epochs") * steps_per_epoch;
   std::vector<PackedSequence> valid_seqs;
   if (has_valid) valid_seqs = pack_sequences(valid, sample_order(valid.size(), seed, 0, false), context, packing, pad_id);
-  spdlog::info("{} sequences of {} tokens per epoch, {} steps per epoch, {} steps; global batch {} = micro {} x {}",
-               seqs.size(), context, steps_per_epoch, total_steps, global, micro, (global + micro - 1) / micro);
+  const int64_t per_rank = (global + world - 1) / world;
+  spdlog::info("{} sequences of {} tokens per epoch, {} steps per epoch, {} steps; global batch {} = {} rank(s) x "
+               "{} micro-batch(es) of <= {}",
+               seqs.size(), context, steps_per_epoch, total_steps, global, world, (per_rank + micro - 1) / micro, micro);
 
+  const int zero_stage = static_cast<int>(c.get_int("distributed.zero_stage"));
+  DataParallel dp(*comm, trainable, zero_stage);
   AdamWOptions ao;
   ao.beta1 = c.get_double("adam_beta1");
   ao.beta2 = c.get_double("adam_beta2");
   ao.eps = c.get_double("adam_epsilon");
   ao.weight_decay = c.get_double("weight_decay");
-  AdamW opt(trainable, ao);
+  AdamW opt(trainable, ao, dp.optimizer_map(), dp.optimizer_rank());
+  if (zero_stage == 1 && world > 1)
+    spdlog::debug("ZeRO-1 shard map:\n{}", dp.world_map().describe());
   const double peak_lr = c.get_double("learning_rate");
   const std::string schedule = c.get_string("lr_scheduler_type");
   const int64_t warmup = c.get_int("num_warmup_steps");
@@ -276,39 +389,53 @@ TrainSummary run_training(const Config& c) {
                          " in the checkpoint, " + c10::str(p.sizes()) + " now (other LoRA rank?)");
       p.copy_(it->second);
     }
-    opt.load_state(ck.optimizer);
+    opt.load_state(ck.optimizer);  // this rank's range, whatever the world size that saved it
     opt.set_step_count(ck.adam_step);
     set_rng_bytes(ck.rng);
     start_step = ck.step;
-    truncate_metrics(metrics_path, start_step);
+    if (leader) truncate_metrics(metrics_path, start_step);
     spdlog::info("resumed from {} at step {} of {}", from, start_step, total_steps);
   }
   const int64_t every = c.get_int("checkpoint_every_n_steps");
   const int64_t keep = c.get_int("num_checkpoints_to_keep");
+  // Collective: ZeRO-1 moments are gathered from every rank; rank 0 writes the one file (per
+  // logical tensor, so any world size can resume it) and every rank waits until it is complete.
+  // A single writer rather than parallel HDF5: the state is the trainable tensors only (small for
+  // LoRA), Debian's libhdf5 is the serial build, and one rename makes the file appear atomically.
   auto checkpoint = [&](int64_t steps_done) {
-    CheckpointState st;
-    st.step = steps_done;
-    st.epoch = steps_done / steps_per_epoch;
-    st.total_steps = total_steps;
-    st.adam_step = opt.step_count();
-    st.config_yaml = c.dump_yaml();
-    st.base_hash = base_hash;
-    st.tokenizer_hash = tokenizer_hash;
-    st.data_hash = train.data_hash;
-    st.trainable = trainable;
-    st.optimizer = opt.state();
-    st.rng = rng_bytes();
-    const std::string path = save_checkpoint(out_dir, st);
-    prune_checkpoints(out_dir, keep);
-    spdlog::info("checkpoint {} (step {})", path, steps_done);
-    return path;
+    const auto full_m = dp.gather(opt.exp_avg());
+    const auto full_v = dp.gather(opt.exp_avg_sq());
+    std::string path;
+    if (leader) {
+      CheckpointState st;
+      st.step = steps_done;
+      st.epoch = steps_done / steps_per_epoch;
+      st.total_steps = total_steps;
+      st.adam_step = opt.step_count();
+      st.config_yaml = c.dump_yaml();
+      st.base_hash = base_hash;
+      st.tokenizer_hash = tokenizer_hash;
+      st.data_hash = train.data_hash;
+      st.trainable = trainable;
+      st.optimizer = opt.named_state(full_m, full_v);
+      st.rng = rng_bytes();
+      path = save_checkpoint(out_dir, st);
+      prune_checkpoints(out_dir, keep);
+      spdlog::info("checkpoint {} (step {})", path, steps_done);
+    }
+    pg.barrier();
+    return path.empty() ? (fs::path(out_dir) / "checkpoints").string() : path;
   };
   g_stop = false;
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
 
-  std::ofstream metrics(metrics_path, start_step > 0 ? std::ios::app : std::ios::trunc);
-  const bool tty = isatty(STDERR_FILENO);
+  std::ofstream metrics;
+  if (leader) metrics.open(metrics_path, start_step > 0 ? std::ios::app : std::ios::trunc);
+  const bool tty = leader && isatty(STDERR_FILENO);
+  std::ofstream sample_log;  // test hook: which samples each rank trained on
+  if (const char* dir = std::getenv("RINGTUNE_TEST_SAMPLE_LOG"))
+    sample_log.open(std::string(dir) + "/samples.rank" + std::to_string(rank), std::ios::app);
   int64_t current_epoch = 0;
   if (start_step > 0 && start_step / steps_per_epoch != 0) {
     current_epoch = start_step / steps_per_epoch;
@@ -324,64 +451,81 @@ TrainSummary run_training(const Config& c) {
     }
     const size_t begin = static_cast<size_t>(in_epoch * global);
     const size_t end = std::min(seqs.size(), begin + static_cast<size_t>(global));
-    int64_t supervised = 0, tokens = 0;
-    for (size_t i = begin; i < end; ++i) {
-      supervised += seqs[i].supervised;
-      for (int32_t s : seqs[i].segments) tokens += s >= 0;
-    }
-    double loss_sum = 0;
-    for (size_t i = begin; i < end; i += static_cast<size_t>(micro)) {
+    // Every rank knows the whole global batch, so the normaliser (supervised tokens of the step,
+    // all ranks together) is known before the forward passes and each micro-batch back-propagates
+    // its loss sum divided by it: the summed gradient is that of the step's mean loss.
+    int64_t supervised = 0;
+    for (size_t i = begin; i < end; ++i) supervised += seqs[i].supervised;
+    const auto [lo, hi] = rank_slice(begin, end, rank, world);
+    double loss_sum = 0, tokens = 0, my_supervised = 0;
+    for (size_t i = lo; i < hi; i += static_cast<size_t>(micro)) {
       SequenceBatch b;
-      for (size_t j = i; j < std::min(end, i + static_cast<size_t>(micro)); ++j) b.rows.push_back(&seqs[j]);
+      for (size_t j = i; j < std::min(hi, i + static_cast<size_t>(micro)); ++j) {
+        b.rows.push_back(&seqs[j]);
+        my_supervised += static_cast<double>(seqs[j].supervised);
+        for (int32_t s : seqs[j].segments) tokens += s >= 0;
+        if (sample_log.is_open())
+          for (int64_t idx : seqs[j].samples) sample_log << epoch << " " << step << " " << idx << "\n";
+      }
+      if (dropout) torch::manual_seed(micro_batch_seed(seed, step, i));
       auto loss = batch_loss_sum(model, b);
       loss_sum += loss.item<double>();
       if (supervised > 0) (loss / static_cast<double>(supervised)).backward();
     }
-    double grad_norm = 0;
-    for (auto& [name, p] : trainable)
-      if (p.grad().defined()) grad_norm += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
-    grad_norm = std::sqrt(grad_norm);
-    if (max_norm > 0 && grad_norm > max_norm) {
-      const double k = max_norm / (grad_norm + 1e-6);
-      for (auto& [name, p] : trainable)
-        if (p.grad().defined()) p.mutable_grad().mul_(k);
-    }
+    if (sample_log.is_open()) sample_log.flush();
+    fault_hook(step + 1, rank);
+    auto grad = dp.reduce_gradients();
+    const double grad_norm = dp.global_norm(grad);
+    if (max_norm > 0 && grad_norm > max_norm) grad.mul_(max_norm / (grad_norm + 1e-6));
     const double lr = lr_at(schedule, peak_lr, step, warmup, total_steps);
-    if (supervised > 0) opt.step(lr);
+    if (supervised > 0) {
+      auto values = opt.read_range();
+      opt.step_range(lr, grad, values);
+      dp.publish(values, [&](const at::Tensor& full) { opt.write_all(full); });
+    }
     for (auto& [name, p] : trainable) p.mutable_grad() = torch::Tensor();
-    const double loss = supervised > 0 ? loss_sum / static_cast<double>(supervised) : std::nan("");
+    // One small collective per step for the statistics.
+    const auto totals = dp.sum({loss_sum, tokens, my_supervised});
+    if (static_cast<int64_t>(totals[2]) != supervised)
+      throw Error("step " + std::to_string(step + 1) + ": ranks processed " + std::to_string(totals[2]) +
+                  " supervised tokens, expected " + std::to_string(supervised));
+    const double loss = supervised > 0 ? totals[0] / static_cast<double>(supervised) : std::nan("");
     summary.step_losses.push_back(loss);
     const double dt = seconds_since(t_step), elapsed = seconds_since(t_start);
+    const double tok_s = totals[1] / std::max(dt, 1e-9);
     nlohmann::json m = {{"step", step + 1}, {"epoch", epoch}, {"loss", loss}, {"lr", lr},
-                        {"grad_norm", grad_norm}, {"tokens_per_s", tokens / std::max(dt, 1e-9)},
+                        {"grad_norm", grad_norm}, {"tokens_per_s", tok_s},
                         {"supervised_tokens", supervised}, {"elapsed_s", elapsed}};
     const bool last = step + 1 == total_steps;
     const bool eval_now = has_valid && (last || (eval_steps > 0 ? (step + 1) % eval_steps == 0 : in_epoch + 1 == steps_per_epoch));
     if (eval_now) {
-      const double vl = evaluate(model, valid_seqs, c.get_int("eval_batch_size_per_device"));
+      const double vl = evaluate(model, valid_seqs, c.get_int("eval_batch_size_per_device"), dp, rank, world);
       m["valid_loss"] = vl;
       m["valid_perplexity"] = std::exp(vl);
       summary.final_valid_loss = vl;
       spdlog::info("step {} validation loss {:.4f} perplexity {:.3f}", step + 1, vl, std::exp(vl));
     }
-    metrics << m.dump() << "\n";
-    metrics.flush();
-    const double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(total_steps - step - 1);
+    if (leader) {
+      metrics << m.dump() << "\n";
+      metrics.flush();
+    }
+    const double eta = elapsed / static_cast<double>(step + 1 - start_step) * static_cast<double>(total_steps - step - 1);
     if (tty) {
       std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs   ",
-                   static_cast<long long>(step + 1), static_cast<long long>(total_steps), loss, lr,
-                   tokens / std::max(dt, 1e-9), eta);
+                   static_cast<long long>(step + 1), static_cast<long long>(total_steps), loss, lr, tok_s, eta);
       if (last) std::fprintf(stderr, "\n");
     } else if (last || (step + 1) % std::max<int64_t>(1, total_steps / 20) == 0 || step < 3) {
       spdlog::info("step {}/{} loss {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s ETA {:.0f}s", step + 1, total_steps,
-                   loss, lr, grad_norm, tokens / std::max(dt, 1e-9), eta);
+                   loss, lr, grad_norm, tok_s, eta);
     }
     const bool epoch_end = in_epoch + 1 == steps_per_epoch;
     std::string saved;
     if (last || (every > 0 ? (step + 1) % every == 0 : epoch_end)) saved = checkpoint(step + 1);
     maybe_signal_after("RINGTUNE_TEST_KILL_AT_STEP", step + 1, SIGKILL);
     maybe_signal_after("RINGTUNE_TEST_TERM_AT_STEP", step + 1, SIGTERM);
-    if (g_stop && !last) {
+    // A stop (SIGTERM from Slurm or a user) seen by any rank stops every rank after this step.
+    const bool stop = pg.any(g_stop.load());
+    if (stop && !last) {
       if (saved.empty()) saved = checkpoint(step + 1);
       spdlog::warn("stop requested: checkpoint {} written after step {}", saved, step + 1);
       throw StopRequested{saved};
@@ -389,16 +533,17 @@ TrainSummary run_training(const Config& c) {
   }
   summary.steps = total_steps;
 
-  // Export.
+  // Export (rank 0).
   model->eval();
   const std::string model_name = c.is_set("model_id") ? c.get_string("model_id") : base_dir;
-  if (use_lora) {
-    summary.export_dir = (fs::path(out_dir) / "adapter").string();
-    write_peft_adapter(summary.export_dir, model, lora, model_name);
-  } else {
-    summary.export_dir = (fs::path(out_dir) / "model").string();
-    write_hf_model_dir(summary.export_dir, model, base_dir);
+  summary.export_dir = (fs::path(out_dir) / (use_lora ? "adapter" : "model")).string();
+  if (leader) {
+    if (use_lora)
+      write_peft_adapter(summary.export_dir, model, lora, model_name);
+    else
+      write_hf_model_dir(summary.export_dir, model, base_dir);
   }
+  pg.barrier();
   spdlog::info("done: {} steps in {:.1f}s, peak memory {} MiB; {} written to {}; metrics in {}", total_steps,
                seconds_since(t_start), peak_rss_mib(), use_lora ? "PEFT adapter" : "model",
                summary.export_dir, (fs::path(out_dir) / "metrics.jsonl").string());

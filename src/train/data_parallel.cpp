@@ -1,0 +1,85 @@
+// Gradient reduction and ZeRO-1 exchange; see data_parallel.h.
+#include "src/train/data_parallel.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "distributed/comm.h"
+#include "distributed/shard_map.h"
+
+namespace ringtune {
+
+namespace {
+
+std::vector<std::pair<std::string, int64_t>> sizes_of(const std::vector<std::pair<std::string, at::Tensor>>& t) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const auto& [name, p] : t) out.emplace_back(name, p.numel());
+  return out;
+}
+
+}  // namespace
+
+DataParallel::DataParallel(Communicator& comm, std::vector<std::pair<std::string, at::Tensor>> trainable,
+                           int zero_stage)
+    : comm_(comm), trainable_(std::move(trainable)), zero_stage_(zero_stage) {
+  world_map_ = std::make_unique<ShardMap>(sizes_of(trainable_), comm_.size());
+  opt_map_ = std::make_unique<ShardMap>(sizes_of(trainable_), zero_stage_ == 1 ? comm_.size() : 1);
+}
+
+DataParallel::~DataParallel() = default;
+
+int DataParallel::optimizer_rank() const { return zero_stage_ == 1 ? comm_.rank() : 0; }
+
+at::Tensor DataParallel::reduce_gradients() {
+  torch::NoGradGuard no_grad;
+  const auto device = trainable_.empty() ? torch::Device(torch::kCPU) : trainable_[0].second.device();
+  auto flat = torch::zeros({world_map_->total()}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  for (size_t i = 0; i < trainable_.size(); ++i) {
+    const auto& g = trainable_[i].second.grad();
+    const auto& t = world_map_->tensors()[i];
+    if (g.defined()) flat.narrow(0, t.flat_offset, t.numel).copy_(g.reshape({-1}));
+  }
+  if (comm_.size() == 1) return flat;
+  if (zero_stage_ == 0) {
+    for (int64_t off = 0; off < flat.numel(); off += kBucketElements) {
+      auto bucket = flat.narrow(0, off, std::min(kBucketElements, flat.numel() - off));
+      comm_.all_reduce(bucket);
+    }
+    return flat;
+  }
+  auto out = torch::empty({world_map_->count(comm_.rank())}, flat.options());
+  comm_.reduce_scatter(flat, out, world_map_->counts());
+  return out;
+}
+
+double DataParallel::global_norm(const at::Tensor& range_grad) {
+  auto sq = range_grad.to(torch::kFloat64).pow(2).sum().reshape({1}).cpu();
+  if (zero_stage_ == 1 && comm_.size() > 1) {
+    // Summed on the CPU in float64 whatever the backend's device.
+    sq = torch::tensor({sum({sq.item<double>()})[0]}, torch::kFloat64);
+  }
+  return std::sqrt(sq.item<double>());
+}
+
+void DataParallel::publish(const at::Tensor& range_values, const std::function<void(const at::Tensor&)>& write_all) {
+  write_all(gather(range_values));
+}
+
+at::Tensor DataParallel::gather(const at::Tensor& range) {
+  if (zero_stage_ == 0 || comm_.size() == 1) return range;
+  auto full = torch::empty({world_map_->total()}, range.options());
+  comm_.all_gather(range, full, world_map_->counts());
+  return full;
+}
+
+std::vector<double> DataParallel::sum(const std::vector<double>& values) {
+  if (comm_.size() == 1) return values;
+  auto t = torch::tensor(values, torch::kFloat64);
+  if (comm_.backend() == "nccl") t = t.to(trainable_.at(0).second.device());
+  comm_.all_reduce(t);
+  t = t.cpu();
+  return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
+}  // namespace ringtune

@@ -1,0 +1,199 @@
+// Validation loss and generation-based exact match; see evaluate.h.
+#include "src/train/evaluate.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/generate.h"
+#include "model/llama.h"
+#include "src/data/data_pipeline.h"
+#include "src/data/jsonl_reader.h"
+#include "src/data/loss_mask.h"
+#include "src/data/prompt_format.h"
+#include "src/data/sample_parser.h"
+#include "src/data/utf8.h"
+#include "src/error.h"
+#include "src/train/batcher.h"
+#include "src/train/loss.h"
+
+namespace ringtune {
+
+// ---------------------------------------------------------------------------------------------
+// Loss
+
+LossEval evaluate_loss(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs, int64_t batch_size) {
+  if (batch_size < 1) throw Error("evaluate_loss: batch_size must be >= 1");
+  torch::NoGradGuard no_grad;
+  const bool training = model->is_training();
+  model->eval();
+  double sum = 0;
+  LossEval r;
+  const size_t batch = static_cast<size_t>(batch_size);
+  for (size_t i = 0; i < seqs.size(); i += batch) {
+    SequenceBatch b;
+    for (size_t j = i; j < std::min(seqs.size(), i + batch); ++j) {
+      b.rows.push_back(&seqs[j]);
+      r.supervised_tokens += seqs[j].supervised;
+    }
+    sum += batch_loss_sum(model, b).item<double>();
+  }
+  model->train(training);
+  r.sequences = static_cast<int64_t>(seqs.size());
+  r.loss = r.supervised_tokens ? sum / static_cast<double>(r.supervised_tokens) : std::nan("");
+  r.perplexity = std::exp(r.loss);
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompts and replies
+
+namespace {
+
+// trim_whitespace needs valid UTF-8; a reply decoded from arbitrary ids may not be.
+std::string trim(const std::string& s) {
+  if (first_invalid_utf8(s) < 0) return std::string(trim_whitespace(s));
+  const auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; };
+  size_t b = 0, e = s.size();
+  while (b < e && ws(s[b])) ++b;
+  while (e > b && ws(s[e - 1])) --e;
+  return s.substr(b, e - b);
+}
+
+// The assistant template's text after {instruction}, braces unescaped, trimmed.
+std::string assistant_suffix(const PromptFormat& format) {
+  const std::string& t = format.assistant;
+  const size_t pos = t.rfind("{instruction}");
+  if (pos == std::string::npos) return "";
+  std::string tail = t.substr(pos + 13), out;
+  for (size_t i = 0; i < tail.size(); ++i) {
+    out += tail[i];
+    if ((tail[i] == '{' || tail[i] == '}') && i + 1 < tail.size() && tail[i + 1] == tail[i]) ++i;
+  }
+  return trim(out);
+}
+
+}  // namespace
+
+std::vector<int64_t> end_of_turn_ids(const Tokenizer& tokenizer, const PromptFormat& format) {
+  std::vector<int64_t> ids;
+  const std::string suffix = assistant_suffix(format);
+  if (!suffix.empty()) {
+    if (auto id = tokenizer.token_to_id(suffix)) {
+      ids.push_back(*id);
+    } else {
+      const auto enc = tokenizer.encode(suffix, true);
+      if (enc.size() == 1) ids.push_back(enc[0]);
+    }
+  }
+  for (int32_t id : tokenizer.special_ids().eos_ids)
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  const int32_t eos = tokenizer.special_ids().eos;
+  if (eos >= 0 && std::find(ids.begin(), ids.end(), eos) == ids.end()) ids.push_back(eos);
+  return ids;
+}
+
+GenerationPrompt generation_prompt(const Tokenizer& tokenizer, const PromptFormat& format,
+                                   const Conversation& conversation, bool allow_special_tokens_in_content) {
+  validate_conversation(conversation, ConversationUse::generation,
+                        [](size_t i) { return "messages[" + std::to_string(i) + "]"; });
+  const PromptRenderer renderer(format);
+  RenderOptions ro;
+  ro.allow_special_tokens_in_content = allow_special_tokens_in_content;
+  ro.add_generation_prompt = true;
+  const RenderedPrompt rendered = renderer.render(conversation, ro);
+  const TokenizedSample tokens = tokenize_rendered(tokenizer, rendered);
+  GenerationPrompt p;
+  p.text = rendered.text;
+  p.ids.assign(tokens.ids.begin(), tokens.ids.end());
+  return p;
+}
+
+std::string reply_text(const Tokenizer& tokenizer, const PromptFormat& format, const std::vector<int64_t>& generated,
+                       const std::vector<int64_t>& stop_ids) {
+  std::vector<int32_t> ids;
+  for (int64_t id : generated) {
+    if (std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end()) break;
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  std::string text = tokenizer.decode(ids, /*skip_special=*/true);
+  const std::string suffix = assistant_suffix(format);
+  if (!suffix.empty()) {
+    const size_t at = text.find(suffix);
+    if (at != std::string::npos) text.resize(at);
+  }
+  return trim(text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact match
+
+ExactMatchResult evaluate_exact_match(LlamaForCausalLM& model, const DataPipeline& pipe, const std::string& path,
+                                      const ExactMatchOptions& options) {
+  torch::NoGradGuard no_grad;
+  const bool training = model->is_training();
+  model->eval();
+  const Tokenizer& tok = *pipe.tokenizer;
+  GenerateOptions go;
+  go.stop_ids = end_of_turn_ids(tok, pipe.format);
+  const int64_t limit = model->config().max_position_embeddings;
+  const int64_t vocab = model->config().vocab_size;
+  SampleParser parser(pipe.options.dataset_format, ConversationUse::training);
+  JsonlLineReader reader(path, pipe.options.max_line_bytes);
+  ExactMatchResult result;
+  std::string line;
+  bool too_long = false;
+  while (reader.next(line, too_long)) {
+    if (options.limit > 0 && result.total >= options.limit) break;
+    const std::string where = path + ":" + std::to_string(reader.line_number());
+    Sample sample;
+    GenerationPrompt prompt;
+    try {
+      if (too_long) throw InvalidSample("line_too_long", "the line is longer than " + std::to_string(pipe.options.max_line_bytes) + " bytes");
+      const int64_t bad = first_invalid_utf8(line);
+      if (bad >= 0) throw InvalidSample("invalid_utf8", "invalid UTF-8 at byte " + std::to_string(bad));
+      if (is_blank(line)) continue;
+      sample = parser.parse(line, reader.line_number());
+      if (sample.is_text) throw InputError(where + ": a text sample has no reference reply (exact match needs chat samples)");
+      Conversation conv(sample.messages.begin(), sample.messages.end() - 1);
+      prompt = generation_prompt(tok, pipe.format, conv, pipe.options.allow_special_tokens_in_content);
+    } catch (const InvalidSample& e) {
+      if (pipe.options.on_invalid_sample == OnInvalidSample::error) throw InputError(where + ": " + e.what());
+      ++result.skipped;
+      continue;
+    }
+    for (int64_t id : prompt.ids)
+      if (id >= vocab)
+        throw InputError(where + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                         std::to_string(vocab) + " (tokenizer and model do not match)");
+    GenerationRecord rec;
+    rec.path = path;
+    rec.line = reader.line_number();
+    rec.prompt = prompt.text;
+    rec.reference = trim(sample.messages.back().content);
+    rec.prompt_tokens = static_cast<int64_t>(prompt.ids.size());
+    if (rec.prompt_tokens >= limit) {
+      spdlog::warn("{}: the prompt has {} tokens, the model's limit is {}: nothing generated", where,
+                   rec.prompt_tokens, limit);
+    } else {
+      go.max_new_tokens = options.max_new_tokens;
+      const auto seq = generate(model, prompt.ids, go);
+      const std::vector<int64_t> gen(seq.begin() + static_cast<std::ptrdiff_t>(prompt.ids.size()), seq.end());
+      rec.new_tokens = static_cast<int64_t>(gen.size());
+      rec.stopped = !gen.empty() && std::find(go.stop_ids.begin(), go.stop_ids.end(), gen.back()) != go.stop_ids.end();
+      rec.generated = reply_text(tok, pipe.format, gen, go.stop_ids);
+    }
+    rec.match = rec.generated == rec.reference;
+    ++result.total;
+    result.correct += rec.match;
+    spdlog::debug("{}: {} \"{}\" (reference \"{}\")", where, rec.match ? "match" : "no match", rec.generated, rec.reference);
+    result.records.push_back(std::move(rec));
+  }
+  model->train(training);
+  result.accuracy = result.total ? static_cast<double>(result.correct) / static_cast<double>(result.total) : 0.0;
+  return result;
+}
+
+}  // namespace ringtune

@@ -1,0 +1,270 @@
+// `mpirun -np N ringtune train` on a tiny model: per-step losses and final trainable tensors (and
+// AdamW moments) equal the single-process run at N = 2, 3, 4 for ZeRO stages 0 and 1, LoRA and
+// full fine-tuning; elastic resume (2 -> 3 -> 1 ranks, 4 -> 1) continues as if uninterrupted;
+// every sample is seen exactly once per epoch; a killed or failing rank takes every rank down
+// within 30 s and the run resumes; SIGTERM to every rank writes a checkpoint and exits 143; ranks
+// started with different configurations are refused. Global batch 5 so slices are uneven.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "src/train/checkpoint.h"
+#include "test_util.h"
+
+using namespace ringtune;
+using namespace ringtune_test;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr double kRelTol = 1e-5;
+
+struct DistWorkspace {
+  TempDir dir{"ringtune-dist"};
+  DistWorkspace() {
+    write_tiny_llama(dir.file("base"), 32000, 32, 2, 3, fixtures_dir() + "/tokenizers/llama2-sp/tokenizer.model");
+    std::string lines;
+    const char* cities[] = {"Berlin", "Paris", "Rome", "Madrid", "Oslo", "Vienna", "Lisbon", "Prague", "Bern"};
+    for (int i = 0; i < 43; ++i) {
+      const std::string city = cities[i % 9];
+      const std::string ask = i % 2 ? "Weather in " + city + "?" : "How warm is it in " + city + " today?";
+      nlohmann::json sample = {{"messages", {{{"role", "user"}, {"content", ask}},
+                                             {{"role", "assistant"}, {"content", "weather(location=\"" + city + "\")"}}}}};
+      lines += sample.dump() + "\n";
+    }
+    write_file(dir.file("train.jsonl"), lines);
+    write_file(dir.file("cfg.yaml"),
+               "initial_base_model_ckpt_path: " + dir.file("base") + "\ntrain_path: " + dir.file("train.jsonl") +
+                   "\ndtype: float32\ncontext_length: 64\ngeneration_config:\n  prompt_format: llama2\n"
+                   "learning_rate: 0.01\nlr_scheduler_type: cosine\nnum_warmup_steps: 2\nglobal_batch_size: 5\n"
+                   "train_batch_size_per_device: 2\nnum_epochs: 1\nseed: 11\npacking: false\n"
+                   "gradient_checkpointing: false\nmax_grad_norm: 1.0\nweight_decay: 0.01\n");
+  }
+  std::string cfg() const { return dir.file("cfg.yaml"); }
+};
+
+const char* kLora = " lora_config.r=4 lora_config.lora_alpha=8 lora_config.target_modules=all-linear lora_config.lora_dropout=0";
+
+std::vector<double> losses(const std::string& out) {
+  std::vector<double> v;
+  std::istringstream in(read_file(out + "/metrics.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) v.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  return v;
+}
+
+CheckpointState final_state(const std::string& out) {
+  CheckpointState st;
+  const std::string path = find_resume_checkpoint(out, st);
+  if (path.empty()) throw std::runtime_error(out + ": no checkpoint");
+  return st;
+}
+
+double rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  const double n = b.to(torch::kFloat64).norm().item<double>();
+  const double d = (a.to(torch::kFloat64) - b.to(torch::kFloat64)).norm().item<double>();
+  return n > 0 ? d / n : d;
+}
+
+// Per-step losses and final tensors (trainable and AdamW moments) of `out` against `ref`.
+void expect_same_run(const std::string& out, const std::string& ref, const std::string& what) {
+  const auto l = losses(out), r = losses(ref);
+  ASSERT_EQ(l.size(), r.size()) << what;
+  double worst = 0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    const double rel = std::abs(l[i] - r[i]) / std::abs(r[i]);
+    worst = std::max(worst, rel);
+    EXPECT_LT(rel, kRelTol) << what << " step " << i + 1 << ": " << l[i] << " vs " << r[i];
+  }
+  const auto a = final_state(out), b = final_state(ref);
+  EXPECT_EQ(a.step, b.step) << what;
+  EXPECT_EQ(a.adam_step, b.adam_step) << what;
+  std::map<std::string, torch::Tensor> want;
+  for (const auto& [n, t] : b.trainable) want[n] = t;
+  for (const auto& [n, t] : b.optimizer) want[n] = t;
+  ASSERT_EQ(a.trainable.size() + a.optimizer.size(), want.size()) << what;
+  double worst_t = 0;
+  for (const auto* list : {&a.trainable, &a.optimizer}) {
+    for (const auto& [n, t] : *list) {
+      ASSERT_TRUE(want.count(n)) << what << ": " << n;
+      const double d = rel_diff(t, want[n]);
+      worst_t = std::max(worst_t, d);
+      EXPECT_LT(d, kRelTol) << what << ": " << n;
+    }
+  }
+  std::cout << "[ " << what << " ] worst relative loss diff " << worst << ", worst relative tensor diff " << worst_t
+            << "\n";
+}
+
+void expect_equivalent_at_every_world_size(const std::string& mode) {
+  DistWorkspace w;
+  const std::string ref = w.dir.file("ref");
+  auto r = run_ringtune("train " + w.cfg() + " output_dir=" + ref + mode);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(losses(ref).size(), 9u);  // 43 samples / 5 per step
+  EXPECT_LT(losses(ref).back(), losses(ref).front());
+  for (int zero : {0, 1}) {
+    for (int np = (zero == 0 ? 2 : 1); np <= 4; ++np) {
+      const std::string out = w.dir.file("np" + std::to_string(np) + "z" + std::to_string(zero));
+      auto d = run_ringtune_mpi(np, "train " + w.cfg() + " output_dir=" + out + " distributed.zero_stage=" +
+                                        std::to_string(zero) + mode);
+      ASSERT_EQ(d.exit_code, 0) << "np " << np << " zero " << zero << ": " << d.err;
+      expect_same_run(out, ref, "np=" + std::to_string(np) + " zero_stage=" + std::to_string(zero));
+    }
+  }
+}
+
+}  // namespace
+
+TEST(DistributedTrain, LoraAtOneToFourRanksEqualsOneProcess) { expect_equivalent_at_every_world_size(kLora); }
+
+TEST(DistributedTrain, FullFineTuningAtOneToFourRanksEqualsOneProcess) {
+  expect_equivalent_at_every_world_size(" learning_rate=0.002");
+}
+
+namespace {
+
+// Runs `stages` of (np, stop after step) in turn on one output_dir (resume: auto), the last one
+// to the end, and compares with the uninterrupted single-process run.
+void expect_elastic(const std::vector<std::pair<int, int>>& stages, const std::string& mode, int zero) {
+  DistWorkspace w;
+  const std::string ref = w.dir.file("ref"), out = w.dir.file("elastic");
+  auto r = run_ringtune("train " + w.cfg() + " output_dir=" + ref + mode);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const auto& [np, stop_at] : stages) {
+    const std::string env = stop_at > 0 ? "RINGTUNE_TEST_TERM_AT_STEP=" + std::to_string(stop_at) : "";
+    auto d = run_ringtune_mpi(np, "train " + w.cfg() + " output_dir=" + out + " distributed.zero_stage=" +
+                                      std::to_string(zero) + mode, env);
+    ASSERT_EQ(d.exit_code, stop_at > 0 ? 143 : 0) << "np " << np << ": " << d.err;
+    if (stop_at > 0) {
+      EXPECT_EQ(final_state(out).step, stop_at);
+    }
+  }
+  std::string what = "elastic";
+  for (const auto& [np, stop_at] : stages) what += " " + std::to_string(np);
+  expect_same_run(out, ref, what);
+}
+
+}  // namespace
+
+TEST(DistributedTrain, ElasticResumeTwoThenThreeThenOneRanks) {
+  expect_elastic({{2, 3}, {3, 5}, {1, 0}}, kLora, 1);
+}
+
+TEST(DistributedTrain, ElasticResumeFourThenOneRanks) {
+  expect_elastic({{4, 4}, {1, 0}}, " learning_rate=0.002", 1);
+}
+
+TEST(DistributedTrain, EverySampleExactlyOncePerEpoch) {
+  DistWorkspace w;
+  for (int np = 1; np <= 4; ++np) {
+    TempDir logs("ringtune-samples");
+    const std::string out = w.dir.file("cover" + std::to_string(np));
+    // Packing on: 43 samples in a handful of sequences; two epochs, global batch 4.
+    auto d = run_ringtune_mpi(np, "train " + w.cfg() + " output_dir=" + out + kLora +
+                                      " packing=true global_batch_size=4 train_batch_size_per_device=1 num_epochs=2",
+                              "RINGTUNE_TEST_SAMPLE_LOG=" + logs.path());
+    ASSERT_EQ(d.exit_code, 0) << "np " << np << ": " << d.err;
+    std::map<int64_t, std::multiset<int64_t>> seen;  // epoch -> sample indices
+    std::set<int> ranks_with_work;
+    for (int r = 0; r < np; ++r) {
+      std::istringstream in(read_file(logs.file("samples.rank" + std::to_string(r))));
+      int64_t epoch, step, idx;
+      while (in >> epoch >> step >> idx) {
+        seen[epoch].insert(idx);
+        ranks_with_work.insert(r);
+      }
+    }
+    ASSERT_EQ(seen.size(), 2u) << "np " << np;
+    for (const auto& [epoch, idx] : seen) {
+      EXPECT_EQ(idx.size(), 43u) << "np " << np << " epoch " << epoch;
+      for (int64_t i = 0; i < 43; ++i) EXPECT_EQ(idx.count(i), 1u) << "np " << np << " epoch " << epoch << " sample " << i;
+    }
+    EXPECT_EQ(static_cast<int>(ranks_with_work.size()), np);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures
+
+namespace {
+
+double seconds_of(const std::function<void()>& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+TEST(DistributedFaults, KilledRankEndsEveryRankWithin30sAndTheRunResumes) {
+  DistWorkspace w;
+  const std::string ref = w.dir.file("ref"), out = w.dir.file("out");
+  ASSERT_EQ(run_ringtune("train " + w.cfg() + " output_dir=" + ref + kLora).exit_code, 0);
+  RunResult d;
+  const double secs = seconds_of([&] {
+    d = run_ringtune_mpi(3, "train " + w.cfg() + " output_dir=" + out + kLora + " checkpoint_every_n_steps=2",
+                         "RINGTUNE_TEST_FAULT=kill:1:5");
+  });
+  EXPECT_NE(d.exit_code, 0);
+  EXPECT_LT(secs, 30.0);
+  std::cout << "[ kill -9 rank 1 of 3 at step 5 ] every rank ended in " << secs << " s, exit " << d.exit_code << "\n";
+  EXPECT_EQ(final_state(out).step, 4);
+  auto again = run_ringtune_mpi(3, "train " + w.cfg() + " output_dir=" + out + kLora + " checkpoint_every_n_steps=2");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  expect_same_run(out, ref, "resumed after kill -9");
+}
+
+TEST(DistributedFaults, ThrowingRankEndsEveryRankWithin30s) {
+  DistWorkspace w;
+  RunResult d;
+  const double secs = seconds_of([&] {
+    d = run_ringtune_mpi(2, "train " + w.cfg() + " output_dir=" + w.dir.file("out") + kLora,
+                         "RINGTUNE_TEST_FAULT=throw:1:3");
+  });
+  EXPECT_NE(d.exit_code, 0);
+  EXPECT_LT(secs, 30.0);
+  EXPECT_NE(d.err.find("rank 1: RINGTUNE_TEST_FAULT: rank 1 fails at step 3"), std::string::npos) << d.err;
+}
+
+TEST(DistributedFaults, SigtermToEveryRankWritesOneCheckpointAndExits143) {
+  DistWorkspace w;
+  const std::string ref = w.dir.file("ref"), out = w.dir.file("out");
+  ASSERT_EQ(run_ringtune("train " + w.cfg() + " output_dir=" + ref + kLora + " max_steps=40").exit_code, 0);
+  // As Slurm does before a time limit: SIGTERM to every rank (not to mpirun), mid-run.
+  const std::string run = "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+                          "mpirun --oversubscribe --bind-to none -np 2 " + ringtune_binary() + " train " + w.cfg() +
+                          " output_dir=" + out + kLora + " max_steps=40 checkpoint_every_n_steps=1000";
+  const std::string script =
+      run + " & pid=$!; for i in $(seq 1 600); do "
+      "[ -f " + out + "/metrics.jsonl ] && [ $(wc -l < " + out + "/metrics.jsonl) -ge 3 ] && break; sleep 0.05; done; "
+      "pkill -TERM -f '^" + ringtune_binary() + " train " + w.cfg() + "'; wait $pid; echo exit=$?";
+  auto d = run_shell(script);
+  EXPECT_NE(d.out.find("exit=143"), std::string::npos) << d.out << d.err;
+  const auto st = final_state(out);
+  EXPECT_GE(st.step, 3);
+  EXPECT_LT(st.step, 40);
+  EXPECT_EQ(fs::exists(out + "/adapter"), false);
+  std::cout << "[ SIGTERM ] checkpoint at step " << st.step << " of 40\n";
+  auto again = run_ringtune_mpi(2, "train " + w.cfg() + " output_dir=" + out + kLora + " max_steps=40 checkpoint_every_n_steps=1000");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  expect_same_run(out, ref, "resumed after SIGTERM");
+}
+
+TEST(DistributedFaults, RanksWithDifferentConfigurationsAreRefused) {
+  DistWorkspace w;
+  const std::string common = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 mpirun "
+                             "--oversubscribe --bind-to none ";
+  const std::string train = ringtune_binary() + " train " + w.cfg() + " output_dir=" + w.dir.file("out") + kLora;
+  auto d = run_shell("env " + common + "-np 1 " + train + " learning_rate=0.01 : -np 1 " + train + " learning_rate=0.02");
+  EXPECT_NE(d.exit_code, 0);
+  EXPECT_NE(d.err.find("ranks started differently from rank 0: rank 1 (config)"), std::string::npos) << d.err;
+  EXPECT_FALSE(fs::exists(w.dir.file("out/metrics.jsonl")));
+}
