@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "src/data/prepared_dataset.h"
+#include "src/train/batcher.h"
 #include "src/train/checkpoint.h"
 #include "test_util.h"
 
@@ -34,7 +36,11 @@ struct DistWorkspace {
     const char* cities[] = {"Berlin", "Paris", "Rome", "Madrid", "Oslo", "Vienna", "Lisbon", "Prague", "Bern"};
     for (int i = 0; i < 43; ++i) {
       const std::string city = cities[i % 9];
-      const std::string ask = i % 2 ? "Weather in " + city + "?" : "How warm is it in " + city + " today?";
+      // Lengths vary, so packing differs from epoch to epoch.
+      const std::string ask = i % 5 == 0 ? "Could you tell me what the weather will be like in " + city +
+                                               " this afternoon, and whether I need an umbrella?"
+                              : i % 2   ? "Weather in " + city + "?"
+                                        : "How warm is it in " + city + " today?";
       nlohmann::json sample = {{"messages", {{{"role", "user"}, {"content", ask}},
                                              {{"role", "assistant"}, {"content", "weather(location=\"" + city + "\")"}}}}};
       lines += sample.dump() + "\n";
@@ -164,12 +170,26 @@ TEST(DistributedTrain, ElasticResumeFourThenOneRanks) {
 
 TEST(DistributedTrain, EverySampleExactlyOncePerEpoch) {
   DistWorkspace w;
+  // Packing on, context 64, global batch 4: a seed whose two epochs pack into different numbers
+  // of sequences (so of steps), which the step arithmetic must follow.
+  const std::string opts = kLora + std::string(" packing=true global_batch_size=4 train_batch_size_per_device=1 num_epochs=2");
+  ASSERT_EQ(run_ringtune("prepare " + w.cfg() + " output_dir=" + w.dir.file("prep") + opts).exit_code, 0);
+  const auto data = PreparedDataset::load(prepared_dataset_path(w.dir.file("prep"), "train"));
+  int seed = -1;
+  size_t expected_steps = 0;
+  for (int s = 1; s < 200 && seed < 0; ++s) {
+    const size_t n0 = pack_sequences(data, sample_order(data.size(), s, 0), 64, true, 0).size();
+    const size_t n1 = pack_sequences(data, sample_order(data.size(), s, 1), 64, true, 0).size();
+    if (n0 != n1 && (n0 + 3) / 4 != (n1 + 3) / 4) {
+      seed = s;
+      expected_steps = (n0 + 3) / 4 + (n1 + 3) / 4;
+    }
+  }
+  ASSERT_GT(seed, 0) << "no seed gives epochs of different sizes";
   for (int np = 1; np <= 4; ++np) {
     TempDir logs("ringtune-samples");
     const std::string out = w.dir.file("cover" + std::to_string(np));
-    // Packing on: 43 samples in a handful of sequences; two epochs, global batch 4.
-    auto d = run_ringtune_mpi(np, "train " + w.cfg() + " output_dir=" + out + kLora +
-                                      " packing=true global_batch_size=4 train_batch_size_per_device=1 num_epochs=2",
+    auto d = run_ringtune_mpi(np, "train " + w.cfg() + " output_dir=" + out + opts + " seed=" + std::to_string(seed),
                               "RINGTUNE_TEST_SAMPLE_LOG=" + logs.path());
     ASSERT_EQ(d.exit_code, 0) << "np " << np << ": " << d.err;
     std::map<int64_t, std::multiset<int64_t>> seen;  // epoch -> sample indices
@@ -188,6 +208,15 @@ TEST(DistributedTrain, EverySampleExactlyOncePerEpoch) {
       for (int64_t i = 0; i < 43; ++i) EXPECT_EQ(idx.count(i), 1u) << "np " << np << " epoch " << epoch << " sample " << i;
     }
     EXPECT_EQ(static_cast<int>(ranks_with_work.size()), np);
+    // Every step has work: no empty optimizer step where the epochs' sizes differ.
+    std::istringstream in(read_file(out + "/metrics.jsonl"));
+    std::string line;
+    size_t steps = 0;
+    while (std::getline(in, line)) {
+      ++steps;
+      EXPECT_GT(nlohmann::json::parse(line)["supervised_tokens"].get<int64_t>(), 0) << line;
+    }
+    EXPECT_EQ(steps, expected_steps) << "np " << np;
   }
 }
 

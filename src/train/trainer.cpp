@@ -325,8 +325,29 @@ TrainSummary run_training(const Config& c) {
     return pack_sequences(train, sample_order(train.size(), seed, epoch), context, packing, pad_id);
   };
   std::vector<PackedSequence> seqs = epoch_sequences(0);
-  const int64_t steps_per_epoch = (static_cast<int64_t>(seqs.size()) + global - 1) / global;
-  const int64_t total_steps = c.is_set("max_steps") ? c.get_int("max_steps") : c.get_int("num_epochs") * steps_per_epoch;
+  // Packing depends on each epoch's order, so epochs may hold different numbers of sequences and
+  // steps: epoch_first_step[e] is the first step of epoch e, extended (by packing the epoch) on
+  // demand. Everything here depends on (seed, data, context, global batch) only.
+  std::vector<int64_t> epoch_first_step{0, (static_cast<int64_t>(seqs.size()) + global - 1) / global};
+  auto epoch_of_step = [&](int64_t step) {
+    while (epoch_first_step.back() <= step) {
+      const int64_t e = static_cast<int64_t>(epoch_first_step.size()) - 1;
+      const int64_t n = static_cast<int64_t>(epoch_sequences(e).size());
+      epoch_first_step.push_back(epoch_first_step.back() + (n + global - 1) / global);
+    }
+    int64_t e = 0;
+    while (epoch_first_step[e + 1] <= step) ++e;
+    return e;
+  };
+  const int64_t steps_per_epoch = epoch_first_step[1];  // of epoch 0, for the log
+  int64_t total_steps = 0;
+  if (c.is_set("max_steps")) {
+    total_steps = c.get_int("max_steps");
+  } else {
+    const int64_t epochs = c.get_int("num_epochs");
+    while (static_cast<int64_t>(epoch_first_step.size()) - 1 < epochs) epoch_of_step(epoch_first_step.back());
+    total_steps = epoch_first_step[static_cast<size_t>(epochs)];
+  }
   std::vector<PackedSequence> valid_seqs;
   if (has_valid) valid_seqs = pack_sequences(valid, sample_order(valid.size(), seed, 0, false), context, packing, pad_id);
   const int64_t per_rank = (global + world - 1) / world;
@@ -400,8 +421,11 @@ TrainSummary run_training(const Config& c) {
   const int64_t keep = c.get_int("num_checkpoints_to_keep");
   // Collective: ZeRO-1 moments are gathered from every rank; rank 0 writes the one file (per
   // logical tensor, so any world size can resume it) and every rank waits until it is complete.
-  // A single writer rather than parallel HDF5: the state is the trainable tensors only (small for
-  // LoRA), Debian's libhdf5 is the serial build, and one rename makes the file appear atomically.
+  // A single writer rather than parallel HDF5 (each rank writing its slice through MPI-IO): the
+  // state is small for LoRA and one gather away for full fine-tuning of the models this targets;
+  // a file written by one process can be written to a temporary name, fsync'ed and renamed into
+  // place, which keeps checkpoints atomic on any filesystem; and parallel HDF5 needs MPI-IO file
+  // locking that NFS-like shared filesystems often lack.
   auto checkpoint = [&](int64_t steps_done) {
     const auto full_m = dp.gather(opt.exp_avg());
     const auto full_v = dp.gather(opt.exp_avg_sq());
@@ -409,7 +433,7 @@ TrainSummary run_training(const Config& c) {
     if (leader) {
       CheckpointState st;
       st.step = steps_done;
-      st.epoch = steps_done / steps_per_epoch;
+      st.epoch = epoch_of_step(steps_done);  // epochs completed
       st.total_steps = total_steps;
       st.adam_step = opt.step_count();
       st.config_yaml = c.dump_yaml();
@@ -437,19 +461,16 @@ TrainSummary run_training(const Config& c) {
   if (const char* dir = std::getenv("RINGTUNE_TEST_SAMPLE_LOG"))
     sample_log.open(std::string(dir) + "/samples.rank" + std::to_string(rank), std::ios::app);
   int64_t current_epoch = 0;
-  if (start_step > 0 && start_step / steps_per_epoch != 0) {
-    current_epoch = start_step / steps_per_epoch;
-    seqs = epoch_sequences(current_epoch);
-  }
   model->train();
   for (int64_t step = start_step; step < total_steps; ++step) {
     const auto t_step = Clock::now();
-    const int64_t epoch = step / steps_per_epoch, in_epoch = step % steps_per_epoch;
+    const int64_t epoch = epoch_of_step(step), in_epoch = step - epoch_first_step[epoch];
+    const int64_t epoch_steps = epoch_first_step[epoch + 1] - epoch_first_step[epoch];
     if (epoch != current_epoch) {
       seqs = epoch_sequences(epoch);
       current_epoch = epoch;
     }
-    const size_t begin = static_cast<size_t>(in_epoch * global);
+    const size_t begin = std::min(seqs.size(), static_cast<size_t>(in_epoch * global));
     const size_t end = std::min(seqs.size(), begin + static_cast<size_t>(global));
     // Every rank knows the whole global batch, so the normaliser (supervised tokens of the step,
     // all ranks together) is known before the forward passes and each micro-batch back-propagates
@@ -497,7 +518,7 @@ TrainSummary run_training(const Config& c) {
                         {"grad_norm", grad_norm}, {"tokens_per_s", tok_s},
                         {"supervised_tokens", supervised}, {"elapsed_s", elapsed}};
     const bool last = step + 1 == total_steps;
-    const bool eval_now = has_valid && (last || (eval_steps > 0 ? (step + 1) % eval_steps == 0 : in_epoch + 1 == steps_per_epoch));
+    const bool eval_now = has_valid && (last || (eval_steps > 0 ? (step + 1) % eval_steps == 0 : in_epoch + 1 == epoch_steps));
     if (eval_now) {
       const double vl = evaluate(model, valid_seqs, c.get_int("eval_batch_size_per_device"), dp, rank, world);
       m["valid_loss"] = vl;
@@ -518,7 +539,7 @@ TrainSummary run_training(const Config& c) {
       spdlog::info("step {}/{} loss {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s ETA {:.0f}s", step + 1, total_steps,
                    loss, lr, grad_norm, tok_s, eta);
     }
-    const bool epoch_end = in_epoch + 1 == steps_per_epoch;
+    const bool epoch_end = in_epoch + 1 == epoch_steps;
     std::string saved;
     if (last || (every > 0 ? (step + 1) % every == 0 : epoch_end)) saved = checkpoint(step + 1);
     maybe_signal_after("RINGTUNE_TEST_KILL_AT_STEP", step + 1, SIGKILL);
