@@ -1,5 +1,6 @@
-// Every example config shipped in configs/ loads and validates against the key registry, so the
-// examples cannot drift from the keys ringtune accepts.
+// Every example config shipped in configs/ (and the quickstart's in configs/quickstart/) loads
+// and validates against the key registry, so the examples cannot drift from the keys ringtune
+// accepts.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,10 +10,12 @@
 
 TEST(ConfigsDir, EveryShippedConfigValidates) {
   int n = 0;
-  for (const auto& e : std::filesystem::directory_iterator(ringtune_test::source_dir() + "/configs")) {
-    if (e.path().extension() != ".yaml") continue;
-    EXPECT_NO_THROW(ringtune::load_config(e.path().string())) << e.path();
-    ++n;
+  for (const char* dir : {"/configs", "/configs/quickstart"}) {
+    for (const auto& e : std::filesystem::directory_iterator(ringtune_test::source_dir() + dir)) {
+      if (e.path().extension() != ".yaml") continue;
+      EXPECT_NO_THROW(ringtune::load_config(e.path().string())) << e.path();
+      ++n;
+    }
   }
-  EXPECT_GE(n, 2);
+  EXPECT_GE(n, 4);
 }

@@ -16,8 +16,10 @@ Python 3 standard library only. Re-running reproduces corpus.txt byte for byte.
 Usage: python3 gen_corpus.py [--out PATH] [--bytes N]
 """
 import argparse
+import json
 import os
 import random
+import re
 import sys
 
 sys.dont_write_bytecode = True
@@ -324,11 +326,93 @@ def generate(target_bytes):
     return lines
 
 
+# ---------------------------------------------------------------------------------------------
+# Copy drills: extra lines for stage 1 only (stage1.jsonl), never in corpus.txt.
+#
+# A function call copies its argument values from the request (`dial Nora` -> `call(contact=
+# "Nora")`), and the held-out test values never occur in a training call, so the fine-tuned model
+# must have learned to *copy* a span from its context, not to pick one of the train values it has
+# memorised. These drills give stage 1 that skill on hundreds of generic words and numbers: a
+# value appears once in running text and once after `="` or `=`, the way it does in a call.
+# They never contain a held-out test value (single words, phrases, ints, times: see
+# held_out_values()), use no request template, and no function name.
+DRILL_SEED = 1123
+DRILL_LINES = 3000
+DRILL_KEYS = ["name", "value", "item", "label", "note", "entry", "field", "tag", "text", "key"]
+DRILL_TEMPLATES = [
+    "Copy {v} into the form as {k}=\"{v}\".",
+    "She said {v}, so the card reads {k}=\"{v}\".",
+    "The box says {v}; in the file it is {k}=\"{v}\".",
+    "Write {v} with quotes: \"{v}\".",
+    "First {v} and then {w}, stored as {k}=\"{v}\" and {k2}=\"{w}\".",
+    "He typed {v} and the record shows {k}=\"{v}\", {k2}=\"{w}\" after {w}.",
+    "If the note says {v}, then {k}=\"{v}\".",
+    "From {v} to {w}: {k}=\"{v}\", {k2}=\"{w}\".",
+    "{v}: {k}=\"{v}\". {w}: {k2}=\"{w}\". {v}: {k}=\"{v}\".",
+    "Say {v} twice: {v}, {v}. Then {w}: {k}=\"{w}\".",
+    "List {v}, {w} as {k}=\"{v}\", {k2}=\"{w}\", then again {v} and {w}.",
+]
+DRILL_NUM_TEMPLATES = [
+    "The number {n} is kept as {k}={n}.",
+    "Count {n} and write {k}={n}.",
+    "We had {n} and {m}, so {k}={n} and {k2}={m}.",
+    "At {t} the log says {k}=\"{t}\".",
+    "The sum {n}{op}{m} is written {k}=\"{n}{op}{m}\".",
+    "{n} and {m} and {t}: {k}={n}, {k2}={m}, time=\"{t}\".",
+    "Take {n} {op} {m}, that is {k}=\"{n}{op}{m}\", or {n}{op}{m}.",
+]
+
+
+def held_out_values():
+    """Every test-only argument value of gen_function_calls.py, as strings."""
+    out = set()
+    for skill in fc.SKILLS:
+        for name, kind, pool, n_held in skill["args"]:
+            if kind != "enum" and n_held:
+                out.update(str(v) for v in pool[-n_held:])
+    return out
+
+
+def drill_lines(corpus_lines, n):
+    rng = random.Random(DRILL_SEED)
+    held = held_out_values()
+    words = sorted({w for line in corpus_lines for w in re.findall(r"[A-Za-z]+", line)} - held)
+    held_ints = {int(v) for v in held if v.isdigit()}
+    nums = [i for i in range(0, 1000) if i not in held_ints]
+    times = ["%02d:%02d" % (h, m) for h in range(24) for m in range(0, 60, 5)]
+    times = [t for t in times if t not in held]
+
+    def value():
+        return " ".join(rng.choice(words) for _ in range(rng.choice([1, 1, 1, 2, 2, 3])))
+
+    def leaks(line):
+        return any(re.search(r"(?<![A-Za-z0-9])" + re.escape(h) + r"(?![A-Za-z0-9])", line)
+                   for h in held)
+
+    out, seen = [], set()
+    while len(out) < n:
+        k, k2 = rng.sample(DRILL_KEYS, 2)
+        if rng.random() < 0.3:
+            line = rng.choice(DRILL_NUM_TEMPLATES).format(
+                n=rng.choice(nums), m=rng.choice(nums), t=rng.choice(times),
+                op=rng.choice("*+-/"), k=k, k2=k2)
+        else:
+            line = rng.choice(DRILL_TEMPLATES).format(v=value(), w=value(), k=k, k2=k2)
+        if line in seen or leaks(line):
+            continue
+        seen.add(line)
+        out.append(line)
+    return out
+
+
 def main(argv=None):
+    here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                  "corpus.txt"))
+    ap.add_argument("--out", default=os.path.join(here, "corpus.txt"))
+    ap.add_argument("--jsonl", default=os.path.join(here, "stage1.jsonl"),
+                    help="stage-1 training data: corpus lines, then copy drills, as {\"text\": ...}")
     ap.add_argument("--bytes", type=int, default=TARGET_BYTES)
+    ap.add_argument("--drills", type=int, default=DRILL_LINES)
     args = ap.parse_args(argv)
     lines = generate(args.bytes)
     with open(args.out, "w", encoding="utf-8", newline="\n") as f:
@@ -336,6 +420,11 @@ def main(argv=None):
             f.write(line + "\n")
     print("%s: %d lines, %d bytes" % (args.out, len(lines),
                                       sum(len(x.encode("utf-8")) + 1 for x in lines)))
+    drills = drill_lines(lines, args.drills)
+    with open(args.jsonl, "w", encoding="utf-8", newline="\n") as f:
+        for line in lines + drills:
+            f.write(json.dumps({"text": line}, ensure_ascii=False) + "\n")
+    print("%s: %d corpus lines + %d copy drills" % (args.jsonl, len(lines), len(drills)))
     return 0
 
 

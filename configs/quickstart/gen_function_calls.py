@@ -9,9 +9,15 @@ format_call(): name(k1=v1, k2=v2) with keyword arguments in the skill's fixed
 order, strings double-quoted, ints bare, ", " between arguments.
 
 Splits (written next to this script unless --out-dir is given):
-  train.jsonl  train templates x train values
-  valid.jsonl  train templates x train values, user texts not in train
-  test.jsonl   held-out templates x held-out values (see README.md)
+  train.jsonl  train fillers x all templates x train values
+  valid.jsonl  the same distribution, user texts not in train
+  test.jsonl   held-out opening words x all templates x held-out values: every
+               request is a phrasing never seen in training, with an argument
+               value never seen in training (see README.md)
+Train values come mostly from large generated pools (made-up names and words,
+phrases of them, wide number ranges), so the model must learn to copy a value
+from the request rather than recall one of a few; no held-out value is in any
+train pool.
 
 Python 3 standard library only. Re-running reproduces the files byte for byte.
 Usage: python3 gen_function_calls.py [--out-dir DIR] [--quiet]
@@ -23,14 +29,15 @@ import random
 import sys
 
 SEED = 20261122
-TRAIN_PER_SKILL = 100
+TRAIN_PER_SKILL = 1000
 VALID_TOTAL = 100
 TEST_PER_SKILL = 15
 
-# Filler words wrapped around every template (shared by all splits; the
-# held-out unit is the template itself).
+# Filler words wrapped around every template. Test requests open with words
+# that no train or valid request has.
 PREFIXES = ["", "hey, ", "ok, ", "um, ", "so, "]
 SUFFIXES = ["", " please", ", thanks", " if you can"]
+TEST_PREFIXES = ["alright, ", "hi, ", "quick one, ", "well, "]
 
 CITIES = ["Berlin", "Paris", "London", "Madrid", "Rome", "Vienna", "Oslo",
           "Dublin", "Lisbon", "Prague", "Warsaw", "Athens",
@@ -296,9 +303,62 @@ def format_call(name, kwargs):
     return name + "(" + ", ".join(k + "=" + format_value(v) for k, v in kwargs) + ")"
 
 
-def split_templates(templates):
-    n_test = len(templates) // 4
-    return templates[:-n_test], templates[-n_test:]
+def held_out_strings():
+    """Every held-out value as text (open arguments only)."""
+    out = set()
+    for skill in SKILLS:
+        for name, kind, pool, n_held in skill["args"]:
+            if kind != "enum" and n_held:
+                out.update(str(v) for v in split_pool(pool, n_held)[1])
+    return out
+
+
+def made_up_words(rng, n, capitalized):
+    """n distinct pronounceable made-up words of 2 or 3 syllables."""
+    onsets, vowels, codas = "bdfgklmnprstvz", "aeiou", ["", "", "n", "r", "s", "l"]
+    out = []
+    seen = set()
+    while len(out) < n:
+        w = "".join(rng.choice(onsets) + rng.choice(vowels) + rng.choice(codas)
+                    for _ in range(rng.choice((2, 3))))
+        if capitalized:
+            w = w.capitalize()
+        if w not in seen:
+            seen.add(w)
+            out.append(w)
+    return out
+
+
+# Large train-only pools for the open arguments: made-up words (capitalised for names, places,
+# artists and languages), phrases of 2 or 3 of them, wide int ranges and every 5-minute time,
+# minus every held-out value. Built once, from their own seed.
+def extended_pools():
+    rng = random.Random(SEED + 1)
+    held = held_out_strings()
+    held_ints = {int(v) for v in held if v.isdigit()}
+    names = made_up_words(rng, 600, True)
+    lower = made_up_words(rng, 600, False)
+
+    def phrases():
+        return [" ".join(rng.choice(lower) for _ in range(rng.choice((2, 3)))) for _ in range(600)]
+
+    def ints(lo, hi):
+        return [i for i in range(lo, hi + 1) if i not in held_ints]
+
+    pools = {
+        "location": names, "contact": names, "artist": names, "language": names,
+        "word": lower, "topic": lower, "room": lower,
+        "text": phrases(), "task": phrases(),
+        "minutes": ints(1, 240), "amount": ints(1, 999), "level": ints(0, 100),
+        "expression": ints(2, 99),
+        "time": ["%02d:%02d" % (h, m) for h in range(24) for m in range(0, 60, 5)],
+    }
+    for k in pools:
+        pools[k] = [v for v in pools[k] if str(v) not in held]
+    return pools
+
+
+EXTENDED = None
 
 
 def apply_fillers(body, prefix, suffix):
@@ -312,8 +372,10 @@ def apply_fillers(body, prefix, suffix):
 
 def draw_sample(skill, split, rng):
     """Return (user_text, call_text) drawn from the given split's pools."""
-    train_t, test_t = split_templates(skill["templates"])
-    template = rng.choice(test_t if split == "test" else train_t)
+    global EXTENDED
+    if EXTENDED is None:
+        EXTENDED = extended_pools()
+    template = rng.choice(skill["templates"])
     fields = {}
     kwargs = []
     for name, kind, pool, n_held in skill["args"]:
@@ -327,17 +389,23 @@ def draw_sample(skill, split, rng):
         elif kind == "expr":
             train_p, test_p = split_pool(pool, n_held)
             p = test_p if split == "test" else train_p
+            if split != "test" and rng.random() < 0.8:
+                p = EXTENDED[name]
             a, b = rng.choice(p), rng.choice(p)
             word, sym = rng.choice(OPS)
             fields.update(a=a, b=b, op=word)
             kwargs.append((name, "%d%s%d" % (a, sym, b)))
         else:
             train_p, test_p = split_pool(pool, n_held)
-            value = rng.choice(test_p if split == "test" else train_p)
+            p = test_p if split == "test" else train_p
+            if split != "test" and rng.random() < 0.8:
+                p = EXTENDED[name]
+            value = rng.choice(p)
             fields[name] = value
             kwargs.append((name, value))
     body = template.format(**fields)
-    text = apply_fillers(body, rng.choice(PREFIXES), rng.choice(SUFFIXES))
+    prefixes = TEST_PREFIXES if split == "test" else PREFIXES
+    text = apply_fillers(body, rng.choice(prefixes), rng.choice(SUFFIXES))
     return text, format_call(skill["name"], kwargs)
 
 
@@ -356,6 +424,26 @@ def draw_unique(skill, split, n, rng, seen):
     return out
 
 
+def draw_train(skill, n, rng, seen):
+    """n train samples whose texts are not in `seen` (valid); unique while the
+    skill has enough distinct texts (one without arguments has a few hundred),
+    repeating train texts after that."""
+    out = []
+    own = set()
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        text, call = draw_sample(skill, "train", rng)
+        if text in seen and text not in own:
+            continue
+        if text in own and attempts < 20 * n:
+            continue
+        own.add(text)
+        out.append((text, call))
+    seen.update(own)
+    return out
+
+
 def to_line(text, call):
     msg = {"messages": [{"role": "user", "content": text},
                         {"role": "assistant", "content": call}]}
@@ -371,10 +459,11 @@ def generate():
     per_skill = []
     for skill, n_valid in zip(SKILLS, valid_counts):
         seen = set()
-        pool = draw_unique(skill, "train", TRAIN_PER_SKILL + n_valid, rng, seen)
+        valid = draw_unique(skill, "train", n_valid, rng, seen)
+        train = draw_train(skill, TRAIN_PER_SKILL, rng, seen)
         test = draw_unique(skill, "test", TEST_PER_SKILL, rng, seen)
-        splits["train"] += [(skill["name"],) + s for s in pool[:TRAIN_PER_SKILL]]
-        splits["valid"] += [(skill["name"],) + s for s in pool[TRAIN_PER_SKILL:]]
+        splits["train"] += [(skill["name"],) + s for s in train]
+        splits["valid"] += [(skill["name"],) + s for s in valid]
         splits["test"] += [(skill["name"],) + s for s in test]
         per_skill.append((skill["name"], TRAIN_PER_SKILL, n_valid, TEST_PER_SKILL))
     for name in splits:
