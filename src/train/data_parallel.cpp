@@ -62,10 +62,6 @@ double DataParallel::global_norm(const at::Tensor& range_grad) {
   return std::sqrt(sq.item<double>());
 }
 
-void DataParallel::publish(const at::Tensor& range_values, const std::function<void(const at::Tensor&)>& write_all) {
-  write_all(gather(range_values));
-}
-
 at::Tensor DataParallel::gather(const at::Tensor& range) {
   if (zero_stage_ == 0 || comm_.size() == 1) return range;
   auto full = torch::empty({world_map_->total()}, range.options());

@@ -7,7 +7,6 @@
 // defines: DataParallel
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -41,9 +40,6 @@ class DataParallel {
   at::Tensor reduce_gradients();
   // sqrt of the sum over the whole flat gradient of g^2, given this rank's reduced range.
   double global_norm(const at::Tensor& range_grad);
-  // Puts a flat range of updated values (this rank's optimizer range) into every rank's
-  // parameters.
-  void publish(const at::Tensor& range_values, const std::function<void(const at::Tensor&)>& write_all);
   // A whole flat buffer from every rank's optimizer range (stage 1: all-gather; stage 0: itself).
   at::Tensor gather(const at::Tensor& range);
 

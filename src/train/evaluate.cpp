@@ -24,25 +24,27 @@ namespace ringtune {
 // ---------------------------------------------------------------------------------------------
 // Loss
 
-LossEval evaluate_loss(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs, int64_t batch_size) {
+LossEval evaluate_loss(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs, int64_t batch_size,
+                       size_t begin, size_t end) {
   if (batch_size < 1) throw Error("evaluate_loss: batch_size must be >= 1");
+  end = std::min(end, seqs.size());
+  begin = std::min(begin, end);
   torch::NoGradGuard no_grad;
   const bool training = model->is_training();
   model->eval();
-  double sum = 0;
   LossEval r;
   const size_t batch = static_cast<size_t>(batch_size);
-  for (size_t i = 0; i < seqs.size(); i += batch) {
+  for (size_t i = begin; i < end; i += batch) {
     SequenceBatch b;
-    for (size_t j = i; j < std::min(seqs.size(), i + batch); ++j) {
+    for (size_t j = i; j < std::min(end, i + batch); ++j) {
       b.rows.push_back(&seqs[j]);
       r.supervised_tokens += seqs[j].supervised;
     }
-    sum += batch_loss_sum(model, b).item<double>();
+    r.loss_sum += batch_loss_sum(model, b).item<double>();
   }
   model->train(training);
-  r.sequences = static_cast<int64_t>(seqs.size());
-  r.loss = r.supervised_tokens ? sum / static_cast<double>(r.supervised_tokens) : std::nan("");
+  r.sequences = static_cast<int64_t>(end - begin);
+  r.loss = r.supervised_tokens ? r.loss_sum / static_cast<double>(r.supervised_tokens) : std::nan("");
   r.perplexity = std::exp(r.loss);
   return r;
 }

@@ -25,15 +25,18 @@ class Tokenizer;         // src/tokenizer/tokenizer.h
 // Loss
 
 struct LossEval {
-  double loss = 0;        // sum of token cross-entropies / supervised tokens (NaN when none)
+  double loss_sum = 0;    // sum of token cross-entropies over the supervised tokens
+  double loss = 0;        // loss_sum / supervised tokens (NaN when none)
   double perplexity = 0;  // exp(loss)
   int64_t supervised_tokens = 0;
   int64_t sequences = 0;
 };
 
-// Mean next-token loss over every supervised token of `seqs`, `batch_size` sequences per forward
-// pass, without gradients. The model's training mode is restored afterwards.
-LossEval evaluate_loss(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs, int64_t batch_size);
+// Mean next-token loss over every supervised token of seqs[begin, end) (end clamped to the size;
+// by default all of them), `batch_size` sequences per forward pass, without gradients. The
+// model's training mode is restored afterwards.
+LossEval evaluate_loss(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs, int64_t batch_size,
+                       size_t begin = 0, size_t end = static_cast<size_t>(-1));
 
 // ---------------------------------------------------------------------------------------------
 // Prompts and replies for generation

@@ -151,11 +151,8 @@ namespace {
 double evaluate(LlamaForCausalLM& model, const std::vector<PackedSequence>& seqs, int64_t batch, DataParallel& dp,
                 int rank, int world) {
   const auto [lo, hi] = rank_slice(0, seqs.size(), rank, world);
-  const std::vector<PackedSequence> mine(seqs.begin() + static_cast<std::ptrdiff_t>(lo),
-                                         seqs.begin() + static_cast<std::ptrdiff_t>(hi));
-  const LossEval e = evaluate_loss(model, mine, batch);
-  const double n = static_cast<double>(e.supervised_tokens);
-  const auto total = dp.sum({n > 0 ? e.loss * n : 0.0, n});
+  const LossEval e = evaluate_loss(model, seqs, batch, lo, hi);
+  const auto total = dp.sum({e.loss_sum, static_cast<double>(e.supervised_tokens)});
   return total[1] > 0 ? total[0] / total[1] : std::nan("");
 }
 
@@ -252,8 +249,8 @@ TrainSummary run_training(const Config& c) {
     }
     spdlog::info("initial adapter: {}", info.describe());
     if (info.lora) {
+      const LoraOptions want = use_lora ? lora_options_from_config(c) : from;
       if (use_lora) {
-        const LoraOptions want = lora_options_from_config(c);
         auto differs = [&](const std::string& key, const std::string& ours, const std::string& theirs) {
           if (ours != theirs)
             config_error(c, "lora_config." + key, ours + " does not match the initial adapter's " + theirs + " (" + info.file + ")");
@@ -274,11 +271,10 @@ TrainSummary run_training(const Config& c) {
         };
         differs("target_modules", joined(want.target_modules), joined(from.target_modules));
       }
-      const double dropout = use_lora ? lora_options_from_config(c).lora_dropout : from.lora_dropout;
       lora = from;
-      lora.lora_dropout = dropout;
+      lora.lora_dropout = want.lora_dropout;
       lora.seed = static_cast<uint64_t>(c.get_int("seed"));
-      set_lora_dropout(model, dropout);
+      set_lora_dropout(model, lora.lora_dropout);
       use_lora = true;
     } else if (use_lora) {
       config_error(c, "initial_adapter_model_ckpt_path", info.file + " holds full weights, not an adapter; "
@@ -502,7 +498,7 @@ TrainSummary run_training(const Config& c) {
     if (supervised > 0) {
       auto values = opt.read_range();
       opt.step_range(lr, grad, values);
-      dp.publish(values, [&](const at::Tensor& full) { opt.write_all(full); });
+      opt.write_all(dp.gather(values));  // stage 1: every rank's updated range, all-gathered
     }
     for (auto& [name, p] : trainable) p.mutable_grad() = torch::Tensor();
     // One small collective per step for the statistics.
