@@ -10,6 +10,7 @@ pkgs=(
   libhdf5-openmpi-dev
   libyaml-cpp-dev libspdlog-dev libsentencepiece-dev
   nlohmann-json3-dev libgtest-dev libpcre2-dev
+  python3
 )
 
 missing=()

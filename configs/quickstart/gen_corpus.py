@@ -337,7 +337,7 @@ def generate(target_bytes):
 # They never contain a held-out test value (single words, phrases, ints, times: see
 # held_out_values()), use no request template, and no function name.
 DRILL_SEED = 1123
-DRILL_LINES = 3000
+DRILL_LINES = 10000
 DRILL_KEYS = ["name", "value", "item", "label", "note", "entry", "field", "tag", "text", "key"]
 DRILL_TEMPLATES = [
     "Copy {v} into the form as {k}=\"{v}\".",
@@ -382,8 +382,17 @@ def drill_lines(corpus_lines, n):
     times = ["%02d:%02d" % (h, m) for h in range(24) for m in range(0, 60, 5)]
     times = [t for t in times if t not in held]
 
+    made_up = [w for w in fc.made_up_words(rng, 4000, False) if w not in held]
+
+    def one_word():
+        r = rng.random()
+        if r < 0.45:
+            return rng.choice(words)
+        w = rng.choice(made_up)
+        return w.capitalize() if r < 0.65 else w
+
     def value():
-        return " ".join(rng.choice(words) for _ in range(rng.choice([1, 1, 1, 2, 2, 3])))
+        return " ".join(one_word() for _ in range(rng.choice([1, 1, 1, 2, 2, 3, 4])))
 
     def leaks(line):
         return any(re.search(r"(?<![A-Za-z0-9])" + re.escape(h) + r"(?![A-Za-z0-9])", line)

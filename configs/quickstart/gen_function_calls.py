@@ -33,9 +33,13 @@ TRAIN_PER_SKILL = 1000
 VALID_TOTAL = 100
 TEST_PER_SKILL = 15
 
-# Filler words wrapped around every template. Test requests open with words
-# that no train or valid request has.
-PREFIXES = ["", "hey, ", "ok, ", "um, ", "so, "]
+# Filler words wrapped around every template. Train requests open with many different words
+# (so that a model learns to skip them); test requests open with words that no train or valid
+# request has.
+PREFIXES = ["", "", "", "hey, ", "ok, ", "um, ", "so, ", "hello, ", "please, ", "yo, ", "oh, ",
+            "excuse me, ", "sorry, ", "listen, ", "now, ", "okay so, ", "hmm, ", "say, ",
+            "one thing, ", "also, ", "next, ", "good morning, ", "assistant, ", "hey there, ",
+            "just a sec, ", "uh, "]
 SUFFIXES = ["", " please", ", thanks", " if you can"]
 TEST_PREFIXES = ["alright, ", "hi, ", "quick one, ", "well, "]
 
@@ -74,7 +78,7 @@ ARTISTS = ["Queen", "ABBA", "Adele", "Coldplay", "Madonna", "Shakira", "Metallic
            "Beyonce", "Nirvana", "Radiohead", "Rihanna", "Eminem",
            # held out:
            "Oasis", "Bjork", "Sting", "Drake"]
-OPERANDS = [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16, 20, 24, 25, 30, 36, 48, 64, 100,
+OPERANDS = [2, 3, 4, 5, 6, 14, 8, 9, 10, 11, 12, 15, 16, 20, 24, 25, 30, 36, 48, 64, 100,
             # held out (every test expression uses two of these):
             13, 17, 19, 23, 27, 31, 42]
 OPS = [("times", "*"), ("plus", "+"), ("minus", "-"), ("divided by", "/")]  # closed enum
@@ -313,34 +317,104 @@ def held_out_strings():
     return out
 
 
+# Sound inventory of the made-up words: every letter of the alphabet and the common English
+# letter groups, so that train values use the same letters and letter groups (and so the same
+# tokenizer pieces) as real words: a model that has only ever copied "Bamolus"-like values copies
+# "Hugo" as "Cugo" and "meticulous" as "meticulke".
+ONSETS = (list("bcdfghjklmnprstvwyz") +
+          ["bl", "br", "ch", "cl", "cr", "dr", "fl", "fr", "gl", "gr", "kn", "ph", "pl", "pr",
+           "qu", "sc", "sh", "sk", "sl", "sm", "sn", "sp", "st", "str", "sw", "th", "tr", "wh", ""])
+VOWELS = (list("aeiouy") + ["ai", "au", "ea", "ee", "ei", "eu", "ie", "io", "oa", "oi", "oo",
+                             "ou", "ue", "ew", "ay", "ey", "ow"])
+CODAS = ["", "", "", "b", "c", "ck", "d", "f", "ff", "g", "k", "ks", "l", "ll", "m", "n", "nd",
+         "ng", "nk", "nt", "p", "r", "rd", "rk", "rn", "rs", "rt", "s", "sh", "ss", "st", "t",
+         "th", "tch", "ts", "x", "z", "ght", "ous", "ion", "er", "ry", "ly", "ed", "ing"]
+
+
 def made_up_words(rng, n, capitalized):
-    """n distinct pronounceable made-up words of 2 or 3 syllables."""
-    onsets, vowels, codas = "bdfgklmnprstvz", "aeiou", ["", "", "n", "r", "s", "l"]
+    """n distinct pronounceable made-up words of 1 to 3 syllables and 2 to 10 letters."""
     out = []
     seen = set()
     while len(out) < n:
-        w = "".join(rng.choice(onsets) + rng.choice(vowels) + rng.choice(codas)
-                    for _ in range(rng.choice((2, 3))))
+        w = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS)
+                    for _ in range(rng.choice((1, 2, 2, 3))))
         if capitalized:
             w = w.capitalize()
-        if w not in seen:
+        if 2 <= len(w) <= 10 and w not in seen:
             seen.add(w)
             out.append(w)
     return out
 
 
-# Large train-only pools for the open arguments: made-up words (capitalised for names, places,
-# artists and languages), phrases of 2 or 3 of them, wide int ranges and every 5-minute time,
-# minus every held-out value. Built once, from their own seed.
+def scrambled_words(rng, n, capitalized):
+    """n distinct strings of 2 to 10 letters made of 2 to 5 letter groups of the sound inventory
+    in random order: unpredictable letter by letter, so that a model can only get them right by
+    copying them from the request, yet made of the letter groups of real words."""
+    groups = sorted({g for g in ONSETS + VOWELS + CODAS if g})
+    out = []
+    seen = set()
+    while len(out) < n:
+        w = "".join(rng.choice(groups) for _ in range(rng.choice((2, 3, 3, 4, 5))))
+        if capitalized:
+            w = w.capitalize()
+        if 2 <= len(w) <= 10 and w not in seen:
+            seen.add(w)
+            out.append(w)
+    return out
+
+
+def corpus_words():
+    """The words of the quickstart corpus (gen_corpus.py, generated in memory), minus every word
+    of a held-out value."""
+    import re
+    import gen_corpus  # imports this module; only its generator is used here
+    held = {w.lower() for v in held_out_strings() for w in v.split()}
+    words = {w for line in gen_corpus.generate(gen_corpus.TARGET_BYTES)
+             for w in re.findall(r"[A-Za-z]+", line)}
+    return sorted(w for w in words if w.lower() not in held)
+
+
+def fragment_words(rng, n, capitalized, source):
+    """n distinct strings of 2 to 12 letters glued from 2 to 4 random pieces (2 to 4 letters) of
+    random source words: unpredictable letter by letter, so that a model can only get them right
+    by copying them from the request, yet made of the letter groups of real words, so that every
+    tokenizer piece of the corpus occurs in some train value."""
+    out = []
+    seen = set()
+    while len(out) < n:
+        parts = []
+        for _ in range(rng.choice((2, 2, 3, 4))):
+            w = rng.choice(source).lower()
+            k = min(len(w), rng.choice((2, 3, 3, 4)))
+            i = rng.randrange(len(w) - k + 1)
+            parts.append(w[i:i + k])
+        w = "".join(parts)
+        if capitalized:
+            w = w.capitalize()
+        if 2 <= len(w) <= 12 and w not in seen:
+            seen.add(w)
+            out.append(w)
+    return out
+
+
+# Large train-only pools for the open arguments: made-up strings (capitalised for names, places,
+# artists and languages), phrases of 2 to 4 corpus or made-up words, wide int ranges and every
+# 5-minute time, minus every held-out value (and no word of a held-out value is a corpus word
+# here). Built once, from their own seed.
 def extended_pools():
     rng = random.Random(SEED + 1)
     held = held_out_strings()
     held_ints = {int(v) for v in held if v.isdigit()}
-    names = made_up_words(rng, 600, True)
-    lower = made_up_words(rng, 600, False)
+    source = corpus_words()
+    names = scrambled_words(rng, 1500, True) + fragment_words(rng, 1500, True, source)
+    lower = scrambled_words(rng, 1500, False) + fragment_words(rng, 1500, False, source)
 
-    def phrases():
-        return [" ".join(rng.choice(lower) for _ in range(rng.choice((2, 3)))) for _ in range(600)]
+    plain = [w.lower() for w in source if len(w) <= 8]
+
+    def phrases():  # words of the corpus (short common ones too: "a", "to", "at") and made-up ones
+        return [" ".join(rng.choice(plain) if rng.random() < 0.5 else rng.choice(lower)
+                         for _ in range(rng.choice((2, 3, 4))))
+                for _ in range(3000)]
 
     def ints(lo, hi):
         return [i for i in range(lo, hi + 1) if i not in held_ints]
@@ -349,8 +423,8 @@ def extended_pools():
         "location": names, "contact": names, "artist": names, "language": names,
         "word": lower, "topic": lower, "room": lower,
         "text": phrases(), "task": phrases(),
-        "minutes": ints(1, 240), "amount": ints(1, 999), "level": ints(0, 100),
-        "expression": ints(2, 99),
+        "minutes": ints(1, 999), "amount": ints(1, 9999), "level": ints(0, 100),
+        "expression": ints(2, 999),
         "time": ["%02d:%02d" % (h, m) for h in range(24) for m in range(0, 60, 5)],
     }
     for k in pools:
@@ -451,7 +525,11 @@ def to_line(text, call):
 
 
 def generate():
+    # The test split has its own random stream: changing the train pools or fillers does not
+    # change the test samples. (Test texts cannot collide with train or valid texts: only test
+    # requests open with TEST_PREFIXES.)
     rng = random.Random(SEED)
+    test_rng = random.Random(SEED + 2)
     n_skills = len(SKILLS)
     valid_counts = [VALID_TOTAL // n_skills + (1 if i < VALID_TOTAL % n_skills else 0)
                     for i in range(n_skills)]
@@ -461,13 +539,14 @@ def generate():
         seen = set()
         valid = draw_unique(skill, "train", n_valid, rng, seen)
         train = draw_train(skill, TRAIN_PER_SKILL, rng, seen)
-        test = draw_unique(skill, "test", TEST_PER_SKILL, rng, seen)
+        test = draw_unique(skill, "test", TEST_PER_SKILL, test_rng, seen)
         splits["train"] += [(skill["name"],) + s for s in train]
         splits["valid"] += [(skill["name"],) + s for s in valid]
         splits["test"] += [(skill["name"],) + s for s in test]
         per_skill.append((skill["name"], TRAIN_PER_SKILL, n_valid, TEST_PER_SKILL))
-    for name in splits:
-        rng.shuffle(splits[name])
+    rng.shuffle(splits["train"])
+    rng.shuffle(splits["valid"])
+    test_rng.shuffle(splits["test"])
     return splits, per_skill
 
 
