@@ -331,19 +331,26 @@ CODAS = ["", "", "", "b", "c", "ck", "d", "f", "ff", "g", "k", "ks", "l", "ll", 
          "th", "tch", "ts", "x", "z", "ght", "ous", "ion", "er", "ry", "ly", "ed", "ing"]
 
 
-def made_up_words(rng, n, capitalized):
-    """n distinct pronounceable made-up words of 1 to 3 syllables and 2 to 10 letters."""
+def distinct_words(n, make, capitalized, max_len):
+    """n distinct strings of 2 to max_len letters drawn with make(), capitalised or not."""
     out = []
     seen = set()
     while len(out) < n:
-        w = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS)
-                    for _ in range(rng.choice((1, 2, 2, 3))))
+        w = make()
         if capitalized:
             w = w.capitalize()
-        if 2 <= len(w) <= 10 and w not in seen:
+        if 2 <= len(w) <= max_len and w not in seen:
             seen.add(w)
             out.append(w)
     return out
+
+
+def made_up_words(rng, n, capitalized):
+    """n distinct pronounceable made-up words of 1 to 3 syllables and 2 to 10 letters."""
+    def make():
+        return "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS)
+                       for _ in range(rng.choice((1, 2, 2, 3))))
+    return distinct_words(n, make, capitalized, 10)
 
 
 def scrambled_words(rng, n, capitalized):
@@ -351,16 +358,9 @@ def scrambled_words(rng, n, capitalized):
     in random order: unpredictable letter by letter, so that a model can only get them right by
     copying them from the request, yet made of the letter groups of real words."""
     groups = sorted({g for g in ONSETS + VOWELS + CODAS if g})
-    out = []
-    seen = set()
-    while len(out) < n:
-        w = "".join(rng.choice(groups) for _ in range(rng.choice((2, 3, 3, 4, 5))))
-        if capitalized:
-            w = w.capitalize()
-        if 2 <= len(w) <= 10 and w not in seen:
-            seen.add(w)
-            out.append(w)
-    return out
+    return distinct_words(
+        n, lambda: "".join(rng.choice(groups) for _ in range(rng.choice((2, 3, 3, 4, 5)))),
+        capitalized, 10)
 
 
 def corpus_words():
@@ -379,22 +379,13 @@ def fragment_words(rng, n, capitalized, source):
     random source words: unpredictable letter by letter, so that a model can only get them right
     by copying them from the request, yet made of the letter groups of real words, so that every
     tokenizer piece of the corpus occurs in some train value."""
-    out = []
-    seen = set()
-    while len(out) < n:
-        parts = []
-        for _ in range(rng.choice((2, 2, 3, 4))):
-            w = rng.choice(source).lower()
-            k = min(len(w), rng.choice((2, 3, 3, 4)))
-            i = rng.randrange(len(w) - k + 1)
-            parts.append(w[i:i + k])
-        w = "".join(parts)
-        if capitalized:
-            w = w.capitalize()
-        if 2 <= len(w) <= 12 and w not in seen:
-            seen.add(w)
-            out.append(w)
-    return out
+    def piece():
+        w = rng.choice(source).lower()
+        k = min(len(w), rng.choice((2, 3, 3, 4)))
+        i = rng.randrange(len(w) - k + 1)
+        return w[i:i + k]
+    return distinct_words(
+        n, lambda: "".join(piece() for _ in range(rng.choice((2, 2, 3, 4)))), capitalized, 12)
 
 
 # Large train-only pools for the open arguments: made-up strings (capitalised for names, places,
