@@ -47,26 +47,28 @@ void check_counts(const char* op, const std::vector<int64_t>& counts, int world,
                                 std::to_string(shard_numel) + " elements");
 }
 
-// ---- local communicator ----
-
-namespace {
+void check_same_type(const at::Tensor& in, const at::Tensor& out, const char* op) {
+  if (in.scalar_type() != out.scalar_type())
+    throw std::invalid_argument(std::string(op) + ": input is " +
+                                std::string(c10::toString(in.scalar_type())) + ", output is " +
+                                std::string(c10::toString(out.scalar_type())));
+}
 
 bool overlaps(const at::Tensor& a, const at::Tensor& b) {
   if (a.numel() == 0 || b.numel() == 0) return false;
   const char* a0 = static_cast<const char*>(a.data_ptr());
   const char* b0 = static_cast<const char*>(b.data_ptr());
-  const char* a1 = a0 + a.numel() * a.element_size();
-  const char* b1 = b0 + b.numel() * b.element_size();
-  return a0 < b1 && b0 < a1;
+  return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
 }
+
+// ---- local communicator ----
+
+namespace {
 
 void copy_flat(const at::Tensor& in, at::Tensor& out, const char* op) {
   if (!in.defined() || !out.defined())
     throw std::invalid_argument(std::string(op) + ": undefined tensor");
-  if (in.scalar_type() != out.scalar_type())
-    throw std::invalid_argument(std::string(op) + ": input is " +
-                                std::string(c10::toString(in.scalar_type())) + ", output is " +
-                                std::string(c10::toString(out.scalar_type())));
+  check_same_type(in, out, op);
   if (!out.is_contiguous())
     throw std::invalid_argument(std::string(op) + ": output is not contiguous");
   if (in.data_ptr() == out.data_ptr() && in.is_contiguous()) return;

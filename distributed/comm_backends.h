@@ -1,7 +1,7 @@
 // The communicator backends behind make_communicator (comm.h), exposed for tests that need one
 // directly, and the argument checks they share.
 // defines: make_local_communicator, make_mpi_communicator, make_nccl_communicator,
-//          check_counts, collective_offsets
+//          check_counts, collective_offsets, check_same_type, overlaps
 #pragma once
 #include <climits>
 #include <cstdint>
@@ -35,5 +35,9 @@ void check_counts(const char* op, const std::vector<int64_t>& counts, int world,
                   int64_t flat_numel, int64_t shard_numel);
 // Exclusive prefix sums of counts.
 std::vector<int64_t> collective_offsets(const std::vector<int64_t>& counts);
+// Throws std::invalid_argument "op: input is X, output is Y" unless a and b have one dtype.
+void check_same_type(const at::Tensor& in, const at::Tensor& out, const char* op);
+// True when the memory of a and b overlaps (an empty tensor overlaps nothing).
+bool overlaps(const at::Tensor& a, const at::Tensor& b);
 
 }  // namespace ringtune

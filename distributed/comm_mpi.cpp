@@ -53,13 +53,6 @@ MPI_Op mpi_op(ReduceOp op) {
 
 char* bytes(const at::Tensor& t) { return static_cast<char*>(t.data_ptr()); }
 
-bool overlaps(const at::Tensor& a, const at::Tensor& b) {
-  if (a.numel() == 0 || b.numel() == 0) return false;
-  const char* a0 = bytes(a);
-  const char* b0 = bytes(b);
-  return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
-}
-
 std::vector<int> to_int(const std::vector<int64_t>& v) {
   return std::vector<int>(v.begin(), v.end());
 }
@@ -77,12 +70,9 @@ class MpiCommunicator final : public Communicator {
 
   void all_reduce(at::Tensor& t, ReduceOp op) override {
     const MPI_Datatype dt = mpi_type(t, "all_reduce", "tensor");
-    const int64_t n = t.numel(), es = t.element_size();
-    for (int64_t off = 0; off < n; off += max_count_) {
-      const int c = static_cast<int>(std::min(max_count_, n - off));
-      mpi_check(MPI_Allreduce(MPI_IN_PLACE, bytes(t) + off * es, c, dt, mpi_op(op), MPI_COMM_WORLD),
-                "MPI_Allreduce");
-    }
+    for_each_chunk(t, [&](char* p, int c) {
+      mpi_check(MPI_Allreduce(MPI_IN_PLACE, p, c, dt, mpi_op(op), MPI_COMM_WORLD), "MPI_Allreduce");
+    });
   }
 
   void broadcast(at::Tensor& t, int root) override {
@@ -90,11 +80,9 @@ class MpiCommunicator final : public Communicator {
     if (root < 0 || root >= size_)
       throw std::invalid_argument("broadcast: root " + std::to_string(root) + " outside [0, " +
                                   std::to_string(size_) + ")");
-    const int64_t n = t.numel(), es = t.element_size();
-    for (int64_t off = 0; off < n; off += max_count_) {
-      const int c = static_cast<int>(std::min(max_count_, n - off));
-      mpi_check(MPI_Bcast(bytes(t) + off * es, c, dt, root, MPI_COMM_WORLD), "MPI_Bcast");
-    }
+    for_each_chunk(t, [&](char* p, int c) {
+      mpi_check(MPI_Bcast(p, c, dt, root, MPI_COMM_WORLD), "MPI_Bcast");
+    });
   }
 
   void reduce_scatter(const at::Tensor& in, at::Tensor& out_arg,
@@ -183,11 +171,13 @@ class MpiCommunicator final : public Communicator {
   void barrier() override { mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
 
  private:
-  static void check_same_type(const at::Tensor& a, const at::Tensor& b, const char* op) {
-    if (a.scalar_type() != b.scalar_type())
-      throw std::invalid_argument(std::string(op) + ": input is " +
-                                  std::string(c10::toString(a.scalar_type())) + ", output is " +
-                                  std::string(c10::toString(b.scalar_type())));
+  // Calls f(first byte, count) for consecutive pieces of t of at most max_count_ elements (MPI
+  // counts are int).
+  template <class F>
+  void for_each_chunk(const at::Tensor& t, F f) const {
+    const int64_t n = t.numel(), es = t.element_size();
+    for (int64_t off = 0; off < n; off += max_count_)
+      f(bytes(t) + off * es, static_cast<int>(std::min(max_count_, n - off)));
   }
 
   int64_t max_count_;

@@ -294,20 +294,6 @@ class NcclCommunicator final : public Communicator {
     return nccl_type(t.scalar_type(), where.c_str());
   }
 
-  static void check_same_type(const at::Tensor& a, const at::Tensor& b, const char* op) {
-    if (a.scalar_type() != b.scalar_type())
-      throw std::invalid_argument(std::string(op) + ": input is " +
-                                  std::string(c10::toString(a.scalar_type())) + ", output is " +
-                                  std::string(c10::toString(b.scalar_type())));
-  }
-
-  static bool overlaps(const at::Tensor& a, const at::Tensor& b) {
-    if (a.numel() == 0 || b.numel() == 0) return false;
-    const char* a0 = bytes(a);
-    const char* b0 = bytes(b);
-    return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
-  }
-
   int rank_, size_;
   int device_ = 0;
   const NcclApi* nccl_ = nullptr;

@@ -3,7 +3,7 @@
 // in the given order, back to back, no padding. Rank r owns [begin(r), end(r)): the total split
 // as evenly as possible, the first (total % world) ranks one element more. A tensor may straddle
 // ranks; `pieces(r)` lists the parts of tensors inside rank r's range.
-// defines: ShardPiece, ShardMap
+// defines: ShardPiece, ShardMap, named_numels
 #pragma once
 #include <cstdint>
 #include <string>
@@ -44,5 +44,13 @@ class ShardMap {
   int64_t total_ = 0;
   std::vector<ShardPiece> tensors_;  // whole tensors: tensor_offset 0
 };
+
+// (name, numel) of named tensors (any type with numel()), the input of ShardMap's constructor.
+template <class NamedTensors>
+std::vector<std::pair<std::string, int64_t>> named_numels(const NamedTensors& tensors) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const auto& [name, t] : tensors) out.emplace_back(name, t.numel());
+  return out;
+}
 
 }  // namespace ringtune

@@ -62,16 +62,6 @@ if [ -n "$iface" ]; then
   export NCCL_SOCKET_IFNAME=$iface
   mpi_opts+=(--mca btl_tcp_if_include "$iface" --mca oob_tcp_if_include "$iface")
 fi
-for v in $(env | grep -oE '^(NCCL_[A-Z0-9_]+|RINGTUNE_[A-Z0-9_]+)=' | tr -d '='); do
-  mpi_opts+=(-x "$v")
-done
-if [ "$(id -u)" = 0 ]; then
-  export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1}
-  export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
-fi
-
-# shellcheck disable=SC2206
-cmd=(mpirun "${mpi_opts[@]}" ${MPIRUN_ARGS:-} "$binary" train "$config" "$@")
-if [ $dry_run = 1 ]; then printf '%q ' "${cmd[@]}"; echo; exit 0; fi
-[ -x "$binary" ] || { echo "mpirun_hostfile.sh: no ringtune binary at $binary (build it, or --binary PATH)" >&2; exit 2; }
-exec "${cmd[@]}"
+# shellcheck source=launch/mpirun_common.sh
+. "$here/mpirun_common.sh"
+run_train mpirun_hostfile.sh 'NCCL_[A-Z0-9_]+|RINGTUNE_[A-Z0-9_]+' "$@"

@@ -66,16 +66,6 @@ else
 fi
 # Forward the variables that tune NCCL and ringtune (local ranks inherit the environment anyway;
 # -x makes it explicit and survives a switch to a hostfile).
-for v in $(env | grep -oE '^(NCCL_[A-Z0-9_]+|RINGTUNE_[A-Z0-9_]+|CUDA_VISIBLE_DEVICES)=' | tr -d '='); do
-  mpi_opts+=(-x "$v")
-done
-if [ "$(id -u)" = 0 ]; then
-  export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1}
-  export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
-fi
-
-# shellcheck disable=SC2206
-cmd=(mpirun "${mpi_opts[@]}" ${MPIRUN_ARGS:-} "$binary" train "$config" "$@")
-if [ $dry_run = 1 ]; then printf '%q ' "${cmd[@]}"; echo; exit 0; fi
-[ -x "$binary" ] || { echo "mpirun_local.sh: no ringtune binary at $binary (build it, or --binary PATH)" >&2; exit 2; }
-exec "${cmd[@]}"
+# shellcheck source=launch/mpirun_common.sh
+. "$here/mpirun_common.sh"
+run_train mpirun_local.sh 'NCCL_[A-Z0-9_]+|RINGTUNE_[A-Z0-9_]+|CUDA_VISIBLE_DEVICES' "$@"

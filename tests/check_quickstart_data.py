@@ -34,8 +34,7 @@ def read_chats(path):
 
 def call_values(call):
     """(key, value text) of every argument of a canonical call."""
-    return [(k, s if s is not None and q.startswith('"') else q)
-            for k, q, s in CALL_VALUE.findall(call)]
+    return [(k, s if q.startswith('"') else q) for k, q, s in CALL_VALUE.findall(call)]
 
 
 def contains_words(text, value):

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -20,6 +19,7 @@
 #include "src/error.h"
 #include "src/io/adapter_io.h"
 #include "src/io/hf_model.h"
+#include "src/io/json_file.h"
 #include "src/train/evaluate.h"
 #include "src/tokenizer/tokenizer.h"
 #include "model/generate.h"
@@ -54,14 +54,7 @@ std::vector<int64_t> parse_ids(const std::string& text, int64_t vocab) {
 // --messages FILE: {"messages": [...]} or a bare array of messages (OpenAI roles). A final
 // assistant message is dropped (it is the reference of a training sample), with a note.
 Conversation read_messages(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot open for reading");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
+  nlohmann::json j = read_json_file(path);
   if (j.is_array()) j = nlohmann::json{{"messages", j}};
   if (!j.is_object() || !j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
     throw InputError(path + ": expected {\"messages\": [...]} or a JSON array of messages");

@@ -5,7 +5,6 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -16,6 +15,7 @@
 #include "src/config/registry.h"
 #include "src/error.h"
 #include "src/io/hf_model.h"
+#include "src/io/json_file.h"
 #include "src/io/safetensors.h"
 #include "src/train/checkpoint.h"
 #include "src/train/trainer.h"
@@ -74,14 +74,7 @@ int64_t copy_named(LlamaForCausalLM& model, const std::vector<std::pair<std::str
 std::string json_where(const std::string& file, const std::string& key) { return file + ": " + key; }
 
 LoraOptions read_peft_config(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw InputError(file + ": cannot open for reading");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(file + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
+  const nlohmann::json j = read_json_file(file);
   if (!j.is_object()) throw InputError(file + ": expected a JSON object");
   LoraOptions o;
   o.init_lora_weights = "true";  // irrelevant: every adapter weight is then overwritten

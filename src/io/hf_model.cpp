@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "src/error.h"
+#include "src/io/json_file.h"
 #include "src/io/safetensors.h"
 #include "model/llama.h"
 
@@ -20,16 +21,6 @@ namespace fs = std::filesystem;
 namespace ringtune {
 
 namespace {
-
-nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot open (no such file or not readable)");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(path + ": invalid JSON: " + e.what());
-  }
-}
 
 // Typed, optional lookups in config.json with errors naming the key.
 struct ConfigReader {

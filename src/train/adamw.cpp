@@ -15,16 +15,6 @@
 
 namespace ringtune {
 
-namespace {
-
-std::vector<std::pair<std::string, int64_t>> sizes_of(const std::vector<std::pair<std::string, at::Tensor>>& params) {
-  std::vector<std::pair<std::string, int64_t>> out;
-  for (const auto& [name, p] : params) out.emplace_back(name, p.numel());
-  return out;
-}
-
-}  // namespace
-
 struct AdamW::Impl {
   std::map<std::string, torch::Tensor> params;
   std::vector<ShardPiece> pieces;                  // of the owned range, flat_offset made local
@@ -37,7 +27,7 @@ bool no_weight_decay(const std::string& name) {
 }
 
 AdamW::AdamW(std::vector<std::pair<std::string, at::Tensor>> params, AdamWOptions options)
-    : AdamW(params, options, ShardMap(sizes_of(params), 1), 0) {}
+    : AdamW(params, options, ShardMap(named_numels(params), 1), 0) {}
 
 AdamW::AdamW(std::vector<std::pair<std::string, at::Tensor>> params, AdamWOptions options, const ShardMap& map,
              int rank)

@@ -10,21 +10,11 @@
 
 namespace ringtune {
 
-namespace {
-
-std::vector<std::pair<std::string, int64_t>> sizes_of(const std::vector<std::pair<std::string, at::Tensor>>& t) {
-  std::vector<std::pair<std::string, int64_t>> out;
-  for (const auto& [name, p] : t) out.emplace_back(name, p.numel());
-  return out;
-}
-
-}  // namespace
-
 DataParallel::DataParallel(Communicator& comm, std::vector<std::pair<std::string, at::Tensor>> trainable,
                            int zero_stage)
     : comm_(comm), trainable_(std::move(trainable)), zero_stage_(zero_stage) {
-  world_map_ = std::make_unique<ShardMap>(sizes_of(trainable_), comm_.size());
-  opt_map_ = std::make_unique<ShardMap>(sizes_of(trainable_), zero_stage_ == 1 ? comm_.size() : 1);
+  world_map_ = std::make_unique<ShardMap>(named_numels(trainable_), comm_.size());
+  opt_map_ = std::make_unique<ShardMap>(named_numels(trainable_), zero_stage_ == 1 ? comm_.size() : 1);
 }
 
 DataParallel::~DataParallel() = default;
