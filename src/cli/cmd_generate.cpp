@@ -13,14 +13,13 @@
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
 #include "src/config/registry.h"
-#include "src/data/data_pipeline.h"
 #include "src/data/prompt_format.h"
 #include "src/data/sample_parser.h"
 #include "src/error.h"
-#include "src/io/adapter_io.h"
-#include "src/io/hf_model.h"
 #include "src/io/json_file.h"
+#include "src/options/data_options.h"
 #include "src/train/evaluate.h"
+#include "src/train/model_setup.h"
 #include "src/tokenizer/tokenizer.h"
 #include "model/generate.h"
 #include "model/llama.h"
@@ -98,12 +97,15 @@ int cmd_generate(const Args& args) {
                {"dtype", "TYPE", "float32 | bfloat16 | float16", "float32"},
                {"device", "DEV", "cpu, cuda, cuda:N", "cpu"}});
   if (!p.parse(args)) return 0;
-  auto model = load_hf_model(p.get("model"), p.get("dtype"), p.get("device"));
-  AdapterInfo adapter;
-  if (p.has("adapter")) {
-    adapter = load_adapter(model, p.get("adapter"));
-    spdlog::info("applied {}", adapter.describe());
-  }
+  ModelOptions mo;
+  mo.base_dir = p.get("model");
+  mo.dtype = p.get("dtype");
+  mo.device = p.get("device");
+  if (p.has("adapter")) mo.adapter = p.get("adapter");
+  const ModelSetup setup = setup_model(mo);
+  LlamaForCausalLM model = setup.model;
+  const AdapterInfo& adapter = setup.adapter;
+  if (p.has("adapter")) spdlog::info("applied {}", adapter.describe());
   model->eval();
   const auto& cfg = model->config();
   std::vector<int64_t> prompt;
@@ -149,18 +151,12 @@ int cmd_generate(const Args& args) {
     const GenerationPrompt gp = generation_prompt(*tok, format, conversation, allow_special);
     prompt = gp.ids;
     turn_end = end_of_turn_ids(*tok, format);
-    for (int64_t id : prompt)
-      if (id >= cfg.vocab_size)
-        throw InputError("--messages: token id " + std::to_string(id) + " is outside the model's vocabulary of " +
-                         std::to_string(cfg.vocab_size) + " (tokenizer and model do not match)");
+    check_token_ids(prompt, cfg.vocab_size, "--messages");
   } else if (p.has("prompt")) {
     if (!tok) throw InputError(model_dir + ": --prompt needs a tokenizer (none in the model directory; pass --tokenizer)");
     if (tok->special_ids().bos >= 0) prompt.push_back(tok->special_ids().bos);
     for (int32_t id : tok->encode(p.get("prompt"), false)) prompt.push_back(id);
-    for (int64_t id : prompt)
-      if (id >= cfg.vocab_size)
-        throw InputError("--prompt: token id " + std::to_string(id) + " is outside the model's vocabulary of " +
-                         std::to_string(cfg.vocab_size) + " (tokenizer and model do not match)");
+    check_token_ids(prompt, cfg.vocab_size, "--prompt");
   } else if (p.has("prompt-ids")) {
     prompt = parse_ids(p.get("prompt-ids"), cfg.vocab_size);
   } else {

@@ -3,17 +3,13 @@
 // model.safetensors. Everything is built in DIR.tmp-XXXXXX and renamed to DIR at the end, so a
 // failure leaves nothing half-written.
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-#include <stdlib.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -22,6 +18,7 @@
 #include "src/cli/args.h"                 // defines: ArgParser
 #include "src/cli/commands.h"             // declares: cmd_init_model
 #include "src/io/hf_model.h"              // defines: write_hf_config
+#include "src/io/atomic_file.h"           // defines: ScratchDir, install_directory, atomic_write
 #include "src/error.h"                    // defines: InputError
 #include "src/io/safetensors.h"           // defines: write_safetensors
 #include "src/tokenizer/spm_processor.h"  // defines: SpmProcessor, spm_train
@@ -130,40 +127,6 @@ InitModelOptions check_options(const ArgParser& p) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scratch directories
-
-// A directory removed (with its contents) on destruction unless released.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& prefix) {
-    std::string tmpl = prefix + "XXXXXX";
-    if (!mkdtemp(tmpl.data()))
-      throw InputError("ringtune init-model: cannot create a directory beside " + prefix + ": " +
-                       std::strerror(errno));
-    path_ = tmpl;
-  }
-  ~ScratchDir() {
-    if (path_.empty()) return;
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-  void release() { path_.clear(); }
-
- private:
-  std::string path_;
-};
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) throw Error("cannot write " + path.string());
-}
-
-// ---------------------------------------------------------------------------------------------
 // Tokenizer
 
 // Changes the working directory while alive.
@@ -216,7 +179,7 @@ void train_tokenizer(const InitModelOptions& o, const fs::path& dir) {
     throw InputError("ringtune init-model: training the tokenizer on --corpus " + o.corpus +
                      " failed: " + msg);
   }
-  fs::copy_file(prefix.string() + ".model", dir / "tokenizer.model");
+  atomic_copy(prefix.string() + ".model", (dir / "tokenizer.model").string());
   // tokenizer.vocab stays in the scratch directory, removed with it.
 }
 
@@ -231,7 +194,7 @@ void write_tokenizer_config(const fs::path& dir, int64_t context) {
       {"add_eos_token", false},
       {"model_max_length", context},
   };
-  write_text(dir / "tokenizer_config.json", j.dump(2) + "\n");
+  atomic_write((dir / "tokenizer_config.json").string(), j.dump(2) + "\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,28 +239,6 @@ int64_t write_weights(const fs::path& dir, const LlamaConfig& c, uint64_t seed) 
   return count;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Putting the finished directory in place
-
-// Renames `built` to `target`; an existing target (allowed by --force) is moved aside first and
-// removed only once the new directory is in place.
-void install_dir(const fs::path& built, const fs::path& target) {
-  std::error_code ec;
-  if (!fs::exists(target, ec)) {
-    fs::rename(built, target);
-    return;
-  }
-  ScratchDir old(target.string() + ".old-");
-  fs::remove(old.path());
-  fs::rename(target, old.path());
-  try {
-    fs::rename(built, target);
-  } catch (...) {
-    fs::rename(old.path(), target, ec);
-    throw;
-  }
-}
-
 }  // namespace
 
 int cmd_init_model(const Args& args) {
@@ -339,12 +280,7 @@ int cmd_init_model(const Args& args) {
   const LlamaConfig c = make_config(o, vocab);
   write_hf_config(dir.string(), c);
   const int64_t params = write_weights(dir, c, o.seed);
-  // mkdtemp made it 0700; a model directory gets the usual permissions.
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  fs::permissions(dir, static_cast<fs::perms>(0777 & ~mask));
-  install_dir(dir, target);
-  build.release();
+  install_directory(build, target.string());
 
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -9,11 +9,11 @@
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
 #include "src/error.h"
-#include "src/data/prepared_dataset.h"
+#include "src/io/prepared_dataset.h"
 #include "src/io/hf_model.h"
 #include "src/io/h5.h"
 #include "src/io/safetensors.h"
-#include "src/train/checkpoint.h"
+#include "src/io/checkpoint.h"
 
 namespace fs = std::filesystem;
 

@@ -7,6 +7,7 @@
 #include "src/cli/commands.h"
 #include "src/cli/config_args.h"
 #include "src/config/registry.h"
+#include "src/options/train_options.h"
 #include "src/train/trainer.h"
 
 namespace ringtune {
@@ -29,8 +30,9 @@ int cmd_train(const Args& args) {
     std::cout << cfg.dump_yaml();
     return 0;
   }
+  const TrainOptions options = train_options_from_config(cfg);
   try {
-    run_training(cfg);
+    run_training(options);
   } catch (const StopRequested&) {
     return 143;  // graceful stop after SIGTERM; the checkpoint is named in the log
   } catch (const std::exception& e) {

@@ -1,4 +1,4 @@
-// Config -> tokenizer, prompt format and data options; fingerprints for the prepared-data cache.
+// DataSpec -> tokenizer, prompt format and data options; fingerprints for the prepared-data cache.
 #include "src/data/data_pipeline.h"
 
 #include <cstdio>
@@ -6,7 +6,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "src/config/registry.h"
 #include "src/error.h"
 
 namespace fs = std::filesystem;
@@ -89,64 +88,42 @@ std::string DataPipeline::format_hash() const {
   return h.hex();
 }
 
-DataPipeline make_data_pipeline(const Config& c) {
+DataPipeline make_data_pipeline(const DataSpec& spec) {
   DataPipeline p;
-  p.model_dir = c.is_set("initial_base_model_ckpt_path") ? c.get_string("initial_base_model_ckpt_path") : "";
-  const std::string tok_key = c.is_set("tokenizer_path") ? "tokenizer_path" : "initial_base_model_ckpt_path";
-  if (!c.is_set(tok_key))
-    throw InputError(c.source_name() + ": set tokenizer_path or initial_base_model_ckpt_path");
-  p.tokenizer_path = c.get_string(tok_key);
+  p.model_dir = spec.model_dir;
+  p.tokenizer_path = spec.tokenizer_path;
   if (!fs::exists(p.tokenizer_path))
-    throw InputError(c.origin(tok_key).describe() + ": " + tok_key + " " + p.tokenizer_path +
-                     " does not exist");
+    throw InputError(spec.tokenizer_where + " " + p.tokenizer_path + " does not exist");
   try {
     p.tokenizer = load_tokenizer(p.tokenizer_path);
   } catch (const InputError& e) {
-    throw InputError(c.origin(tok_key).describe() + ": " + tok_key + ": " + e.what());
+    throw InputError(spec.tokenizer_where + ": " + e.what());
   }
   p.tokenizer_files = tokenizer_files_of(p.tokenizer_path);
 
-  const std::string pf = "generation_config.prompt_format";
-  const std::string where = c.origin(pf).describe() + ": " + pf;
-  if (c.is_set(pf + ".user") || c.is_set(pf + ".system") || c.is_set(pf + ".assistant")) {
-    auto str = [&](const std::string& k) { return c.is_set(pf + "." + k) ? c.get_string(pf + "." + k) : ""; };
-    p.format.system = str("system");
-    p.format.user = str("user");
-    p.format.assistant = str("assistant");
-    p.format.trailing_assistant = str("trailing_assistant");
-    p.format.bos = str("bos");
-    p.format.default_system_message = str("default_system_message");
-    p.format.system_in_user = c.is_set(pf + ".system_in_user") && c.get_bool(pf + ".system_in_user");
-    p.format.strip_whitespace = !c.is_set(pf + ".strip_whitespace") || c.get_bool(pf + ".strip_whitespace");
-    validate_prompt_format(p.format, c.origin(pf + ".user").describe() + ": " + pf);
+  if (spec.prompt_format == "custom") {
+    p.format = spec.custom_format;
     p.prompt_format_name = "custom";
   } else {
-    std::string name = c.get_string(pf);
+    const std::string where_to_look = p.model_dir.empty() ? p.tokenizer_path : p.model_dir;
+    std::string name = spec.prompt_format;
     // Plain-text training (task causal_lm) renders no conversation: a model without a chat
     // template is then fine, and `auto` means no format.
-    if (name == "auto" && c.get_string("task") == "causal_lm") {
+    if (name == "auto" && spec.options.task == Task::causal_lm) {
       try {
-        detect_prompt_format_preset(p.model_dir.empty() ? p.tokenizer_path : p.model_dir, p.tokenizer.get());
+        detect_prompt_format_preset(where_to_look, p.tokenizer.get());
       } catch (const InputError&) {
         name = "none";
       }
     }
     try {
-      p.prompt_format_name = name == "auto" ? detect_prompt_format_preset(p.model_dir.empty() ? p.tokenizer_path : p.model_dir,
-                                                                          p.tokenizer.get())
-                                            : name;
+      p.prompt_format_name = name == "auto" ? detect_prompt_format_preset(where_to_look, p.tokenizer.get()) : name;
       p.format = prompt_format_preset(p.prompt_format_name);
     } catch (const InputError& e) {
-      throw InputError(where + ": " + e.what());
+      throw InputError(spec.format_where + ": " + e.what());
     }
   }
-  p.options.dataset_format = parse_dataset_format(c.get_string("dataset_format"));
-  p.options.task = parse_task(c.get_string("task"));
-  p.options.train_on = parse_train_on(c.get_string("train_on"));
-  p.options.truncation = parse_truncation(c.get_string("truncation"));
-  p.options.on_invalid_sample = parse_on_invalid_sample(c.get_string("on_invalid_sample"));
-  p.options.context_length = c.get_int("context_length");
-  p.options.allow_special_tokens_in_content = c.get_bool("allow_special_tokens_in_content");
+  p.options = spec.options;
   return p;
 }
 

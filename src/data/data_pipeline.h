@@ -1,7 +1,8 @@
-// From a resolved Config to everything the data path needs: the tokenizer, the prompt format
-// (preset, llmforge map, or auto from the model directory), DataOptions, and fingerprints of the
-// inputs that decide the tokenized result (for cache invalidation and checkpoints).
-// defines: DataPipeline, make_data_pipeline, file_fingerprint
+// Everything the data path needs, built from a DataSpec (the data options of a config, see
+// src/options/data_options.h): the tokenizer, the prompt format (preset, llmforge map, or auto
+// from the model directory), DataOptions, and fingerprints of the inputs that decide the
+// tokenized result (for cache invalidation and checkpoints).
+// defines: DataSpec, DataPipeline, make_data_pipeline, file_fingerprint, text_fingerprint
 #pragma once
 #include <memory>
 #include <string>
@@ -13,7 +14,16 @@
 
 namespace ringtune {
 
-class Config;  // src/config/registry.h
+// What to build a DataPipeline from.
+struct DataSpec {
+  std::string model_dir;        // initial_base_model_ckpt_path ("" when unset)
+  std::string tokenizer_path;   // tokenizer file or directory
+  std::string tokenizer_where;  // names it in errors ("cfg.yaml:4: tokenizer_path")
+  std::string prompt_format = "auto";  // a preset name, "auto", or "custom" for custom_format
+  PromptFormat custom_format;          // an llmforge prompt_format map (already validated)
+  std::string format_where;            // names the format in errors
+  DataOptions options;
+};
 
 struct DataPipeline {
   std::unique_ptr<Tokenizer> tokenizer;
@@ -30,8 +40,10 @@ struct DataPipeline {
   std::string format_hash() const;
 };
 
-// Throws InputError naming the config key (and file:line) for a bad tokenizer path or format.
-DataPipeline make_data_pipeline(const Config& config);
+// Loads the tokenizer and resolves the prompt format (auto: the preset the model directory asks
+// for; with task causal_lm and no recognisable chat template, no format). InputError naming
+// spec.tokenizer_where or spec.format_where for a bad tokenizer path or format.
+DataPipeline make_data_pipeline(const DataSpec& spec);
 
 // 64-bit FNV-1a over the bytes of the files (names excluded), streamed; hex string.
 std::string file_fingerprint(const std::vector<std::string>& paths);

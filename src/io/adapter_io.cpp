@@ -14,11 +14,11 @@
 #include "model/lora.h"
 #include "src/config/registry.h"
 #include "src/error.h"
+#include "src/io/checkpoint.h"
 #include "src/io/hf_model.h"
 #include "src/io/json_file.h"
 #include "src/io/safetensors.h"
-#include "src/train/checkpoint.h"
-#include "src/train/trainer.h"
+#include "src/options/model_options.h"  // defines: lora_options_if_set (of the stored config)
 
 namespace fs = std::filesystem;
 
@@ -202,12 +202,12 @@ std::string read_checkpoint(const std::string& path, CheckpointState& state) {
 bool apply_checkpoint(LlamaForCausalLM& model, const CheckpointState& state, const std::string& file,
                       LoraOptions* lora_out) {
   if (has_lora(model)) throw Error("apply_checkpoint: the model already has LoRA adapters (pass the plain base model)");
-  const Config cfg = load_config_from_string(state.config_yaml, {}, file + " (stored config)");
-  const bool lora = cfg.is_set("lora_config.r");
-  LoraOptions o;
+  const std::optional<LoraOptions> stored =
+      lora_options_if_set(load_config_from_string(state.config_yaml, {}, file + " (stored config)"));
+  const bool lora = stored.has_value();
+  const LoraOptions o = stored.value_or(LoraOptions{});
   std::set<std::string> required;
   if (lora) {
-    o = lora_options_from_config(cfg);
     try {
       apply_lora(model, o);
     } catch (const std::invalid_argument& e) {

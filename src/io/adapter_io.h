@@ -12,7 +12,7 @@ namespace ringtune {
 
 class LlamaForCausalLM;  // model/llama.h
 struct LoraOptions;      // model/lora.h
-struct CheckpointState;  // src/train/checkpoint.h
+struct CheckpointState;  // src/io/checkpoint.h
 
 // What load_adapter found and did.
 struct AdapterInfo {

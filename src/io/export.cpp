@@ -3,13 +3,13 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "model/llama.h"
 #include "model/lora.h"
 #include "src/error.h"
+#include "src/io/atomic_file.h"
 #include "src/io/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -61,7 +61,7 @@ void write_peft_adapter(const std::string& dir, LlamaForCausalLM& model, const L
       {"inference_mode", true},
       {"use_dora", false},
   };
-  std::ofstream((fs::path(dir) / "adapter_config.json").string()) << cfg.dump(2) << "\n";
+  atomic_write((fs::path(dir) / "adapter_config.json").string(), cfg.dump(2) + "\n");
 }
 
 void write_hf_model_dir(const std::string& dir, LlamaForCausalLM& model, const std::string& base_dir,
@@ -91,12 +91,12 @@ void write_hf_model_dir(const std::string& dir, LlamaForCausalLM& model, const s
       write_safetensors((fs::path(dir) / name).string(), shards[i], {{"format", "pt"}});
       for (const auto& [n, t] : shards[i]) index["weight_map"][n] = name;
     }
-    std::ofstream((fs::path(dir) / "model.safetensors.index.json").string()) << index.dump(2) << "\n";
+    atomic_write((fs::path(dir) / "model.safetensors.index.json").string(), index.dump(2) + "\n");
   }
   for (const char* f : {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                         "special_tokens_map.json", "generation_config.json"}) {
     const fs::path src = fs::path(base_dir) / f;
-    if (fs::exists(src)) fs::copy_file(src, fs::path(dir) / f, fs::copy_options::overwrite_existing);
+    if (fs::exists(src)) atomic_copy(src.string(), (fs::path(dir) / f).string());
   }
 }
 

@@ -3,14 +3,11 @@
 
 #include <hdf5.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cstdio>
 #include <filesystem>
 #include <mutex>
 
 #include "src/error.h"
+#include "src/io/atomic_file.h"
 
 namespace ringtune {
 
@@ -71,7 +68,8 @@ H5File H5File::create(const std::string& path) {
   quiet_hdf5();
   H5File f;
   f.path_ = path;
-  f.write_path_ = path + ".tmp";
+  f.atomic_ = std::make_unique<AtomicFile>(path);
+  f.write_path_ = f.atomic_->temp_path();
   f.writable_ = true;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path().empty()
                                           ? std::filesystem::path(".")
@@ -94,32 +92,27 @@ H5File H5File::open(const std::string& path) {
 }
 
 H5File::H5File(H5File&& o) noexcept
-    : path_(std::move(o.path_)), write_path_(std::move(o.write_path_)), id_(o.id_), writable_(o.writable_) {
+    : path_(std::move(o.path_)),
+      write_path_(std::move(o.write_path_)),
+      id_(o.id_),
+      writable_(o.writable_),
+      atomic_(std::move(o.atomic_)) {
   o.id_ = -1;
 }
 
 H5File::~H5File() {
   if (id_ >= 0) H5Fclose(id_);
-  if (writable_ && !write_path_.empty()) std::remove(write_path_.c_str());  // never committed
+  // atomic_ (destroyed next) removes the temporary file of a file never committed.
 }
 
 void H5File::commit() {
-  if (!writable_) throw Error(path_ + ": commit on a read-only file");
-  if (H5Fflush(id_, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(id_) < 0) {
-    id_ = -1;
-    throw Error(write_path_ + ": HDF5 flush/close failed");
-  }
+  if (!writable_ || !atomic_) throw Error(path_ + ": commit on a read-only file");
+  // Closed whatever happens: a handle left open would be closed (and crash) in HDF5's exit handlers.
+  const bool flushed = H5Fflush(id_, H5F_SCOPE_GLOBAL) >= 0;
+  const bool closed = H5Fclose(id_) >= 0;
   id_ = -1;
-  // The data must be on disk before the rename makes it visible.
-  const int fd = ::open(write_path_.c_str(), O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    if (fd >= 0) ::close(fd);
-    throw Error(write_path_ + ": fsync failed");
-  }
-  ::close(fd);
-  if (std::rename(write_path_.c_str(), path_.c_str()) != 0)
-    throw Error(write_path_ + ": cannot rename to " + path_);
-  write_path_.clear();
+  if (!flushed || !closed) throw Error(write_path_ + ": HDF5 flush/close failed");
+  atomic_->commit();  // on disk before the rename makes it visible
 }
 
 void H5File::set_attr(const std::string& name, const std::string& value) {

@@ -1,20 +1,25 @@
 // Thin RAII layer over the HDF5 C API for ringtune's files (prepared datasets, checkpoints):
-// files written under a temporary name and renamed into place, 1-D chunked datasets with
+// files written under a temporary name and committed into place (AtomicFile, atomic_file.h:
+// fsync, rename, directory fsync; the HDF5 handle is closed on every path), 1-D chunked datasets with
 // Fletcher-32 checksums that grow by appending (bounded memory), scalar attributes.
 // HDF5's own error stack printing is switched off; failures throw ringtune errors naming the file.
 // defines: H5File, H5Appender, h5_available_types
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace ringtune {
 
+class AtomicFile;  // src/io/atomic_file.h
+
 using h5id = int64_t;  // hid_t
 
 class H5File {
  public:
-  // Creates `path + ".tmp"`; commit() flushes, closes and renames it to `path`.
+  // Creates `path + ".tmp"`; commit() flushes and closes it, then commits it as `path`. A file
+  // never committed is closed and removed by the destructor.
   static H5File create(const std::string& path);
   // Opens an existing file read-only. InputError if it is not a readable HDF5 file.
   static H5File open(const std::string& path);
@@ -53,6 +58,7 @@ class H5File {
   std::string path_, write_path_;
   h5id id_ = -1;
   bool writable_ = false;
+  std::unique_ptr<AtomicFile> atomic_;  // writable files
 };
 
 // Appends to a 1-D extendable dataset in blocks; flush() (or destruction) writes the rest.

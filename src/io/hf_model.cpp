@@ -4,7 +4,6 @@
 #include "src/io/hf_model.h"
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -12,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "src/error.h"
+#include "src/io/atomic_file.h"
 #include "src/io/json_file.h"
 #include "src/io/safetensors.h"
 #include "model/llama.h"
@@ -150,11 +150,7 @@ void write_hf_config(const std::string& dir, const LlamaConfig& c) {
       {"torch_dtype", "float32"},
   };
   if (c.model_type == "qwen2") j["attention_bias"] = true;
-  const std::string path = (fs::path(dir) / "config.json").string();
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << j.dump(2) << "\n";
-  out.close();
-  if (!out) throw Error("cannot write " + path);
+  atomic_write((fs::path(dir) / "config.json").string(), j.dump(2) + "\n");
 }
 
 std::vector<std::string> hf_weight_files(const std::string& dir) {

@@ -1,5 +1,5 @@
-// safetensors reader (mmap, every offset checked before use) and writer (atomic: temporary file,
-// flush, rename). Format: u64 little-endian header length, JSON header, raw little-endian data.
+// safetensors reader (mmap, every offset checked before use) and writer (atomic: AtomicFile,
+// fsync, rename). Format: u64 little-endian header length, JSON header, raw little-endian data.
 #pragma once
 #include <cstdint>
 #include <map>

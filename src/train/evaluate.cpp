@@ -16,8 +16,9 @@
 #include "src/data/sample_parser.h"
 #include "src/data/utf8.h"
 #include "src/error.h"
-#include "src/train/batcher.h"
 #include "src/train/loss.h"
+#include "src/train/model_setup.h"
+#include "src/train/packing.h"
 
 namespace ringtune {
 
@@ -166,10 +167,7 @@ ExactMatchResult evaluate_exact_match(LlamaForCausalLM& model, const DataPipelin
       ++result.skipped;
       continue;
     }
-    for (int64_t id : prompt.ids)
-      if (id >= vocab)
-        throw InputError(where + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
-                         std::to_string(vocab) + " (tokenizer and model do not match)");
+    check_token_ids(prompt.ids, vocab, where);
     GenerationRecord rec;
     rec.path = path;
     rec.line = reader.line_number();

@@ -16,7 +16,7 @@
 namespace ringtune {
 
 class LlamaForCausalLM;  // model/llama.h
-struct PackedSequence;   // src/train/batcher.h
+struct PackedSequence;   // src/train/packing.h
 struct DataPipeline;     // src/data/data_pipeline.h
 struct PromptFormat;     // src/data/prompt_format.h
 class Tokenizer;         // src/tokenizer/tokenizer.h

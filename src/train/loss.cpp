@@ -4,7 +4,7 @@
 #include <torch/torch.h>
 
 #include "model/llama.h"
-#include "src/train/batcher.h"
+#include "src/train/packing.h"
 
 namespace ringtune {
 

@@ -1,8 +1,8 @@
-// `ringtune train`: prepared data -> packed sequences -> micro-batches -> AdamW steps, for LoRA
-// (lora_config.r set) or full fine-tuning, with validation, metrics.jsonl and a final export
-// (PEFT adapter or Hugging Face model directory) under output_dir.
-// Single process for now: the distributed path (issue 5) slices each global batch by rank.
-// defines: TrainSummary, run_training
+// `ringtune train`: prepared data -> packed sequences -> micro-batches -> AdamW steps, for LoRA or
+// full fine-tuning, on one process or every rank of an mpirun job (each rank runs this same
+// function on its slice of every global batch), with validation, metrics.jsonl, HDF5 checkpoints
+// and resume, and a final export (PEFT adapter or Hugging Face model directory) under output_dir.
+// defines: TrainSummary, StopRequested, run_training
 #pragma once
 #include <cstdint>
 #include <string>
@@ -10,8 +10,7 @@
 
 namespace ringtune {
 
-class Config;
-struct LoraOptions;
+struct TrainOptions;  // src/options/train_options.h
 
 struct TrainSummary {
   int64_t steps = 0;
@@ -26,9 +25,6 @@ struct StopRequested {
   std::string checkpoint;
 };
 
-TrainSummary run_training(const Config& config);
-
-// lora_config.* (and seed) as LoraOptions; InputError naming the key when invalid.
-LoraOptions lora_options_from_config(const Config& config);
+TrainSummary run_training(const TrainOptions& options);
 
 }  // namespace ringtune

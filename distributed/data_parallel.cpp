@@ -1,5 +1,5 @@
 // Gradient reduction and ZeRO-1 exchange; see data_parallel.h.
-#include "src/train/data_parallel.h"
+#include "distributed/data_parallel.h"
 
 #include <torch/torch.h>
 

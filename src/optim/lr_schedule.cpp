@@ -1,5 +1,5 @@
 // Learning-rate schedules; see lr_schedule.h.
-#include "src/train/lr_schedule.h"
+#include "src/optim/lr_schedule.h"
 
 #include <algorithm>
 #include <cmath>

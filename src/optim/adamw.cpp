@@ -3,7 +3,7 @@
 //   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
 // Every operation is elementwise, so updating one flat range or a tensor at a time gives the
 // same numbers: the split between ranks does not change the result.
-#include "src/train/adamw.h"
+#include "src/optim/adamw.h"
 
 #include <torch/torch.h>
 

@@ -1,5 +1,5 @@
-// Sample order and packing; see batcher.h.
-#include "src/train/batcher.h"
+// Sample order and packing; see packing.h.
+#include "src/train/packing.h"
 
 #include <torch/torch.h>
 
@@ -74,6 +74,11 @@ std::vector<PackedSequence> pack_sequences(const PreparedDataset& data,
   return out;
 }
 
+std::vector<PackedSequence> pack_in_file_order(const PreparedDataset& data, int64_t context_length, bool packing,
+                                               int32_t pad_id) {
+  return pack_sequences(data, sample_order(data.size(), 0, 0, /*shuffle=*/false), context_length, packing, pad_id);
+}
+
 std::vector<at::Tensor> SequenceBatch::tensors() const {
   const int64_t b = static_cast<int64_t>(rows.size());
   const int64_t l = b ? static_cast<int64_t>(rows[0]->tokens.size()) : 0;
@@ -88,17 +93,6 @@ std::vector<at::Tensor> SequenceBatch::tensors() const {
   };
   return {make(&PackedSequence::tokens), make(&PackedSequence::positions),
           make(&PackedSequence::segments), make(&PackedSequence::labels)};
-}
-
-}  // namespace ringtune
-
-namespace ringtune {
-
-std::pair<size_t, size_t> rank_slice(size_t begin, size_t end, int rank, int world) {
-  const size_t n = end - begin, w = static_cast<size_t>(world), r = static_cast<size_t>(rank);
-  const size_t base = n / w, extra = n % w;
-  const size_t lo = begin + r * base + std::min(r, extra);
-  return {lo, lo + base + (r < extra ? 1 : 0)};
 }
 
 }  // namespace ringtune

@@ -2,14 +2,13 @@
 // (seed, epoch), then packing into sequences of context_length (several samples per sequence,
 // positions restarting per sample, segment ids so attention never crosses samples), or one
 // sample per sequence when packing is off. Labels are next-token targets where the loss mask
-// says so, -100 elsewhere.
-// defines: sample_order, PackedSequence, pack_sequences, SequenceBatch, make_batch
+// says so, -100 elsewhere. A SequenceBatch turns some of them into the tensors of one forward pass.
+// defines: kIgnoreLabel, sample_order, PackedSequence, pack_sequences, pack_in_file_order, SequenceBatch
 #pragma once
 #include <cstdint>
-#include <utility>
 #include <vector>
 
-#include "src/data/prepared_dataset.h"
+#include "src/io/prepared_dataset.h"
 
 namespace at {
 class Tensor;
@@ -38,18 +37,14 @@ std::vector<PackedSequence> pack_sequences(const PreparedDataset& data,
                                            const std::vector<int64_t>& order,
                                            int64_t context_length, bool packing, int32_t pad_id);
 
+// The samples in file order, packed: the sequences of validation and evaluation.
+std::vector<PackedSequence> pack_in_file_order(const PreparedDataset& data, int64_t context_length, bool packing,
+                                               int32_t pad_id);
+
 struct SequenceBatch {
   // int64 tensors [B, L]: tokens, positions, segment ids, labels.
   std::vector<at::Tensor> tensors() const;
   std::vector<const PackedSequence*> rows;
 };
-
-}  // namespace ringtune
-
-namespace ringtune {
-
-// The part of global-batch rows [begin, end) that rank `rank` of `world` processes: contiguous,
-// sizes differing by at most one (the first (end - begin) % world ranks take one more).
-std::pair<size_t, size_t> rank_slice(size_t begin, size_t end, int rank, int world);
 
 }  // namespace ringtune

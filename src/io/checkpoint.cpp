@@ -1,19 +1,17 @@
 // HDF5 checkpoints; see checkpoint.h.
-#include "src/train/checkpoint.h"
+#include "src/io/checkpoint.h"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <csignal>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
 #include "src/error.h"
+#include "src/io/atomic_file.h"
 #include "src/io/h5.h"
+#include "src/test_hooks.h"
 
 namespace fs = std::filesystem;
 
@@ -34,28 +32,6 @@ int64_t step_of(const fs::path& p) {
   } catch (...) {
     return -1;
   }
-}
-
-void write_atomically(const fs::path& path, const std::string& content) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << content;
-    if (!out) throw Error(tmp.string() + ": write failed");
-  }
-  const int fd = ::open(tmp.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  fs::rename(tmp, path);
-}
-
-// Fault injection for tests: RINGTUNE_TEST_KILL_IN_CHECKPOINT=<step> dies by SIGKILL after the
-// temporary file of that step's checkpoint is written and before it is renamed into place.
-void maybe_die_mid_write(int64_t step) {
-  const char* v = std::getenv("RINGTUNE_TEST_KILL_IN_CHECKPOINT");
-  if (v && std::atoll(v) == step) ::kill(::getpid(), SIGKILL);
 }
 
 }  // namespace
@@ -100,10 +76,10 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointState
     put("trainable", st.trainable);
     put("optimizer", st.optimizer);
     f.write("rng/torch_cpu", st.rng);
-    maybe_die_mid_write(st.step);
+    test_hooks::checkpoint_written(st.step);
     f.commit();
   }
-  write_atomically(ckpt_dir(output_dir) / "latest", std::string(name) + "\n");
+  atomic_write((ckpt_dir(output_dir) / "latest").string(), std::string(name) + "\n");
   return path.string();
 }
 

@@ -1,5 +1,5 @@
 // Building, validating and loading prepared (tokenized) datasets; see prepared_dataset.h.
-#include "src/data/prepared_dataset.h"
+#include "src/io/prepared_dataset.h"
 
 #include <spdlog/spdlog.h>
 

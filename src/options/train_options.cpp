@@ -1,0 +1,52 @@
+// TrainOptions from a Config; see train_options.h.
+#include "src/options/train_options.h"
+
+#include "src/config/registry.h"
+#include "src/options/data_options.h"
+
+namespace ringtune {
+
+TrainOptions train_options_from_config(const Config& c) {
+  TrainOptions o;
+  o.config_yaml = c.dump_yaml();
+  o.origins = KeyOrigins(c);
+  o.output_dir = c.get_string("output_dir");
+
+  o.model = model_options_from_config(c, /*training=*/true);
+  o.model_name = c.is_set("model_id") ? c.get_string("model_id") : o.model.base_dir;
+
+  o.data = data_spec_from_config(c);
+  o.train_path = c.get_string("train_path");
+  if (c.is_set("valid_path")) o.valid_path = c.get_string("valid_path");
+  o.packing = c.get_bool("packing");
+  o.seed = static_cast<uint64_t>(c.get_int("seed"));
+
+  o.micro_batch = c.get_int("train_batch_size_per_device");
+  if (c.is_set("global_batch_size")) o.global_batch = c.get_int("global_batch_size");
+  if (c.is_set("gradient_accumulation_steps")) o.accumulation = c.get_int("gradient_accumulation_steps");
+  if (c.is_set("max_steps")) o.max_steps = c.get_int("max_steps");
+  o.num_epochs = c.get_int("num_epochs");
+
+  o.adamw.beta1 = c.get_double("adam_beta1");
+  o.adamw.beta2 = c.get_double("adam_beta2");
+  o.adamw.eps = c.get_double("adam_epsilon");
+  o.adamw.weight_decay = c.get_double("weight_decay");
+  o.learning_rate = c.get_double("learning_rate");
+  o.lr_schedule = c.get_string("lr_scheduler_type");
+  o.warmup_steps = c.get_int("num_warmup_steps");
+  o.max_grad_norm = c.get_double("max_grad_norm");
+
+  o.eval_steps = c.get_int("eval_steps");
+  o.eval_batch = c.get_int("eval_batch_size_per_device");
+  o.checkpoint_every = c.get_int("checkpoint_every_n_steps");
+  o.checkpoints_to_keep = c.get_int("num_checkpoints_to_keep");
+  o.resume = c.get_string("resume");
+
+  o.backend = c.get_string("distributed.backend");
+  o.zero_stage = static_cast<int>(c.get_int("distributed.zero_stage"));
+  o.log_level = c.get_string("logging.level");
+  o.per_rank_log_files = c.get_bool("logging.per_rank_files");
+  return o;
+}
+
+}  // namespace ringtune

@@ -1,0 +1,86 @@
+// Fault injection for the tests; see test_hooks.h.
+#include "src/test_hooks.h"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "src/error.h"
+
+namespace ringtune::test_hooks {
+
+namespace {
+
+struct Hooks {
+  int64_t kill_at_step = -1, term_at_step = -1, kill_in_checkpoint = -1;
+  std::string fault_kind;  // "kill" | "throw" | "" (none)
+  int fault_rank = -1;
+  int64_t fault_step = -1;
+  std::string sample_log_dir;
+};
+
+int64_t step_of(const char* var) {
+  const char* v = std::getenv(var);
+  return v ? std::atoll(v) : -1;
+}
+
+// Read once, at the first call of any hook.
+const Hooks& hooks() {
+  static const Hooks h = [] {
+    Hooks h;
+    h.kill_at_step = step_of("RINGTUNE_TEST_KILL_AT_STEP");
+    h.term_at_step = step_of("RINGTUNE_TEST_TERM_AT_STEP");
+    h.kill_in_checkpoint = step_of("RINGTUNE_TEST_KILL_IN_CHECKPOINT");
+    if (const char* v = std::getenv("RINGTUNE_TEST_FAULT")) {
+      char kind[16] = {0};
+      int rank = -1;
+      long long step = -1;
+      if (std::sscanf(v, "%15[a-z]:%d:%lld", kind, &rank, &step) == 3) {
+        h.fault_kind = kind;
+        h.fault_rank = rank;
+        h.fault_step = step;
+      }
+    }
+    if (const char* v = std::getenv("RINGTUNE_TEST_SAMPLE_LOG")) h.sample_log_dir = v;
+    return h;
+  }();
+  return h;
+}
+
+}  // namespace
+
+void after_step(int64_t step) {
+  if (hooks().kill_at_step == step) ::kill(::getpid(), SIGKILL);
+  if (hooks().term_at_step == step) ::kill(::getpid(), SIGTERM);
+}
+
+void before_gradient_reduction(int64_t step, int rank) {
+  const Hooks& h = hooks();
+  if (h.fault_kind.empty() || h.fault_rank != rank || h.fault_step != step) return;
+  if (h.fault_kind == "kill") ::kill(::getpid(), SIGKILL);
+  throw Error("RINGTUNE_TEST_FAULT: rank " + std::to_string(rank) + " fails at step " + std::to_string(step));
+}
+
+void checkpoint_written(int64_t step) {
+  if (hooks().kill_in_checkpoint == step) ::kill(::getpid(), SIGKILL);
+}
+
+SampleLog::SampleLog(int rank) {
+  const std::string& dir = hooks().sample_log_dir;
+  if (!dir.empty()) out_.open(dir + "/samples.rank" + std::to_string(rank), std::ios::app);
+}
+
+void SampleLog::add(int64_t epoch, int64_t step, const std::vector<int64_t>& samples) {
+  if (!active()) return;
+  for (int64_t idx : samples) out_ << epoch << " " << step << " " << idx << "\n";
+}
+
+void SampleLog::flush() {
+  if (active()) out_.flush();
+}
+
+}  // namespace ringtune::test_hooks

@@ -1,0 +1,47 @@
+// Fault injection for the tests, in one place. Production code calls these hooks at fixed points;
+// each reads its environment variable once (at the first call of any hook) and is a no-op when
+// the variable is unset, so a normal run pays one branch per call.
+//
+//   RINGTUNE_TEST_KILL_AT_STEP=<n>        SIGKILL to itself after optimizer step n (after that
+//                                         step's checkpoint, if any): a crash between checkpoints
+//   RINGTUNE_TEST_TERM_AT_STEP=<n>        SIGTERM to itself after step n: a Slurm stop
+//   RINGTUNE_TEST_KILL_IN_CHECKPOINT=<n>  SIGKILL once step n's checkpoint is complete under its
+//                                         temporary name, before the rename makes it visible
+//   RINGTUNE_TEST_FAULT=<kill|throw>:<rank>:<step>
+//                                         rank <rank> dies (SIGKILL) or throws an Error between
+//                                         the backward passes and the gradient reduction of
+//                                         step <step> (1-based): a failing peer
+//   RINGTUNE_TEST_SAMPLE_LOG=<dir>        every rank appends "epoch step sample" lines for the
+//                                         samples it trains on to <dir>/samples.rank<r>
+//
+// defines: after_step, before_gradient_reduction, checkpoint_written, SampleLog
+#pragma once
+#include <cstdint>
+#include <fstream>
+#include <vector>
+
+namespace ringtune::test_hooks {
+
+// After optimizer step `step` (1-based) and its checkpoint: KILL_AT_STEP, then TERM_AT_STEP.
+void after_step(int64_t step);
+
+// Between the backward passes and the gradient reduction of step `step` (1-based): FAULT.
+void before_gradient_reduction(int64_t step, int rank);
+
+// The checkpoint of step `step` is written under its temporary name: KILL_IN_CHECKPOINT.
+void checkpoint_written(int64_t step);
+
+// SAMPLE_LOG: which samples this rank trained on. Inactive (every call a no-op) when unset.
+class SampleLog {
+ public:
+  SampleLog() = default;  // inactive
+  explicit SampleLog(int rank);
+  bool active() const { return out_.is_open(); }
+  void add(int64_t epoch, int64_t step, const std::vector<int64_t>& samples);
+  void flush();
+
+ private:
+  std::ofstream out_;
+};
+
+}  // namespace ringtune::test_hooks

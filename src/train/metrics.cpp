@@ -1,0 +1,75 @@
+// Per-step metrics and progress; see metrics.h.
+#include "src/train/metrics.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "src/error.h"
+#include "src/io/atomic_file.h"
+
+namespace ringtune {
+
+namespace {
+
+// Keeps the lines of steps <= `step` (a resumed run rewrites what follows); a torn last line
+// (a crash mid-write) ends the kept part.
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    try {
+      if (nlohmann::json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
+    } catch (...) {
+      break;
+    }
+  }
+  in.close();
+  atomic_write(path, kept);
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::string& path, bool writer, int64_t start_step, int64_t total_steps)
+    : path_(path), writer_(writer), start_step_(start_step), total_steps_(total_steps) {
+  if (!writer_) return;
+  if (start_step_ > 0) truncate_metrics(path_, start_step_);
+  out_.open(path_, start_step_ > 0 ? std::ios::app : std::ios::trunc);
+  if (!out_) throw InputError(path_ + ": cannot open for writing");
+  tty_ = isatty(STDERR_FILENO);
+}
+
+void MetricsLog::record(const StepMetrics& m) {
+  if (writer_) {
+    nlohmann::json j = {{"step", m.step},           {"epoch", m.epoch},
+                        {"loss", m.loss},           {"lr", m.lr},
+                        {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s},
+                        {"supervised_tokens", m.supervised_tokens}, {"elapsed_s", m.elapsed_s}};
+    if (m.valid_loss) {
+      j["valid_loss"] = *m.valid_loss;
+      j["valid_perplexity"] = std::exp(*m.valid_loss);
+    }
+    out_ << j.dump() << "\n";
+    out_.flush();
+  }
+  progress(m);
+}
+
+void MetricsLog::progress(const StepMetrics& m) {
+  const bool last = m.step == total_steps_;
+  const double eta = m.elapsed_s / static_cast<double>(m.step - start_step_) * static_cast<double>(total_steps_ - m.step);
+  if (tty_) {
+    std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs   ", static_cast<long long>(m.step),
+                 static_cast<long long>(total_steps_), m.loss, m.lr, m.tokens_per_s, eta);
+    if (last) std::fprintf(stderr, "\n");
+  } else if (last || m.step % std::max<int64_t>(1, total_steps_ / 20) == 0 || m.step <= 3) {
+    spdlog::info("step {}/{} loss {:.4f} lr {:.3e} grad_norm {:.3f} {:.0f} tok/s ETA {:.0f}s", m.step, total_steps_,
+                 m.loss, m.lr, m.grad_norm, m.tokens_per_s, eta);
+  }
+}
+
+}  // namespace ringtune

@@ -1,0 +1,42 @@
+// What a training run reports per optimizer step: one JSON line in OUTPUT_DIR/metrics.jsonl
+// (rank 0) and a progress line on the console (a live line on a terminal, else a log line every
+// 5% of the run and for the first steps).
+// defines: StepMetrics, MetricsLog
+#pragma once
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <string>
+
+namespace ringtune {
+
+struct StepMetrics {
+  int64_t step = 0;  // 1-based: optimizer steps done
+  int64_t epoch = 0;
+  double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0;
+  int64_t supervised_tokens = 0;
+  double elapsed_s = 0;
+  std::optional<double> valid_loss;  // when validation ran after this step
+};
+
+class MetricsLog {
+ public:
+  // `path`: metrics.jsonl; only `writer` (rank 0) writes it. A resumed run (start_step > 0) keeps
+  // the lines of steps <= start_step and appends; a fresh run truncates.
+  MetricsLog(const std::string& path, bool writer, int64_t start_step, int64_t total_steps);
+
+  // Appends the step's line (flushed) and reports progress.
+  void record(const StepMetrics& m);
+  const std::string& path() const { return path_; }
+
+ private:
+  void progress(const StepMetrics& m);
+
+  std::string path_;
+  bool writer_;
+  int64_t start_step_, total_steps_;
+  bool tty_ = false;
+  std::ofstream out_;
+};
+
+}  // namespace ringtune

@@ -1,0 +1,118 @@
+// Model setup shared by train, eval and generate; see model_setup.h.
+#include "src/train/model_setup.h"
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "src/error.h"
+#include "src/io/hf_model.h"
+#include "src/tokenizer/tokenizer.h"
+
+namespace ringtune {
+
+namespace {
+
+// target_modules as one comparable string ("all-linear" spelled out, sorted).
+std::string joined_targets(std::vector<std::string> v) {
+  if (std::find(v.begin(), v.end(), "all-linear") != v.end()) {
+    v.clear();
+    for (const auto& n : lora_target_names())
+      if (n != "lm_head") v.push_back(n);
+  }
+  std::sort(v.begin(), v.end());
+  std::string out;
+  for (const auto& n : v) out += (out.empty() ? "" : ",") + n;
+  return out;
+}
+
+// Training on a loaded adapter: a LoRA one continues (lora_config, when set, must repeat it); a
+// full-weight one cannot take lora_config.
+void continue_adapter(const ModelOptions& o, ModelSetup& s) {
+  if (!s.adapter.lora) {
+    if (o.lora)
+      o.origins.fail("initial_adapter_model_ckpt_path",
+                     s.adapter.file + " holds full weights, not an adapter; drop lora_config to continue full fine-tuning");
+    return;
+  }
+  const LoraOptions& from = s.lora_options;
+  if (o.lora) {
+    auto differs = [&](const std::string& key, const std::string& ours, const std::string& theirs) {
+      if (ours != theirs)
+        o.origins.fail("lora_config." + key,
+                       ours + " does not match the initial adapter's " + theirs + " (" + s.adapter.file + ")");
+    };
+    differs("r", std::to_string(o.lora->r), std::to_string(from.r));
+    differs("lora_alpha", std::to_string(o.lora->lora_alpha), std::to_string(from.lora_alpha));
+    differs("use_rslora", o.lora->use_rslora ? "true" : "false", from.use_rslora ? "true" : "false");
+    differs("target_modules", joined_targets(o.lora->target_modules), joined_targets(from.target_modules));
+    s.lora_options.lora_dropout = o.lora->lora_dropout;
+  }
+  s.lora_options.seed = o.seed;
+  set_lora_dropout(s.model, s.lora_options.lora_dropout);
+}
+
+}  // namespace
+
+ModelSetup setup_model(const ModelOptions& o) {
+  ModelSetup s;
+  s.model = load_hf_model(o.base_dir, o.dtype, o.device);
+  const LlamaConfig& mc = s.model->config();
+  if (o.context_length > mc.max_position_embeddings)
+    o.origins.fail("context_length", std::to_string(o.context_length) + " exceeds the model's max_position_embeddings " +
+                                         std::to_string(mc.max_position_embeddings));
+  s.model->gradient_checkpointing = o.gradient_checkpointing;
+
+  if (!o.adapter.empty()) {
+    try {
+      s.adapter = load_adapter(s.model, o.adapter, &s.lora_options);
+    } catch (const InputError& e) {
+      if (o.adapter_from_config) o.origins.fail("initial_adapter_model_ckpt_path", e.what());
+      throw;
+    }
+    s.lora = s.adapter.lora;
+    if (o.training) continue_adapter(o, s);
+  } else if (o.training && o.lora) {
+    s.lora_options = *o.lora;
+    try {
+      s.adapted = apply_lora(s.model, s.lora_options);
+    } catch (const std::invalid_argument& e) {
+      o.origins.fail("lora_config.target_modules", e.what());
+    }
+    s.lora = true;
+  }
+  if (o.training && !s.lora)
+    for (auto& p : s.model->parameters()) p.set_requires_grad(true);
+  return s;
+}
+
+std::string training_device(int local_rank) {
+  return torch::cuda::is_available() ? "cuda:" + std::to_string(local_rank) : "cpu";
+}
+
+namespace {
+template <typename Id>
+void check_ids(const std::vector<Id>& ids, int64_t vocab_size, const std::string& where) {
+  for (const Id id : ids)
+    if (id < 0 || static_cast<int64_t>(id) >= vocab_size)
+      throw InputError(where + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                       std::to_string(vocab_size) + " (tokenizer and model do not match)");
+}
+}  // namespace
+
+void check_token_ids(const std::vector<int32_t>& ids, int64_t vocab_size, const std::string& where) {
+  check_ids(ids, vocab_size, where);
+}
+
+void check_token_ids(const std::vector<int64_t>& ids, int64_t vocab_size, const std::string& where) {
+  check_ids(ids, vocab_size, where);
+}
+
+int32_t padding_id(const Tokenizer& tokenizer) {
+  const auto& special = tokenizer.special_ids();
+  return std::max(0, special.pad >= 0 ? special.pad : special.eos);
+}
+
+}  // namespace ringtune

@@ -1,0 +1,50 @@
+// The model a command runs on, set up one way for train, eval and generate: the base model
+// loaded in its dtype on its device, the context length checked against it, the adapter or
+// checkpoint put on it, and for training the LoRA adapters (new or continued) or every parameter
+// made trainable; plus the checks that tie data to a model (token ids inside the vocabulary, the
+// padding id).
+// defines: ModelSetup, setup_model, training_device, check_token_ids, padding_id
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/llama.h"                // defines: LlamaForCausalLM
+#include "src/io/adapter_io.h"          // defines: AdapterInfo
+#include "src/options/model_options.h"  // defines: ModelOptions, LoraOptions
+
+namespace ringtune {
+
+class Tokenizer;  // src/tokenizer/tokenizer.h
+
+struct ModelSetup {
+  LlamaForCausalLM model{nullptr};
+  AdapterInfo adapter;               // what ModelOptions::adapter held (kind empty without one)
+  bool lora = false;                 // LoRA adapters are attached (new or loaded)
+  LoraOptions lora_options;          // theirs, when lora
+  std::vector<std::string> adapted;  // new adapters: the adapted module names
+};
+
+// Loads options.base_dir and puts options.adapter on it (load_adapter: its own LoRA options).
+// Training (options.training):
+//   - continuing a LoRA adapter: lora_config, when set, must repeat its rank, alpha, rsLoRA and
+//     target modules (InputError naming the lora_config key otherwise); lora_dropout comes from
+//     lora_config, else from the adapter; the seed from the options;
+//   - a full-weight adapter with lora_config is refused;
+//   - else options.lora attaches new adapters, or, without it, every parameter trains.
+// Errors name the config keys when the options came from a config.
+ModelSetup setup_model(const ModelOptions& options);
+
+// The device of a training rank: "cuda:<local rank>" when CUDA is available, else "cpu".
+std::string training_device(int local_rank);
+
+// InputError "<where>: token id X is outside the model's vocabulary of V (tokenizer and model
+// do not match)" for the first id outside [0, vocab_size).
+void check_token_ids(const std::vector<int32_t>& ids, int64_t vocab_size, const std::string& where);
+void check_token_ids(const std::vector<int64_t>& ids, int64_t vocab_size, const std::string& where);
+
+// The id that pads packed sequences: the tokenizer's pad id, else its eos id, else 0. Check it
+// against the model with check_token_ids like the data.
+int32_t padding_id(const Tokenizer& tokenizer);
+
+}  // namespace ringtune
