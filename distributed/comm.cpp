@@ -137,8 +137,9 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, bool
     return make_mpi_communicator();
   }
   if (backend == "nccl") {
-    note("communicator: nccl (asked for)");
-    return make_nccl_communicator(group);
+    auto comm = make_nccl_communicator(group);
+    note("communicator: nccl (asked for); " + nccl_source() + ", " + cuda_rt_source());
+    return comm;
   }
   // auto: NCCL only if every rank has CUDA tensors and can load NCCL, so all ranks agree.
   std::string why_not;
@@ -149,7 +150,8 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, bool
     // so every rank falls back together.
     try {
       auto comm = make_nccl_communicator(group);
-      note("communicator: nccl (auto: CUDA tensors and libnccl available)");
+      note("communicator: nccl (auto: CUDA tensors and libnccl available); " + nccl_source() + ", " +
+           cuda_rt_source());
       return comm;
     } catch (const std::runtime_error& e) {
       note(std::string("communicator: mpi (auto: ") + e.what() + ")");

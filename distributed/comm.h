@@ -1,5 +1,6 @@
 // Collectives on tensors for data-parallel training. One interface, two backends:
-//   MPI  - CPU tensors (what CI exercises); contiguous tensors of float32/float64/int32/int64/uint8.
+//   MPI  - contiguous tensors of float32/float64/int32/int64/uint8 (what CI exercises on the CPU);
+//          CUDA tensors are staged through host memory (ranks that share a GPU use this).
 //   NCCL - CUDA tensors; libnccl is loaded at run time (distributed/nccl_api.h declares the few
 //          types and functions used), rank 0's ncclUniqueId is broadcast over MPI, collectives run
 //          on their own stream, ordered against the compute stream with events.
@@ -42,9 +43,9 @@ class Communicator {
 // std::runtime_error when "nccl" is asked for and cannot be had, saying why.
 // A group without MPI (one process not started by a launcher) gets the "local" communicator
 // whatever `backend` says. Collective: every rank must call it (auto agrees on NCCL over MPI).
-// The MPI backend takes contiguous CPU tensors of float32, float64, int32, int64 or uint8; NCCL
-// takes contiguous CUDA tensors on its device (those types and float16, bfloat16, int8); other
-// tensors are refused with std::invalid_argument.
+// The MPI backend takes contiguous tensors of float32, float64, int32, int64 or uint8 (CUDA ones
+// through host copies); NCCL takes contiguous CUDA tensors on its device (those types and
+// float16, bfloat16, int8); other tensors are refused with std::invalid_argument.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend, bool device_is_cuda);
 // The same; *choice (if given) receives one line saying which backend was chosen and why, for logs.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend, bool device_is_cuda,

@@ -1,6 +1,8 @@
-// The MPI communicator: contiguous CPU tensors, MPI_COMM_WORLD. Counts above `max_count` (MPI
-// counts are int) are split over several calls; reduce_scatter / all_gather then move the ranks'
-// parts in rounds through a packed temporary buffer.
+// The MPI communicator: contiguous tensors, MPI_COMM_WORLD. CPU tensors are passed to MPI as
+// they are; CUDA tensors are staged through host memory (copied to the host, reduced there,
+// copied back), which is how ranks that share a GPU (where NCCL cannot run) communicate. Counts
+// above `max_count` (MPI counts are int) are split over several calls; reduce_scatter /
+// all_gather then move the ranks' parts in rounds through a packed temporary buffer.
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -19,7 +21,7 @@ MPI_Datatype mpi_type(const at::Tensor& t, const char* op, const char* arg) {
   if (!t.defined()) throw std::invalid_argument(where + "is undefined");
   if (!t.device().is_cpu())
     throw std::invalid_argument(where + "is on " + t.device().str() +
-                                "; the MPI backend takes CPU tensors (use backend nccl for CUDA)");
+                                "; the MPI backend takes CPU tensors and stages CUDA ones");
   if (!t.is_contiguous()) throw std::invalid_argument(where + "is not contiguous");
   switch (t.scalar_type()) {
     case at::kFloat:
@@ -53,6 +55,12 @@ MPI_Op mpi_op(ReduceOp op) {
 
 char* bytes(const at::Tensor& t) { return static_cast<char*>(t.data_ptr()); }
 
+bool on_cuda(const at::Tensor& t) { return t.defined() && t.is_cuda(); }
+
+// A host copy of a CUDA tensor (contiguous, as MPI needs), or an empty host tensor like it.
+at::Tensor host_copy(const at::Tensor& t) { return t.to(at::kCPU).contiguous(); }
+at::Tensor host_like(const at::Tensor& t) { return at::empty(t.sizes(), t.options().device(at::kCPU)); }
+
 std::vector<int> to_int(const std::vector<int64_t>& v) {
   return std::vector<int>(v.begin(), v.end());
 }
@@ -69,6 +77,12 @@ class MpiCommunicator final : public Communicator {
   std::string backend() const override { return "mpi"; }
 
   void all_reduce(at::Tensor& t, ReduceOp op) override {
+    if (on_cuda(t)) {
+      at::Tensor h = host_copy(t);
+      all_reduce(h, op);
+      t.copy_(h);
+      return;
+    }
     const MPI_Datatype dt = mpi_type(t, "all_reduce", "tensor");
     for_each_chunk(t, [&](char* p, int c) {
       mpi_check(MPI_Allreduce(MPI_IN_PLACE, p, c, dt, mpi_op(op), MPI_COMM_WORLD), "MPI_Allreduce");
@@ -76,6 +90,12 @@ class MpiCommunicator final : public Communicator {
   }
 
   void broadcast(at::Tensor& t, int root) override {
+    if (on_cuda(t)) {
+      at::Tensor h = host_copy(t);
+      broadcast(h, root);
+      t.copy_(h);
+      return;
+    }
     const MPI_Datatype dt = mpi_type(t, "broadcast", "tensor");
     if (root < 0 || root >= size_)
       throw std::invalid_argument("broadcast: root " + std::to_string(root) + " outside [0, " +
@@ -87,6 +107,12 @@ class MpiCommunicator final : public Communicator {
 
   void reduce_scatter(const at::Tensor& in, at::Tensor& out_arg,
                       const std::vector<int64_t>& counts) override {
+    if (on_cuda(in) || on_cuda(out_arg)) {
+      at::Tensor h = host_like(out_arg);
+      reduce_scatter(host_copy(in), h, counts);
+      out_arg.copy_(h);
+      return;
+    }
     const MPI_Datatype dt = mpi_type(in, "reduce_scatter", "input");
     mpi_type(out_arg, "reduce_scatter", "output");
     check_same_type(in, out_arg, "reduce_scatter");
@@ -129,6 +155,12 @@ class MpiCommunicator final : public Communicator {
 
   void all_gather(const at::Tensor& in_arg, at::Tensor& out,
                   const std::vector<int64_t>& counts) override {
+    if (on_cuda(in_arg) || on_cuda(out)) {
+      at::Tensor h = host_like(out);
+      all_gather(host_copy(in_arg), h, counts);
+      out.copy_(h);
+      return;
+    }
     const MPI_Datatype dt = mpi_type(in_arg, "all_gather", "input");
     mpi_type(out, "all_gather", "output");
     check_same_type(in_arg, out, "all_gather");

@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <exception>
 #include <stdexcept>
 
 #include "distributed/comm_backends.h"
@@ -104,7 +105,15 @@ class NcclCommunicator final : public Communicator {
     }
   }
 
-  ~NcclCommunicator() override { release(); }
+  // Unwinding from an error (this rank's, or a collective that failed because a peer did), the
+  // communicator is aborted: a stream synchronisation or ncclCommDestroy could wait forever for
+  // a dead peer. Otherwise it is destroyed after the outstanding work.
+  ~NcclCommunicator() override {
+    if (failed_ || std::uncaught_exceptions() > uncaught_at_start_)
+      abort_comm();
+    else
+      release();
+  }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -236,6 +245,19 @@ class NcclCommunicator final : public Communicator {
                "cudaEventCreateWithFlags");
   }
 
+  // Without waiting: ncclCommAbort, then the stream and events (freed once their work is done).
+  void abort_comm() noexcept {
+    if (!cuda_) return;
+    DeviceGuard guard(*cuda_, device_);
+    if (comm_) nccl_->CommAbort(comm_);
+    comm_ = nullptr;
+    if (inputs_ready_) cuda_->EventDestroy(inputs_ready_);
+    if (outputs_ready_) cuda_->EventDestroy(outputs_ready_);
+    if (stream_) cuda_->StreamDestroy(stream_);
+    inputs_ready_ = outputs_ready_ = nullptr;
+    stream_ = nullptr;
+  }
+
   void release() noexcept {
     if (!cuda_) return;
     DeviceGuard guard(*cuda_, device_);
@@ -272,8 +294,10 @@ class NcclCommunicator final : public Communicator {
     cuda_check(cuda_->EventRecord(inputs_ready_, kLegacyDefaultStream), "cudaEventRecord");
     cuda_check(cuda_->StreamWaitEvent(stream_, inputs_ready_, 0), "cudaStreamWaitEvent");
     const ncclResult_t rc = op();
-    if (rc != ncclSuccess)
+    if (rc != ncclSuccess) {
+      failed_ = true;
       throw std::runtime_error(std::string(name) + " failed: " + nccl_->GetErrorString(rc));
+    }
     cuda_check(cuda_->EventRecord(outputs_ready_, stream_), "cudaEventRecord");
     cuda_check(cuda_->StreamWaitEvent(kLegacyDefaultStream, outputs_ready_, 0),
                "cudaStreamWaitEvent");
@@ -295,6 +319,8 @@ class NcclCommunicator final : public Communicator {
   }
 
   int rank_, size_;
+  const int uncaught_at_start_ = std::uncaught_exceptions();
+  bool failed_ = false;  // a collective failed: abort rather than destroy
   int device_ = 0;
   const NcclApi* nccl_ = nullptr;
   const CudaRtApi* cuda_ = nullptr;

@@ -21,14 +21,40 @@ DataParallel::~DataParallel() = default;
 
 int DataParallel::optimizer_rank() const { return zero_stage_ == 1 ? comm_.rank() : 0; }
 
-at::Tensor DataParallel::reduce_gradients() {
+void DataParallel::accumulate_gradients() {
   torch::NoGradGuard no_grad;
-  const auto device = trainable_.empty() ? torch::Device(torch::kCPU) : trainable_[0].second.device();
-  auto flat = torch::zeros({world_map_->total()}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  if (!flat_) {
+    const auto device = trainable_.empty() ? torch::Device(torch::kCPU) : trainable_[0].second.device();
+    flat_ = std::make_unique<at::Tensor>(
+        torch::empty({world_map_->total()}, torch::TensorOptions().dtype(torch::kFloat32).device(device)));
+    accumulated_.assign(trainable_.size(), false);
+  }
   for (size_t i = 0; i < trainable_.size(); ++i) {
-    const auto& g = trainable_[i].second.grad();
+    auto& p = trainable_[i].second;
+    const auto& g = p.grad();
+    if (!g.defined()) continue;
     const auto& t = world_map_->tensors()[i];
-    if (g.defined()) flat.narrow(0, t.flat_offset, t.numel).copy_(g.reshape({-1}));
+    auto dst = flat_->narrow(0, t.flat_offset, t.numel);
+    if (accumulated_[i]) {
+      dst.add_(g.reshape({-1}));
+    } else {
+      dst.copy_(g.reshape({-1}));
+      accumulated_[i] = true;
+    }
+    p.mutable_grad() = at::Tensor();
+  }
+}
+
+at::Tensor DataParallel::reduce_gradients() {
+  accumulate_gradients();
+  torch::NoGradGuard no_grad;
+  at::Tensor flat = *flat_;
+  for (size_t i = 0; i < trainable_.size(); ++i) {
+    if (!accumulated_[i]) {
+      const auto& t = world_map_->tensors()[i];
+      flat.narrow(0, t.flat_offset, t.numel).zero_();
+    }
+    accumulated_[i] = false;
   }
   if (comm_.size() == 1) return flat;
   if (zero_stage_ == 0) {

@@ -3,7 +3,8 @@
 //                 rank owns the whole AdamW state and updates every parameter;
 //   zero_stage 1: the flat gradient is reduce-scattered by the ShardMap; each rank updates its
 //                 range (AdamW state for that range only) and the updated values are all-gathered.
-// The flat buffer holds the trainable tensors back to back in the order given, as float32.
+// The flat buffer holds the trainable tensors back to back in the order given, as float32: the
+// gradients of the micro-batches accumulate there (float32 whatever the parameters' dtype).
 // defines: DataParallel
 #pragma once
 #include <cstdint>
@@ -35,8 +36,13 @@ class DataParallel {
   const ShardMap& world_map() const { return *world_map_; }
   int zero_stage() const { return zero_stage_; }
 
-  // Flattens every trainable .grad() (zero where undefined) and reduces (sum over ranks). Returns
-  // the reduced gradient of this rank's optimizer range.
+  // Adds every trainable .grad() into the float32 flat gradient and clears it; call after each
+  // micro-batch's backward. The first micro-batch of a step copies (so a single micro-batch, or
+  // float32 parameters, give exactly what autograd's own accumulation gives).
+  void accumulate_gradients();
+  // Accumulates what is left in .grad(), reduces the flat gradient (sum over ranks; zero where no
+  // micro-batch gave a gradient) and starts the next step's accumulation. Returns the reduced
+  // gradient of this rank's optimizer range.
   at::Tensor reduce_gradients();
   // sqrt of the sum over the whole flat gradient of g^2, given this rank's reduced range.
   double global_norm(const at::Tensor& range_grad);
@@ -51,6 +57,8 @@ class DataParallel {
   std::vector<std::pair<std::string, at::Tensor>> trainable_;
   int zero_stage_;
   std::unique_ptr<ShardMap> world_map_, opt_map_;
+  std::unique_ptr<at::Tensor> flat_;  // the accumulated gradient (float32, whole map)
+  std::vector<bool> accumulated_;     // per tensor: a gradient is in flat_ this step
 };
 
 }  // namespace ringtune

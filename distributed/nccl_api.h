@@ -3,7 +3,7 @@
 // CUDA headers), and resolved at run time with dlopen/dlsym, so every build compiles the NCCL
 // path and a machine without libnccl / libcudart only loses that backend.
 // defines: ncclResult_t, ncclDataType_t, ncclRedOp_t, ncclUniqueId, NcclApi, nccl_api,
-//          cudaError_t, CudaRtApi, cuda_rt_api
+//          nccl_source, cudaError_t, CudaRtApi, cuda_rt_api, cuda_rt_source
 #pragma once
 #include <cstddef>
 #include <string>
@@ -66,9 +66,13 @@ struct NcclApi {
                             ncclDataType_t dtype, int root, ncclComm_t comm, cudaStream_t stream);
 };
 
-// libnccl.so.2 (or libnccl.so) loaded once; nullptr with the reason in *why_not when the library
-// or one of the symbols above is missing.
+// libnccl loaded once, the first that loads of: libnccl.so.2 by the loader's search (the one a
+// CUDA libtorch already loaded, or LD_LIBRARY_PATH), the nvidia-nccl wheel beside the loaded
+// libtorch (site-packages/nvidia/*/lib/libnccl.so.2), libnccl.so. nullptr with the reason in
+// *why_not when none loads or a symbol above is missing.
 const NcclApi* nccl_api(std::string* why_not = nullptr);
+// "libnccl 2.27.3 (/path/libnccl.so.2)": which file was loaded, for the log; empty if none.
+std::string nccl_source();
 
 // ---- CUDA runtime (cuda_runtime_api.h) ----
 typedef int cudaError_t;  // cudaSuccess == 0
@@ -90,8 +94,12 @@ struct CudaRtApi {
   const char* (*GetErrorString)(cudaError_t error);
 };
 
-// The CUDA runtime (an already loaded libcudart first, then libcudart.so, .so.12, .so.11.0) loaded
-// once; nullptr with the reason in *why_not otherwise.
+// The CUDA runtime loaded once: the one already loaded into the process (a CUDA libtorch's),
+// else the first that loads of libcudart.so.13, .so.12, .so.11.0 (versioned names first: the
+// unversioned one is a development link that may point elsewhere), the nvidia-cuda-runtime wheel
+// beside libtorch, libcudart.so. nullptr with the reason in *why_not otherwise.
 const CudaRtApi* cuda_rt_api(std::string* why_not = nullptr);
+// "libcudart (/path/libcudart.so.13)" or "libcudart (already loaded: /path)", for the log.
+std::string cuda_rt_source();
 
 }  // namespace ringtune

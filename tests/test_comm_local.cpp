@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "distributed/comm.h"
+#include "distributed/nccl_api.h"
 #include "distributed/process_group.h"
 
 namespace ringtune {
@@ -75,6 +76,18 @@ TEST(LocalComm, NcclAvailabilityGivesAReason) {
   std::string why;
   if (nccl_available(&why)) GTEST_SKIP() << "libnccl is available here";
   EXPECT_NE(why.find("lib"), std::string::npos) << why;  // names the library that did not load
+}
+
+// Where libnccl and the CUDA runtime load, the log can name the files and NCCL's version.
+TEST(LocalComm, LoadedNcclAndCudaRuntimeAreNamed) {
+  std::string why;
+  if (!nccl_available(&why)) GTEST_SKIP() << "libnccl or the CUDA runtime does not load here: " << why;
+  const std::string nccl = nccl_source(), cudart = cuda_rt_source();
+  std::cout << "[ loaded ] " << nccl << "; " << cudart << "\n";
+  EXPECT_EQ(nccl.rfind("libnccl 2.", 0), 0u) << nccl;
+  EXPECT_NE(nccl.find("(/"), std::string::npos) << nccl;
+  EXPECT_EQ(cudart.rfind("libcudart (", 0), 0u) << cudart;
+  EXPECT_NE(cudart.find("/"), std::string::npos) << cudart;
 }
 
 }  // namespace

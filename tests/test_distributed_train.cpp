@@ -52,20 +52,14 @@ struct DistWorkspace {
                    "\ndtype: float32\ncontext_length: 64\ngeneration_config:\n  prompt_format: llama2\n"
                    "learning_rate: 0.01\nlr_scheduler_type: cosine\nnum_warmup_steps: 2\nglobal_batch_size: 5\n"
                    "train_batch_size_per_device: 2\nnum_epochs: 1\nseed: 11\npacking: false\n"
-                   "gradient_checkpointing: false\nmax_grad_norm: 1.0\nweight_decay: 0.01\n");
+                   "gradient_checkpointing: false\nmax_grad_norm: 1.0\nweight_decay: 0.01\ndevice: cpu\n");
   }
   std::string cfg() const { return dir.file("cfg.yaml"); }
 };
 
 const char* kLora = " lora_config.r=4 lora_config.lora_alpha=8 lora_config.target_modules=all-linear lora_config.lora_dropout=0";
 
-std::vector<double> losses(const std::string& out) {
-  std::vector<double> v;
-  std::istringstream in(read_file(out + "/metrics.jsonl"));
-  std::string line;
-  while (std::getline(in, line)) v.push_back(nlohmann::json::parse(line)["loss"].get<double>());
-  return v;
-}
+std::vector<double> losses(const std::string& out) { return metrics_losses(out); }
 
 CheckpointState final_state(const std::string& out) {
   CheckpointState st;

@@ -27,14 +27,7 @@ struct TrainWorkspace {
   TempDir dir{"ringtune-train"};
   TrainWorkspace() {
     write_tiny_llama(dir.file("base"), 32000, 32, 2, 3, fixtures_dir() + "/tokenizers/llama2-sp/tokenizer.model");
-    std::string lines;
-    const char* cities[] = {"Berlin", "Paris", "Rome", "Madrid", "Oslo", "Vienna", "Lisbon", "Prague"};
-    for (int i = 0; i < 48; ++i) {
-      const std::string city = cities[i % 8];
-      nlohmann::json sample = {{"messages", {{{"role", "user"}, {"content", "Weather in " + city + "?"}},
-                                             {{"role", "assistant"}, {"content", "weather(location=\"" + city + "\")"}}}}};
-      lines += sample.dump() + "\n";
-    }
+    const std::string lines = weather_chats(48);
     write_file(dir.file("train.jsonl"), lines);
     write_file(dir.file("valid.jsonl"), lines.substr(0, lines.find('\n') + 1));
     write_file(dir.file("cfg.yaml"),

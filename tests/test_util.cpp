@@ -60,6 +60,26 @@ void write_tiny_llama(const std::string& dir, int64_t vocab_size, int64_t hidden
   }
 }
 
+std::vector<double> metrics_losses(const std::string& output_dir) {
+  std::vector<double> v;
+  std::istringstream in(read_file(output_dir + "/metrics.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) v.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  return v;
+}
+
+std::string weather_chats(int n) {
+  const char* cities[] = {"Berlin", "Paris", "Rome", "Madrid", "Oslo", "Vienna", "Lisbon", "Prague"};
+  std::string lines;
+  for (int i = 0; i < n; ++i) {
+    const std::string city = cities[i % 8];
+    nlohmann::json sample = {{"messages", {{{"role", "user"}, {"content", "Weather in " + city + "?"}},
+                                           {{"role", "assistant"}, {"content", "weather(location=\"" + city + "\")"}}}}};
+    lines += sample.dump() + "\n";
+  }
+  return lines;
+}
+
 RunResult run_shell(const std::string& command) {
   TempDir tmp("ringtune-run");
   const std::string out = tmp.file("out"), err = tmp.file("err");

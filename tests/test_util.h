@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace ringtune_test {
 
@@ -53,5 +54,10 @@ void write_tiny_llama(const std::string& dir, int64_t vocab_size, int64_t hidden
 
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& content);
+
+// The "loss" of every line of OUTPUT_DIR/metrics.jsonl, in order.
+std::vector<double> metrics_losses(const std::string& output_dir);
+// `n` chat samples (JSONL) "Weather in <city>?" -> weather(location="<city>") over 8 cities.
+std::string weather_chats(int n);
 
 }  // namespace ringtune_test

@@ -55,6 +55,7 @@ int cmd_eval(const Args& args) {
               {{"checkpoint", "P", "adapter dir, checkpoint .h5, output_dir, or `none` for the base model", ""},
                {"output", "FILE", "JSON summary (default OUTPUT_DIR/eval.json); generations go beside it", ""},
                {"limit", "N", "generation: evaluate at most N samples (0: all)", "0"},
+               {"device", "DEV", "cpu, cuda, cuda:N, or auto (a GPU when one is visible)", "cpu"},
                {"dump-config", "", "print the resolved configuration as YAML and exit", ""}});
   if (!p.parse(args)) return 0;
   const Config cfg = load_command_config("eval", p.positional());
@@ -78,6 +79,7 @@ int cmd_eval(const Args& args) {
   if (!p.has("checkpoint") && !list_checkpoints(out_dir).empty()) weights = out_dir;
   if (weights == "none") weights.clear();
   o.model.adapter = weights;
+  o.model.device = resolve_device(p.get("device"));
   const ModelSetup setup = setup_model(o.model);
   LlamaForCausalLM model = setup.model;
   const AdapterInfo& adapter = setup.adapter;

@@ -16,6 +16,7 @@
 #include "src/io/export.h"
 #include "src/io/hf_model.h"
 #include "src/io/checkpoint.h"
+#include "src/train/model_setup.h"  // defines: resolve_device
 
 namespace fs = std::filesystem;
 
@@ -29,7 +30,8 @@ int cmd_export(const Args& args) {
               {{"checkpoint", "P", "checkpoint file, or a training output_dir", ""},
                {"format", "FMT", "peft | merged", ""},
                {"output", "DIR", "directory to write (must not exist or be empty)", ""},
-               {"shard-size-mb", "N", "merged: largest safetensors shard in MiB", "5120"}});
+               {"shard-size-mb", "N", "merged: largest safetensors shard in MiB", "5120"},
+               {"device", "DEV", "where LoRA is merged: cpu, cuda, cuda:N, or auto", "cpu"}});
   if (!p.parse(args)) return 0;
   const std::string format = p.get("format"), out = p.get("output");
   if (format != "peft" && format != "merged") throw InputError("--format must be peft or merged, got \"" + format + "\"");
@@ -42,7 +44,7 @@ int cmd_export(const Args& args) {
   const std::string base = cfg.get_string("initial_base_model_ckpt_path");
   const bool lora = cfg.is_set("lora_config.r");
   if (format == "peft" && !lora) throw InputError(path + ": a full fine-tuning checkpoint has no adapter; use --format merged");
-  LlamaForCausalLM model = load_hf_model(base, cfg.get_string("dtype"), "cpu");
+  LlamaForCausalLM model = load_hf_model(base, cfg.get_string("dtype"), resolve_device(p.get("device")));
   LoraOptions lo;
   apply_checkpoint(model, st, path, &lo);
   model->eval();

@@ -95,12 +95,12 @@ int cmd_generate(const Args& args) {
                {"stop-ids", "IDS", "comma-separated ids that end generation (kept in the output)", ""},
                {"no-cache", "", "recompute the whole sequence at each step (reference path)", ""},
                {"dtype", "TYPE", "float32 | bfloat16 | float16", "float32"},
-               {"device", "DEV", "cpu, cuda, cuda:N", "cpu"}});
+               {"device", "DEV", "cpu, cuda, cuda:N, or auto (a GPU when one is visible)", "cpu"}});
   if (!p.parse(args)) return 0;
   ModelOptions mo;
   mo.base_dir = p.get("model");
   mo.dtype = p.get("dtype");
-  mo.device = p.get("device");
+  mo.device = resolve_device(p.get("device"));
   if (p.has("adapter")) mo.adapter = p.get("adapter");
   const ModelSetup setup = setup_model(mo);
   LlamaForCausalLM model = setup.model;

@@ -8,8 +8,8 @@
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
 #include "src/error.h"
-#include "src/io/hf_model.h"
 #include "src/io/safetensors.h"
+#include "src/train/model_setup.h"  // defines: setup_model, resolve_device
 #include "model/llama.h"
 
 namespace ringtune {
@@ -21,8 +21,9 @@ int cmd_logits(const Args& args) {
               {{"model", "DIR", "Hugging Face model directory (config.json + safetensors)", ""},
                {"input", "FILE", "safetensors file holding int64 `tokens` [B, T]", ""},
                {"output", "FILE", "safetensors file to write `logits` to", ""},
+               {"adapter", "P", "PEFT adapter dir, checkpoint .h5 or training output_dir to apply", ""},
                {"dtype", "TYPE", "compute dtype: float32 | bfloat16 | float16", "float32"},
-               {"device", "DEV", "cpu, cuda, cuda:N", "cpu"}});
+               {"device", "DEV", "cpu, cuda, cuda:N, or auto (a GPU when one is visible)", "cpu"}});
   if (!p.parse(args)) return 0;
   const std::string model_dir = p.get("model"), in = p.get("input"), out = p.get("output");
 
@@ -33,7 +34,15 @@ int cmd_logits(const Args& args) {
                      " " + c10::str(c10::IntArrayRef(ti.shape)));
   }
   auto tokens = input.load("tokens");
-  auto model = load_hf_model(model_dir, p.get("dtype"), p.get("device"));
+  ModelOptions mo;
+  mo.base_dir = model_dir;
+  mo.dtype = p.get("dtype");
+  mo.device = resolve_device(p.get("device"));
+  if (p.has("adapter")) mo.adapter = p.get("adapter");
+  const ModelSetup setup = setup_model(mo);
+  LlamaForCausalLM model = setup.model;
+  if (p.has("adapter")) spdlog::info("applied {}", setup.adapter.describe());
+  const std::string& device = mo.device;
   const int64_t vocab = model->config().vocab_size;
   const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
   if (lo < 0 || hi >= vocab) {
@@ -42,7 +51,7 @@ int cmd_logits(const Args& args) {
   }
   model->eval();
   torch::NoGradGuard no_grad;
-  auto logits = model->forward(tokens.to(p.get("device")));
+  auto logits = model->forward(tokens.to(device));
   const double loss = next_token_loss(logits, tokens).item<double>();
   write_safetensors(out, {{"logits", logits.to(torch::kCPU, torch::kFloat32)}},
                     {{"source", "ringtune logits"}, {"model", model_dir}});

@@ -34,8 +34,10 @@ void declare_keys(Registry& r) {
             "Tokenizer file or directory (tokenizer.json or tokenizer.model). Unset: the "
             "tokenizer in initial_base_model_ckpt_path.");
   r.declare("dtype", T::String, "model",
-            "Data type of the base weights and of activations. LoRA weights and optimizer "
-            "state stay float32.")
+            "Data type of the base weights and of activations (forward and backward). Trainable "
+            "weights keep a float32 master copy that the optimizer updates, LoRA adapters and "
+            "optimizer state are float32, gradients accumulate in float32. float16 is for "
+            "eval/generate only: training in it would need loss scaling and is refused.")
       .def("bfloat16")
       .one_of({"float32", "bfloat16", "float16"});
 
@@ -219,9 +221,15 @@ void declare_keys(Registry& r) {
       .one_of({"auto", "none"});
 
   // distributed
+  r.declare("device", T::String, "distributed",
+            "Where each rank computes: cuda (the rank's GPU is its local rank modulo the visible "
+            "GPUs; ranks may share one), cpu, or auto (cuda when a GPU is visible, else cpu).")
+      .def("auto")
+      .one_of({"auto", "cpu", "cuda"});
   r.declare("distributed.backend", T::String, "distributed",
-            "Gradient communication: nccl (CUDA tensors), mpi (CPU tensors), or auto (nccl "
-            "when running on GPUs and it loads, else mpi).")
+            "Gradient communication: nccl (CUDA tensors, one rank per GPU), mpi (CPU tensors; "
+            "CUDA tensors through host memory), or auto (nccl on GPUs when it loads and no GPU "
+            "is shared by two ranks, else mpi).")
       .def("auto")
       .one_of({"auto", "mpi", "nccl"});
   r.declare("distributed.zero_stage", T::Int, "distributed",

@@ -1,7 +1,8 @@
 // Training checkpoints in HDF5: one file per checkpoint under OUTPUT_DIR/checkpoints/, written
 // atomically (temporary name, flush, fsync, rename) and then named by the `latest` pointer file
 // (itself replaced atomically). Everything is stored per logical tensor, never per rank:
-//   /trainable/<name>            float32 values of every trainable tensor
+//   /trainable/<name>            float32 master values of every trainable tensor (the optimizer's
+//                                copy; the model's parameters may hold them rounded to bfloat16)
 //   /optimizer/<name>.exp_avg    AdamW first moment    /optimizer/<name>.exp_avg_sq  second moment
 //   /rng/torch_cpu               the torch CPU generator state (dropout)
 // and root attributes: kind, format_version, step (optimizer steps done), epoch, total_steps,

@@ -1,8 +1,12 @@
 // AdamW with decoupled weight decay over one contiguous range of the flat buffer of the trainable
 // tensors, so the same code serves a single process, ZeRO-0 (every rank owns the whole range) and
 // ZeRO-1 (each rank owns the range its ShardMap gives it, distributed/shard_map.h). The state is
-// plain float32 vectors (exp_avg, exp_avg_sq) over that range; checkpoints store it per logical
-// tensor (state() / load_state() on whole tensors, or the flat helpers for a gathered buffer).
+// plain float32 vectors over that range: the moments (exp_avg, exp_avg_sq) and the master copy of
+// the parameter values. Updates are applied to the master copy, and the parameters (of any dtype,
+// e.g. bfloat16 for forward and backward) receive it rounded to their dtype: an update smaller
+// than half a bfloat16 ulp accumulates in the master instead of vanishing (mixed precision as in
+// PyTorch AMP and DeepSpeed). Checkpoints store master and moments per logical tensor (named_*
+// on gathered buffers, load_* on whole tensors), so any world size can resume them.
 // Tensors whose names mark norms or biases get no weight decay. Matches torch.optim.AdamW.
 // defines: AdamWOptions, AdamW, no_weight_decay
 #pragma once
@@ -36,11 +40,12 @@ class AdamW {
         int rank);
   ~AdamW();
 
-  // One update of the owned range: `grad` and `values` are float32 vectors of range_size()
-  // elements (the reduced gradient, and the current parameter values, updated in place).
-  void step_range(double lr, const at::Tensor& grad, at::Tensor& values);
+  // One update of the owned range's master values: `grad` is the reduced float32 gradient of
+  // range_size() elements. The parameters are not touched: write_all() puts the (gathered)
+  // master into them.
+  void step_range(double lr, const at::Tensor& grad);
   // Single-process convenience: reads every parameter's .grad() (zero where undefined), updates
-  // the parameters in place.
+  // the master and writes it into the parameters.
   void step(double lr);
 
   int64_t step_count() const { return step_; }
@@ -65,9 +70,16 @@ class AdamW {
   void load_state(const std::vector<std::pair<std::string, at::Tensor>>& moments);
   const AdamWOptions& options() const { return options_; }
 
-  // Parameter values of the owned range as a float32 vector / written back from one.
-  at::Tensor read_range() const;
-  // Writes a flat float32 buffer covering the whole map into the parameters.
+  // The float32 master values of the owned range (read from the parameters at construction).
+  const at::Tensor& master() const;
+  // Whole-tensor values by name (float32, the parameters' shapes) from a flat buffer that covers
+  // the whole map (e.g. the master gathered from every rank).
+  std::vector<std::pair<std::string, at::Tensor>> named_values(const at::Tensor& full_values) const;
+  // Restores the owned range of the master from whole-tensor values saved by named_values(),
+  // whatever the world size they were saved with (InputError naming a missing or misshapen one).
+  void load_master(const std::vector<std::pair<std::string, at::Tensor>>& values);
+  // Writes a flat float32 buffer covering the whole map into the parameters (rounded to their
+  // dtype).
   void write_all(const at::Tensor& full_values);
 
  private:

@@ -13,6 +13,10 @@ TrainOptions train_options_from_config(const Config& c) {
   o.output_dir = c.get_string("output_dir");
 
   o.model = model_options_from_config(c, /*training=*/true);
+  if (o.model.dtype == "float16")
+    o.origins.fail("dtype", "float16 training needs loss scaling (its gradients underflow), which ringtune does not do; "
+                            "use bfloat16 (float32's range, the same memory; parameters keep float32 masters) or "
+                            "float32");
   o.model_name = c.is_set("model_id") ? c.get_string("model_id") : o.model.base_dir;
 
   o.data = data_spec_from_config(c);
@@ -42,6 +46,7 @@ TrainOptions train_options_from_config(const Config& c) {
   o.checkpoints_to_keep = c.get_int("num_checkpoints_to_keep");
   o.resume = c.get_string("resume");
 
+  o.device = c.get_string("device");
   o.backend = c.get_string("distributed.backend");
   o.zero_stage = static_cast<int>(c.get_int("distributed.zero_stage"));
   o.log_level = c.get_string("logging.level");

@@ -54,7 +54,8 @@ struct TrainOptions {
   int64_t checkpoints_to_keep = 2;
   std::string resume = "auto";   // auto | none | a checkpoint path
 
-  // Distributed and logging.
+  // Devices, distributed and logging.
+  std::string device = "auto";   // auto | cpu | cuda (distributed/device_plan.h)
   std::string backend = "auto";  // auto | mpi | nccl
   int zero_stage = 0;
   std::string log_level = "info";
@@ -62,7 +63,7 @@ struct TrainOptions {
 };
 
 // The Config as TrainOptions (the registry's validator has already run at load; this adds the
-// LoRA checks). InputError naming the key.
+// LoRA checks and refuses dtype float16, which would need loss scaling). InputError naming the key.
 TrainOptions train_options_from_config(const Config& config);
 
 }  // namespace ringtune

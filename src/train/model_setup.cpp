@@ -88,8 +88,30 @@ ModelSetup setup_model(const ModelOptions& o) {
   return s;
 }
 
-std::string training_device(int local_rank) {
-  return torch::cuda::is_available() ? "cuda:" + std::to_string(local_rank) : "cpu";
+int visible_gpus() { return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0; }
+
+std::string resolve_device(const std::string& value, const std::string& option) {
+  const int gpus = visible_gpus();
+  if (value == "cpu" || (value == "auto" && gpus == 0)) return "cpu";
+  if (value == "auto" || value == "cuda") {
+    if (gpus == 0) throw InputError(option + " " + value + ": no CUDA device is visible (CPU-only libtorch or no GPU)");
+    return "cuda:0";
+  }
+  if (value.rfind("cuda:", 0) == 0) {
+    size_t used = 0;
+    int index = -1;
+    try {
+      index = std::stoi(value.substr(5), &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used == 0 || used != value.size() - 5 || index < 0)
+      throw InputError(option + " " + value + ": expected cuda:N with N a GPU index");
+    if (index >= gpus)
+      throw InputError(option + " " + value + ": " + std::to_string(gpus) + " CUDA device(s) visible");
+    return value;
+  }
+  throw InputError(option + " \"" + value + "\" is not a device (cpu, cuda, cuda:N or auto)");
 }
 
 namespace {

@@ -3,7 +3,7 @@
 // checkpoint put on it, and for training the LoRA adapters (new or continued) or every parameter
 // made trainable; plus the checks that tie data to a model (token ids inside the vocabulary, the
 // padding id).
-// defines: ModelSetup, setup_model, training_device, check_token_ids, padding_id
+// defines: ModelSetup, setup_model, visible_gpus, resolve_device, check_token_ids, padding_id
 #pragma once
 #include <cstdint>
 #include <string>
@@ -35,8 +35,13 @@ struct ModelSetup {
 // Errors name the config keys when the options came from a config.
 ModelSetup setup_model(const ModelOptions& options);
 
-// The device of a training rank: "cuda:<local rank>" when CUDA is available, else "cpu".
-std::string training_device(int local_rank);
+// The GPUs this libtorch sees (0 for a CPU-only build or without a GPU).
+int visible_gpus();
+
+// A command's --device: "cpu", "cuda" (the first GPU), "cuda:N", or "auto" (the first GPU when one
+// is visible, else the CPU), as a device string for load_hf_model. InputError naming `option` for
+// anything else, or a GPU that is not there.
+std::string resolve_device(const std::string& value, const std::string& option = "--device");
 
 // InputError "<where>: token id X is outside the model's vocabulary of V (tokenizer and model
 // do not match)" for the first id outside [0, vocab_size).

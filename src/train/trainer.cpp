@@ -24,6 +24,7 @@
 
 #include "distributed/comm.h"           // defines: Communicator, make_communicator
 #include "distributed/data_parallel.h"  // defines: DataParallel
+#include "distributed/device_plan.h"    // defines: choose_device, choose_backend
 #include "distributed/process_group.h"  // defines: ProcessGroup
 #include "distributed/shard_map.h"      // defines: ShardMap
 #include "src/io/prepared_dataset.h"  // defines: PreparedDataset, prepare_dataset
@@ -189,16 +190,34 @@ void Trainer::setup_process_group() {
   world_ = pg_->size();
   leader_ = rank_ == 0;
   check_same_everywhere(*pg_, o_.config_yaml);
-  device_ = training_device(pg_->local_rank());
   if (leader_) fs::create_directories(o_.output_dir);
   pg_->barrier();
   if (o_.per_rank_log_files) init_logging(o_.log_level, rank_, world_, o_.output_dir);
+
+  // The rank's device, then a backend every rank agrees on (device_plan.h has the rules).
+  const int gpus = visible_gpus();
+  DeviceChoice dc;
   try {
-    comm_ = make_communicator(o_.backend, device_ != "cpu");
-  } catch (const std::runtime_error& e) {
+    dc = choose_device(o_.device, pg_->local_rank(), pg_->local_size(), gpus);
+  } catch (const std::invalid_argument& e) {
+    o_.origins.fail("device", e.what());
+  }
+  device_ = dc.device;
+  const bool shared = pg_->any(dc.shares_gpu);
+  if (dc.shares_gpu)
+    spdlog::warn("{} ranks on this host share {} GPU(s); rank {} computes on {}", pg_->local_size(), gpus, rank_,
+                 device_);
+  std::string reason, note;
+  try {
+    const BackendChoice bc = choose_backend(o_.backend, dc.gpu >= 0, shared, world_);
+    reason = bc.reason;
+    comm_ = make_communicator(bc.backend, dc.gpu >= 0, &note);
+  } catch (const std::exception& e) {
     o_.origins.fail("distributed.backend", e.what());
   }
-  if (world_ > 1) spdlog::info("{} ranks, {} backend, device {}", world_, comm_->backend(), device_);
+  if (world_ > 1)
+    spdlog::info("{} ranks, device {}; backend {}{}", world_, device_, reason,
+                 comm_->backend() == "nccl" || reason.rfind("auto", 0) == 0 ? "; " + note : "");
   sample_log_ = test_hooks::SampleLog(rank_);
 }
 
@@ -310,7 +329,8 @@ void Trainer::resume() {
                          " in the checkpoint, " + c10::str(p.sizes()) + " now (other LoRA rank?)");
       p.copy_(it->second);
     }
-    opt_->load_state(ck.optimizer);  // this rank's range, whatever the world size that saved it
+    opt_->load_master(ck.trainable);  // this rank's range, whatever the world size that saved it
+    opt_->load_state(ck.optimizer);
     opt_->set_step_count(ck.adam_step);
     set_rng_bytes(ck.rng);
     start_step_ = ck.step;
@@ -342,6 +362,7 @@ StepMetrics Trainer::step(int64_t step) {
     auto loss = batch_loss_sum(model_.model, b);
     loss_sum += loss.item<double>();
     if (supervised > 0) (loss / static_cast<double>(supervised)).backward();
+    dp_->accumulate_gradients();  // in float32, whatever the parameters' dtype
   }
   sample_log_.flush();
   test_hooks::before_gradient_reduction(step + 1, rank_);
@@ -351,11 +372,9 @@ StepMetrics Trainer::step(int64_t step) {
   if (o_.max_grad_norm > 0 && grad_norm > o_.max_grad_norm) grad.mul_(o_.max_grad_norm / (grad_norm + 1e-6));
   const double lr = lr_at(o_.lr_schedule, o_.learning_rate, step, o_.warmup_steps, total_steps_);
   if (supervised > 0) {
-    auto values = opt_->read_range();
-    opt_->step_range(lr, grad, values);
-    opt_->write_all(dp_->gather(values));  // stage 1: every rank's updated range, all-gathered
+    opt_->step_range(lr, grad);                   // the float32 master of this rank's range
+    opt_->write_all(dp_->gather(opt_->master()));  // stage 1: every rank's range, all-gathered
   }
-  for (auto& [name, p] : trainable_) p.mutable_grad() = torch::Tensor();
 
   // One small collective per step for the statistics.
   const auto totals = dp_->sum({loss_sum, tokens, my_supervised});
@@ -413,6 +432,7 @@ bool Trainer::checkpoint_due(int64_t step) {
 // place, which keeps checkpoints atomic on any filesystem; and parallel HDF5 needs MPI-IO file
 // locking that NFS-like shared filesystems often lack.
 std::string Trainer::save_checkpoint(int64_t steps_done) {
+  const auto full_master = dp_->gather(opt_->master());
   const auto full_m = dp_->gather(opt_->exp_avg());
   const auto full_v = dp_->gather(opt_->exp_avg_sq());
   std::string path;
@@ -426,7 +446,7 @@ std::string Trainer::save_checkpoint(int64_t steps_done) {
     st.base_hash = base_hash_;
     st.tokenizer_hash = tokenizer_hash_;
     st.data_hash = train_.data_hash;
-    st.trainable = trainable_;
+    st.trainable = opt_->named_values(full_master);  // float32 masters, not the rounded parameters
     st.optimizer = opt_->named_state(full_m, full_v);
     st.rng = rng_bytes();
     path = ringtune::save_checkpoint(o_.output_dir, st);

@@ -14,6 +14,10 @@ std::string nccl_unusable() {
   std::string why;
   if (!nccl_available(&why)) return why;
   if (!at::hasCUDA()) return "this libtorch has no CUDA";
+  const int gpus = at::detail::getCUDAHooks().getNumGPUs();
+  if (group().local_size() > gpus)
+    return std::to_string(group().local_size()) + " ranks on this host and " + std::to_string(gpus) +
+           " GPU(s): NCCL cannot run two ranks of one communicator on one GPU";
   return std::string();
 }
 
