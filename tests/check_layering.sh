@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Checks the dependency direction of the sources:
 #   - model/ includes neither distributed/ nor src/; distributed/ includes neither model/ nor src/;
-#   - the folders of src/ (cli, config, data, io, optim, options, tokenizer, train) include each
-#     other without a loop (the folder graph sorts topologically; tsort names a loop if any), and
-#     the files directly in src/ (error.h, log.*, test_hooks.*) include no src/ folder (main.cpp,
-#     the entry point, and pch.h excepted).
+#   - the folders of src/ (cli, config, data, io, optim, options, template, tokenizer, train)
+#     include each other without a loop (the folder graph sorts topologically; tsort names a loop
+#     if any), and the files directly in src/ (error.h, log.*, test_hooks.*, utf8.h) include no
+#     src/ folder (main.cpp, the entry point, and pch.h excepted).
 # Prints the folder graph in dependency order on success.
 set -u
 root=${1:-.}

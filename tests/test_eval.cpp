@@ -6,11 +6,14 @@
 //    naming the file;
 //  - eval's loss and perplexity equal a direct per-sample computation;
 //  - exact match is 1 on the memorised samples and 0 with wrong references and on the base model;
-//  - generate --messages prints eval's generation and stops at the end-of-turn token.
+//  - generate --messages prints eval's generation and stops at the end-of-turn token;
+//  - a Jinja chat template (config chat_template) that renders the llama2 preset's text gives the
+//    same ids and masks, and eval through it the same loss and exact match.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -310,4 +313,31 @@ TEST_F(Eval, GenerateMessagesPrintsEvalsReplyAndStopsAtEndOfTurn) {
   auto bad = run_ringtune("generate --model " + w.base() + " --messages " + w.dir.file("train.jsonl"));
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("train.jsonl"), std::string::npos) << bad.err;
+}
+
+TEST_F(Eval, AJinjaTemplateWithThePresetsTextScoresTheSame) {
+  const auto& w = ws();
+  // Llama 2's layout written as a chat template (bos_token and eos_token come from the tokenizer).
+  write_file(w.dir.file("llama2.jinja"),
+             "{% for m in messages %}{% if m.role == 'user' %}{{ bos_token }}[INST] {{ m.content | trim }} [/INST]"
+             "{% elif m.role == 'assistant' %} {{ m.content | trim }} {{ eos_token }}{% endif %}{% endfor %}");
+  const std::string jinja = " generation_config.prompt_format=auto chat_template=" + w.dir.file("llama2.jinja");
+  auto preset = run_ringtune("render " + w.dir.file("cfg.yaml") + " --format json --n 30");
+  auto templ = run_ringtune("render " + w.dir.file("cfg.yaml") + " --format json --n 30" + jinja);
+  ASSERT_EQ(preset.exit_code, 0) << preset.err;
+  ASSERT_EQ(templ.exit_code, 0) << templ.err;
+  EXPECT_NE(templ.err.find("the chat template of " + w.dir.file("llama2.jinja")), std::string::npos) << templ.err;
+  EXPECT_EQ(std::count(templ.out.begin(), templ.out.end(), '\n'), 24);
+  EXPECT_EQ(preset.out, templ.out);  // text, ids and masks of every sample
+
+  auto a = run_ringtune("eval " + w.dir.file("cfg.yaml") + " --output " + w.dir.file("ev-preset.json"));
+  auto b = run_ringtune("eval " + w.dir.file("cfg.yaml") + " --output " + w.dir.file("ev-jinja.json") + jinja);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  const auto ja = nlohmann::json::parse(read_file(w.dir.file("ev-preset.json")));
+  const auto jb = nlohmann::json::parse(read_file(w.dir.file("ev-jinja.json")));
+  EXPECT_EQ(jb["exact_match"]["correct"], 3) << jb.dump();
+  EXPECT_EQ(ja["exact_match"]["correct"], jb["exact_match"]["correct"]);
+  EXPECT_EQ(ja["valid_loss"], jb["valid_loss"]);
+  EXPECT_EQ(read_file(w.dir.file("ev-preset_generations.jsonl")), read_file(w.dir.file("ev-jinja_generations.jsonl")));
 }

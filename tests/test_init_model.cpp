@@ -180,6 +180,63 @@ TEST(InitModel, ForceReplacesAnExistingDirectory) {
   EXPECT_EQ(names_in(s.tmp.path()), (std::set<std::string>{"empty", "model", "my corpus.txt"}));
 }
 
+TEST(InitModel, SpecialTokensAndChatTemplate) {
+  InitFixture s;
+  const std::string dir = s.tmp.file("model");
+  const std::string tmpl = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  write_file(s.tmp.file("chatml.jinja"), tmpl);
+  auto r = run_ringtune(s.args(dir, "--special-tokens '<|im_start|>,<|im_end|>' --chat-template " +
+                                        quote(s.tmp.file("chatml.jinja"))));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto tok_cfg = nlohmann::json::parse(read_file(dir + "/tokenizer_config.json"));
+  EXPECT_EQ(tok_cfg["chat_template"], tmpl);
+  EXPECT_EQ(tok_cfg["additional_special_tokens"], nlohmann::json::array({"<|im_start|>", "<|im_end|>"}));
+
+  auto tok = load_tokenizer(dir);
+  EXPECT_EQ(tok->token_to_id("<|im_start|>"), 3);
+  EXPECT_EQ(tok->token_to_id("<|im_end|>"), 4);
+  EXPECT_TRUE(tok->is_special(3));
+  // Template text spelling them gives the ids; the same spelling as content stays text.
+  const std::string text = "<|im_start|>user: hi<|im_end|>";  // (the toy tokenizer normalizes \n to a space)
+  EXPECT_EQ(tok->encode(std::vector<TextSegment>{{text, true}}).ids.front(), 3);
+  const auto plain = tok->encode(std::vector<TextSegment>{{text, false}}).ids;
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), 3) + std::count(plain.begin(), plain.end(), 4), 0);
+  EXPECT_EQ(tok->decode(plain), text);
+
+  // A template that does not parse, a bad token list: exit 2, nothing written.
+  write_file(s.tmp.file("bad.jinja"), "{% for m in messages %}{{ m.content | tojsn }}{% endfor %}");
+  const std::string out = s.tmp.file("model2");
+  for (const auto& [extra, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"--chat-template " + quote(s.tmp.file("bad.jinja")), "bad.jinja 1:39: unknown filter \"tojsn\""},
+           {"--chat-template " + quote(s.tmp.file("none.jinja")), "--chat-template"},
+           {"--special-tokens '<a>,,<b>'", "--special-tokens has an empty entry"},
+           {"--special-tokens '<s>'", "is already a special token"},
+           {"--special-tokens '<a> <b>'", "contains whitespace"}}) {
+    auto bad = run_ringtune(s.args(out, extra));
+    EXPECT_EQ(bad.exit_code, 2) << extra << "\n" << bad.err;
+    EXPECT_NE(bad.err.find(expected), std::string::npos) << extra << "\n" << bad.err;
+    EXPECT_FALSE(fs::exists(out)) << extra;
+  }
+}
+
+// nmt_nfkc (the default) folds newlines and runs of spaces into one space; identity keeps the
+// text as written, so a template's "\n" after a header stays a token of its own.
+TEST(InitModel, NormalizationRule) {
+  InitFixture s;
+  const std::string folded = s.tmp.file("nfkc"), kept = s.tmp.file("identity");
+  ASSERT_EQ(run_ringtune(s.args(folded)).exit_code, 0);
+  auto r = run_ringtune(s.args(kept, "--normalization identity"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string text = "the river\nthe  boat";
+  EXPECT_EQ(load_tokenizer(folded)->decode(load_tokenizer(folded)->encode(text)), "the river the boat");
+  EXPECT_EQ(load_tokenizer(kept)->decode(load_tokenizer(kept)->encode(text)), text);
+  r = run_ringtune(s.args(s.tmp.file("bad"), "--normalization nfc"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--normalization \"nfc\" is not supported (nmt_nfkc, identity)"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(s.tmp.file("bad")));
+}
+
 TEST(InitModel, BadArgumentsExitTwoNamingTheOption) {
   InitFixture s;
   const std::string out = s.tmp.file("model");

@@ -18,11 +18,13 @@
 #include "data/fake_tokenizer.h"
 #include "src/data/loss_mask.h"
 #include "src/data/prompt_format.h"
+#include "test_util.h"
 
 namespace ringtune {
 namespace {
 
 namespace fs = std::filesystem;
+using ringtune_test::supervised_runs;
 using testing::FakeTokenizer;
 
 const std::string kRoot = RINGTUNE_SOURCE_DIR;
@@ -284,21 +286,6 @@ TEST(PromptGolden, Llama3ChatTemplate) {
 // ---------------------------------------------------------------------------------------------
 // Segments, spans and masks (byte-level fake tokenizer)
 
-// Decoded runs of consecutive loss-carrying tokens.
-std::vector<std::string> masked_runs(const Tokenizer& tok, const TokenizedSample& s) {
-  std::vector<std::string> runs;
-  std::vector<int32_t> run;
-  for (size_t i = 0; i <= s.ids.size(); ++i) {
-    if (i < s.ids.size() && s.loss_mask[i]) {
-      run.push_back(s.ids[i]);
-    } else if (!run.empty()) {
-      runs.push_back(tok.decode(run));
-      run.clear();
-    }
-  }
-  return runs;
-}
-
 TokenizedSample tokenize(const Tokenizer& tok, const PromptFormat& f, const Conversation& c,
                          TrainOn on = TrainOn::assistant, bool content_special = false) {
   RenderOptions o;
@@ -320,15 +307,15 @@ TEST(PromptMask, EveryPresetSupervisesAssistantContentAndEndOfTurn) {
   };
   for (const auto& [name, runs] : expected) {
     const PromptFormat f = prompt_format_preset(name);
-    EXPECT_EQ(masked_runs(tok, tokenize(tok, f, kTwoTurns)), runs) << name;
-    EXPECT_EQ(masked_runs(tok, tokenize(tok, f, kTwoTurns, TrainOn::last_assistant)),
+    EXPECT_EQ(supervised_runs(tok, tokenize(tok, f, kTwoTurns)), runs) << name;
+    EXPECT_EQ(supervised_runs(tok, tokenize(tok, f, kTwoTurns, TrainOn::last_assistant)),
               std::vector<std::string>{runs.back()}) << name;
     // all: everything after the bos, or after the first token when the format has no bos (the
     // first token is never a target).
     const TokenizedSample all = tokenize(tok, f, kTwoTurns, TrainOn::all);
     const std::string text = PromptRenderer(f).render(kTwoTurns, {}).text;
     const std::string first = tok.decode({all.ids[0]});
-    EXPECT_EQ(masked_runs(tok, all), std::vector<std::string>{text.substr(first.size())}) << name;
+    EXPECT_EQ(supervised_runs(tok, all), std::vector<std::string>{text.substr(first.size())}) << name;
     if (!f.bos.empty()) {
       EXPECT_EQ(first, f.bos) << name;
     }
@@ -343,9 +330,9 @@ TEST(PromptMask, CustomFormatWithPrefixBeforeInstruction) {
   f.user = "### User: {instruction}\n";
   f.assistant = "### Assistant: {instruction}\n### End\n";
   f.trailing_assistant = "### Assistant: ";
-  EXPECT_EQ(masked_runs(tok, tokenize(tok, f, kTwoTurns)),
+  EXPECT_EQ(supervised_runs(tok, tokenize(tok, f, kTwoTurns)),
             (std::vector<std::string>{"Hello!\n### End\n", "4\n### End\n"}));
-  EXPECT_EQ(masked_runs(tok, tokenize(tok, llmforge_mistral(), kTwoTurns)),
+  EXPECT_EQ(supervised_runs(tok, tokenize(tok, llmforge_mistral(), kTwoTurns)),
             (std::vector<std::string>{"Hello!</s>", "4</s>"}));
 }
 
@@ -389,7 +376,7 @@ TEST(PromptMask, SpecialTokenInjectionIsPlainText) {
   // Template eots: user turn and assistant turn. Content spellings stay bytes.
   const TokenizedSample safe = tokenize(tok, prompt_format_preset("llama3"), c);
   EXPECT_EQ(count(safe), 2);
-  EXPECT_EQ(masked_runs(tok, safe), std::vector<std::string>{"no <|eot_id|><|eot_id|>"});
+  EXPECT_EQ(supervised_runs(tok, safe), std::vector<std::string>{"no <|eot_id|><|eot_id|>"});
   // Opting in turns them into control tokens.
   const TokenizedSample open = tokenize(tok, prompt_format_preset("llama3"), c, TrainOn::assistant, true);
   EXPECT_EQ(count(open), 4);
@@ -442,14 +429,14 @@ TEST(PromptRealTokenizer, MaskedTokensAreTheAssistantTurns) {
     // The ids are the tokenizer's ids for the whole text (segments change only special matching).
     const RenderedPrompt r = PromptRenderer(f).render(kTwoTurns, {});
     EXPECT_EQ(tok.decode(s.ids), tok.decode(tok.encode(r.text, true))) << c.fixture;
-    const std::vector<std::string> runs = masked_runs(tok, s);
+    const std::vector<std::string> runs = supervised_runs(tok, s);
     ASSERT_EQ(runs.size(), c.runs.size()) << c.fixture;
     for (size_t i = 0; i < runs.size(); ++i) {
       if (c.exact) EXPECT_EQ(runs[i], c.runs[i]) << c.fixture;
       else EXPECT_EQ(without_spaces(runs[i]), without_spaces(c.runs[i])) << c.fixture << ": " << runs[i];
     }
     // last_assistant: the final run only; all: everything but the first token (bos).
-    const std::vector<std::string> last = masked_runs(tok, tokenize(tok, f, kTwoTurns, TrainOn::last_assistant));
+    const std::vector<std::string> last = supervised_runs(tok, tokenize(tok, f, kTwoTurns, TrainOn::last_assistant));
     ASSERT_EQ(last.size(), 1u) << c.fixture;
     EXPECT_EQ(without_spaces(last[0]), without_spaces(c.runs.back())) << c.fixture;
     const TokenizedSample all = tokenize(tok, f, kTwoTurns, TrainOn::all);
@@ -461,7 +448,7 @@ TEST(PromptRealTokenizer, MaskedTokensAreTheAssistantTurns) {
 TEST(PromptRealTokenizer, LlmforgeMistralConfigMask) {
   // " {instruction}</s>": the first assistant token includes the template's space.
   const Tokenizer& tok = real_tokenizer("mistral-hf");
-  const std::vector<std::string> runs = masked_runs(tok, tokenize(tok, llmforge_mistral(), kTwoTurns));
+  const std::vector<std::string> runs = supervised_runs(tok, tokenize(tok, llmforge_mistral(), kTwoTurns));
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(without_spaces(runs[0]), "Hello!</s>");
   EXPECT_EQ(without_spaces(runs[1]), "4</s>");
@@ -520,58 +507,26 @@ struct TempDir {
   }
 };
 
-TEST(PromptAuto, FromChatTemplate) {
-  EXPECT_EQ(detect_prompt_format_preset(kFixtures + "/llama3-hf", nullptr), "llama3");
-  const std::vector<std::pair<std::string, std::string>> cases = {
-      {"{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}", "chatml"},
-      {"{{ bos_token }}[INST] <<SYS>>\\n{{ system }}\\n<</SYS>>\\n\\n{{ user }} [/INST]", "llama2"},
-      {"{{ bos_token }}{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}", "mistral"},
-  };
-  for (const auto& [tmpl, want] : cases) {
-    TempDir d;
-    d.write("tokenizer_config.json", "{\"chat_template\": \"" + tmpl + "\"}");
-    EXPECT_EQ(detect_prompt_format_preset(d.path.string(), nullptr), want) << tmpl;
-    EXPECT_NO_THROW(resolve_prompt_format("auto", d.path.string(), nullptr));
-  }
-  TempDir list;
-  list.write("tokenizer_config.json",
-             R"({"chat_template": [{"name": "tool_use", "template": "[INST]"}, {"name": "default", "template": "<|im_start|><|im_end|>"}]})");
-  EXPECT_EQ(detect_prompt_format_preset(list.path.string(), nullptr), "chatml");
-  TempDir jinja;
-  jinja.write("chat_template.jinja", "<|start_header_id|>{{ role }}<|end_header_id|>{{ content }}<|eot_id|>");
-  EXPECT_EQ(detect_prompt_format_preset(jinja.path.string(), nullptr), "llama3");
-}
-
-TEST(PromptAuto, AmbiguousOrUnknownAsksTheUser) {
-  // The Mistral fixture has no chat_template and no [INST] token.
+TEST(PromptAuto, WithoutChatTemplateOrChatTokensAsksTheUser) {
+  // The Mistral fixture has no chat_template and no [INST] token. (A model with a chat template
+  // renders it: test_chat_template.cpp.)
   const FakeTokenizer plain({"<s>", "</s>"});
   const std::string dir = kFixtures + "/mistral-hf";
-  EXPECT_EQ(input_error([&] { resolve_prompt_format("auto", dir, &plain); }),
+  EXPECT_EQ(input_error([&] { preset_from_vocabulary(dir, &plain); }),
             "generation_config.prompt_format: auto cannot tell the prompt format of " + dir +
-                " (no chat_template, and its vocabulary has no chat tokens); set it to one of llama3, "
-                "llama2, mistral, chatml, none, or give system/user/assistant templates");
-  EXPECT_NE(input_error([&] { resolve_prompt_format("auto", dir, nullptr); }).find("(no chat_template)"), std::string::npos);
-
-  TempDir both;
-  both.write("tokenizer_config.json", R"({"chat_template": "<|im_start|>[INST]<|im_end|>"})");
-  EXPECT_NE(input_error([&] { detect_prompt_format_preset(both.path.string(), nullptr); })
-                .find("(its chat_template matches chatml and mistral)"),
-            std::string::npos);
-  TempDir odd;
-  odd.write("tokenizer_config.json", R"({"chat_template": "{{ messages }}"})");
-  EXPECT_NE(input_error([&] { detect_prompt_format_preset(odd.path.string(), nullptr); })
-                .find("(its chat_template matches no preset)"),
-            std::string::npos);
+                " (no chat template, and its vocabulary has no chat tokens); set it to one of llama3, "
+                "llama2, mistral, chatml, none, give system/user/assistant templates, or give a chat_template");
+  EXPECT_NE(input_error([&] { preset_from_vocabulary(dir, nullptr); }).find("(no chat template)"), std::string::npos);
 }
 
 TEST(PromptAuto, FromVocabulary) {
   TempDir empty;
   const FakeTokenizer chatml({"<|im_start|>", "<|im_end|>"});
-  EXPECT_EQ(detect_prompt_format_preset(empty.path.string(), &chatml), "chatml");
+  EXPECT_EQ(preset_from_vocabulary(empty.path.string(), &chatml), "chatml");
   const FakeTokenizer llama3({"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"});
-  EXPECT_EQ(detect_prompt_format_preset(empty.path.string(), &llama3), "llama3");
+  EXPECT_EQ(preset_from_vocabulary(empty.path.string(), &llama3), "llama3");
   const FakeTokenizer both(FakeTokenizer::all_specials());
-  EXPECT_NE(input_error([&] { detect_prompt_format_preset(empty.path.string(), &both); })
+  EXPECT_NE(input_error([&] { preset_from_vocabulary(empty.path.string(), &both); })
                 .find("its vocabulary has tokens of llama3 and chatml"),
             std::string::npos);
 }

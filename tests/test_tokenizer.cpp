@@ -437,6 +437,17 @@ TEST(TokenizerSpecialIds, ConfigJsonEosListAndObjectForm) {
   EXPECT_EQ(tok->special_ids().eos, 128001);
   EXPECT_EQ(tok->special_ids().eos_ids, (Ids{128001, 128008, 128009}));
 
+  // generation_config.json's eos_token_id list adds its ids (generate stops at any of them).
+  ringtune_test::write_file(dir.file("config.json"), R"({"eos_token_id": 128001})");
+  ringtune_test::write_file(dir.file("generation_config.json"),
+                            R"({"eos_token_id": [128001, 128009, 128008]})");
+  tok = ringtune::load_tokenizer(dir.path());
+  EXPECT_EQ(tok->special_ids().eos, 128001);
+  EXPECT_EQ(tok->special_ids().eos_ids, (Ids{128001, 128009, 128008}));
+  ringtune_test::write_file(dir.file("generation_config.json"), R"({"eos_token_id": "x"})");
+  EXPECT_THROW(ringtune::load_tokenizer(dir.path()), ringtune::InputError);
+  fs::remove(dir.file("generation_config.json"));
+
   // Without either, the tokenizer's own pieces.
   fs::remove(dir.file("config.json"));
   tok = ringtune::load_tokenizer(dir.path());

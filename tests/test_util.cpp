@@ -3,11 +3,14 @@
 
 #include <sys/wait.h>
 
+#include <ctime>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "model/llama.h"
+#include "src/data/loss_mask.h"
 #include "src/io/hf_model.h"
 #include "src/io/safetensors.h"
 #include <sstream>
@@ -58,6 +61,37 @@ void write_tiny_llama(const std::string& dir, int64_t vocab_size, int64_t hidden
   } else {
     fs::copy_file(tokenizer_src, fs::path(dir) / fs::path(tokenizer_src).filename(), fs::copy_options::overwrite_existing);
   }
+}
+
+std::vector<std::string> supervised_runs(const ringtune::Tokenizer& tok, const ringtune::TokenizedSample& s) {
+  std::vector<std::string> runs;
+  std::vector<int32_t> run;
+  for (size_t i = 0; i <= s.ids.size(); ++i) {
+    if (i < s.ids.size() && s.loss_mask[i]) {
+      run.push_back(s.ids[i]);
+    } else if (!run.empty()) {
+      runs.push_back(tok.decode(run));
+      run.clear();
+    }
+  }
+  return runs;
+}
+
+ringtune::jinja::Value fixed_strftime_now() {
+  using namespace ringtune::jinja;
+  return Value(Callable{"strftime_now", [](const Args& a) {
+    std::tm tm{};
+    tm.tm_year = 124;
+    tm.tm_mon = 6;
+    tm.tm_mday = 26;
+    tm.tm_hour = 10;
+    tm.tm_min = 30;
+    tm.tm_wday = 5;
+    tm.tm_yday = 207;
+    char buf[128];
+    const size_t n = std::strftime(buf, sizeof buf, a.positional.at(0).as_string().c_str(), &tm);
+    return Value(std::string(buf, n));
+  }});
 }
 
 std::vector<double> metrics_losses(const std::string& output_dir) {

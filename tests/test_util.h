@@ -6,6 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "src/template/value.h"
+
+namespace ringtune {
+class Tokenizer;
+struct TokenizedSample;
+}  // namespace ringtune
+
 namespace ringtune_test {
 
 inline std::string source_dir() { return RINGTUNE_SOURCE_DIR; }
@@ -54,6 +61,13 @@ void write_tiny_llama(const std::string& dir, int64_t vocab_size, int64_t hidden
 
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& content);
+
+// strftime_now for chat templates at the golden files' fixed time, 2024-07-26 10:30:00
+// (tests/golden/chat_templates/gen_jinja.py); a jinja::Value callable.
+ringtune::jinja::Value fixed_strftime_now();
+
+// The runs of consecutive loss-carrying tokens of a tokenized sample, each decoded.
+std::vector<std::string> supervised_runs(const ringtune::Tokenizer& tok, const ringtune::TokenizedSample& s);
 
 // The "loss" of every line of OUTPUT_DIR/metrics.jsonl, in order.
 std::vector<double> metrics_losses(const std::string& output_dir);

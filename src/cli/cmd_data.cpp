@@ -107,8 +107,9 @@ int cmd_render(const Args& args) {
   const int64_t n = p.get_int("n");
   const DataPipeline pipe = make_data_pipeline(cfg);
   const std::string input = p.has("input") ? p.get("input") : cfg.get_string("train_path");
-  DatasetReader reader({input}, pipe.options, pipe.format, *pipe.tokenizer);
+  DatasetReader reader({input}, pipe.options, pipe.renderer, *pipe.tokenizer);
   reader.set_keep_text(true);
+  spdlog::info("prompt format: {}", pipe.renderer->describe());
   const bool color = format == "text" && isatty(STDOUT_FILENO);
   EncodedSample s;
   for (int64_t i = 0; i < n && reader.next(s); ++i) {
@@ -117,17 +118,23 @@ int cmd_render(const Args& args) {
       continue;
     }
     std::cout << "=== sample " << i << " (" << s.path << ":" << s.line << ", " << s.ids.size()
-              << " tokens, prompt format " << pipe.prompt_format_name << ")\n--- text\n"
+              << " tokens, prompt format: " << pipe.renderer->describe() << ")\n--- text\n"
               << s.text << "\n--- tokens (loss-carrying marked)\n";
-    bool open = false;
-    for (size_t t = 0; t < s.ids.size(); ++t) {
-      const bool sup = s.loss_mask[t] != 0;
-      if (sup && !open) std::cout << (color ? "\x1b[32m" : "[[");
-      if (!sup && open) std::cout << (color ? "\x1b[0m" : "]]");
-      open = sup;
-      std::cout << pipe.tokenizer->decode({s.ids[t]});
+    // Each run of equally masked tokens is shown as the text it adds to the decoding of all the
+    // tokens before it (decoded alone, a SentencePiece "▁" piece would lose its space).
+    std::string before;
+    for (size_t t = 0; t < s.ids.size();) {
+      size_t end = t;
+      while (end < s.ids.size() && (s.loss_mask[end] != 0) == (s.loss_mask[t] != 0)) ++end;
+      const std::string upto = pipe.tokenizer->decode(std::vector<int32_t>(s.ids.begin(), s.ids.begin() + end));
+      const std::string run = upto.compare(0, before.size(), before) == 0
+                                  ? upto.substr(before.size())
+                                  : pipe.tokenizer->decode(std::vector<int32_t>(s.ids.begin() + t, s.ids.begin() + end));
+      if (s.loss_mask[t]) std::cout << (color ? "\x1b[32m" : "[[") << run << (color ? "\x1b[0m" : "]]");
+      else std::cout << run;
+      before = upto;
+      t = end;
     }
-    if (open) std::cout << (color ? "\x1b[0m" : "]]");
     std::cout << "\n--- ids\n";
     for (size_t t = 0; t < s.ids.size(); ++t) std::cout << (t ? " " : "") << s.ids[t] << (s.loss_mask[t] ? "*" : "");
     std::cout << "\n";
@@ -149,6 +156,7 @@ int cmd_prepare(const Args& args) {
     return 0;
   }
   const DataPipeline pipe = make_data_pipeline(cfg);
+  std::cout << "prompt format: " << pipe.renderer->describe() << "\n";
   for (const char* split : {"train", "valid", "test"}) {
     const std::string key = std::string(split) + "_path";
     if (!cfg.is_set(key)) continue;

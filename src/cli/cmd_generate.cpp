@@ -120,37 +120,37 @@ int cmd_generate(const Args& args) {
   if (static_cast<int>(p.has("prompt")) + p.has("prompt-ids") + p.has("messages") > 1)
     throw InputError("ringtune generate: give one of --prompt, --prompt-ids, --messages");
   if (p.has("format") && !p.has("messages")) throw InputError("ringtune generate: --format applies to --messages only");
-  PromptFormat format;
+  std::shared_ptr<const ChatRenderer> format;
+  std::unique_ptr<DataPipeline> stored_pipe;  // keeps the tokenizer of a stored format alive
   std::vector<int64_t> turn_end;
   if (p.has("messages")) {
     if (!tok) throw InputError(model_dir + ": --messages needs a tokenizer (none in the model directory; pass --tokenizer)");
     const Conversation conversation = read_messages(p.get("messages"));
     std::string fmt = p.has("format") ? p.get("format") : "";
-    bool have_format = false, allow_special = false;
+    bool allow_special = false;
     if (fmt.empty() && !adapter.config_yaml.empty()) {
       try {  // the format the checkpoint was trained with
         const Config stored = load_config_from_string(adapter.config_yaml, {}, adapter.file + " (stored config)");
-        const DataPipeline pipe = make_data_pipeline(stored);
-        format = pipe.format;
-        allow_special = pipe.options.allow_special_tokens_in_content;
-        have_format = true;
-        spdlog::info("prompt format {} (from {})", pipe.prompt_format_name, adapter.file);
+        stored_pipe = std::make_unique<DataPipeline>(make_data_pipeline(stored));
+        format = stored_pipe->renderer;
+        allow_special = stored_pipe->options.allow_special_tokens_in_content;
+        spdlog::info("prompt format: {} (from {})", format->describe(), adapter.file);
       } catch (const InputError& e) {
         spdlog::warn("cannot use the prompt format stored in {} ({}); using auto", adapter.file, e.what());
       }
     }
-    if (!have_format) {
+    if (!format) {
       if (fmt.empty()) fmt = "auto";
       try {
-        format = resolve_prompt_format(fmt, model_dir, tok.get());
+        format = resolve_renderer(fmt, model_dir, *tok);
       } catch (const InputError& e) {
         throw InputError("--format " + fmt + ": " + e.what());
       }
-      spdlog::info("prompt format {}", fmt);
+      spdlog::info("prompt format: {}", format->describe());
     }
-    const GenerationPrompt gp = generation_prompt(*tok, format, conversation, allow_special);
+    const GenerationPrompt gp = generation_prompt(*tok, *format, conversation, allow_special);
     prompt = gp.ids;
-    turn_end = end_of_turn_ids(*tok, format);
+    turn_end = end_of_turn_ids(*tok, *format);
     check_token_ids(prompt, cfg.vocab_size, "--messages");
   } else if (p.has("prompt")) {
     if (!tok) throw InputError(model_dir + ": --prompt needs a tokenizer (none in the model directory; pass --tokenizer)");
@@ -178,7 +178,7 @@ int cmd_generate(const Args& args) {
   const auto seq = generate(model, prompt, opt);
   if (p.has("messages")) {  // the reply only, as `eval` compares it
     const std::vector<int64_t> reply(seq.begin() + static_cast<std::ptrdiff_t>(prompt.size()), seq.end());
-    std::cout << reply_text(*tok, format, reply, opt.stop_ids) << std::endl;
+    std::cout << reply_text(*tok, *format, reply, opt.stop_ids) << std::endl;
     const bool stopped = !reply.empty() && std::find(opt.stop_ids.begin(), opt.stop_ids.end(), reply.back()) != opt.stop_ids.end();
     spdlog::info("generated {} tokens after a {}-token prompt{}", reply.size(), prompt.size(),
                  stopped ? ", ended at the end-of-turn token" : " (no end-of-turn token)");

@@ -9,14 +9,20 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <cctype>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
 #include <nlohmann/json.hpp>
 #include <regex>
 
 #include "model/llama.h"                  // defines: LlamaForCausalLM, init_weights
 #include "src/cli/args.h"                 // defines: ArgParser
 #include "src/cli/commands.h"             // declares: cmd_init_model
+#include "src/data/chat_template.h"       // defines: parse_chat_template
 #include "src/io/hf_model.h"              // defines: write_hf_config
 #include "src/io/atomic_file.h"           // defines: ScratchDir, install_directory, atomic_write
 #include "src/error.h"                    // defines: InputError
@@ -34,6 +40,9 @@ namespace {
 
 struct InitModelOptions {
   std::string output, corpus, model_type;
+  std::string normalization;                // nmt_nfkc | identity
+  std::vector<std::string> special_tokens;  // control pieces after <unk> <s> </s>
+  std::string chat_template;                // Jinja text for tokenizer_config.json, or empty
   int64_t vocab_size = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0, intermediate = 0;
   int64_t context = 0;
   uint64_t seed = 0;
@@ -64,12 +73,48 @@ fs::path output_path(const std::string& output) {
   return p;
 }
 
+// --special-tokens: comma-separated spellings, each without whitespace, not <s> </s> <unk>, once.
+std::vector<std::string> parse_special_tokens(const std::string& list) {
+  std::vector<std::string> out;
+  if (list.empty()) return out;
+  size_t begin = 0;
+  while (true) {
+    const size_t end = std::min(list.find(',', begin), list.size());
+    const std::string t = list.substr(begin, end - begin);
+    const auto bad = [&](const std::string& why) {
+      return InputError("ringtune init-model: --special-tokens \"" + t + "\" " + why);
+    };
+    if (t.empty()) throw InputError("ringtune init-model: --special-tokens has an empty entry");
+    if (std::any_of(t.begin(), t.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }))
+      throw bad("contains whitespace");
+    if (t == "<s>" || t == "</s>" || t == "<unk>") throw bad("is already a special token");
+    if (std::find(out.begin(), out.end(), t) != out.end()) throw bad("is listed twice");
+    out.push_back(t);
+    if (end == list.size()) break;
+    begin = end + 1;
+  }
+  return out;
+}
+
+// --chat-template FILE: its text, checked to parse as a chat template (line:column otherwise).
+std::string read_chat_template_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError("ringtune init-model: --chat-template " + path + ": cannot read the file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  if (text.empty()) throw InputError("ringtune init-model: --chat-template " + path + ": the file is empty");
+  parse_chat_template({text, "ringtune init-model: --chat-template " + path});
+  return text;
+}
+
 // Parsed and checked options; InputError naming the option for anything unusable.
 InitModelOptions check_options(const ArgParser& p) {
   InitModelOptions o;
   o.output = p.get("output");
   o.corpus = p.get("corpus");
   o.model_type = p.get("model-type");
+  o.normalization = p.get("normalization");
   o.vocab_size = p.get_int("vocab-size");
   o.hidden = p.get_int("hidden");
   o.layers = p.get_int("layers");
@@ -79,10 +124,15 @@ InitModelOptions check_options(const ArgParser& p) {
   o.context = p.get_int("context");
   const int64_t seed = p.get_int("seed");
   o.force = p.flag("force");
+  if (p.has("special-tokens")) o.special_tokens = parse_special_tokens(p.get("special-tokens"));
+  if (p.has("chat-template")) o.chat_template = read_chat_template_file(p.get("chat-template"));
 
   if (o.model_type != "llama" && o.model_type != "mistral" && o.model_type != "qwen2")
     throw InputError("ringtune init-model: --model-type \"" + o.model_type +
                      "\" is not supported (llama, mistral, qwen2)");
+  if (o.normalization != "nmt_nfkc" && o.normalization != "identity")
+    throw InputError("ringtune init-model: --normalization \"" + o.normalization +
+                     "\" is not supported (nmt_nfkc, identity)");
   // 3 special pieces and 256 byte-fallback pieces come before any learned piece.
   if (o.vocab_size < 260)
     throw InputError("ringtune init-model: --vocab-size must be at least 260 (3 special tokens and "
@@ -154,8 +204,16 @@ void train_tokenizer(const InitModelOptions& o, const fs::path& dir) {
   // The model file records --input and --model_prefix; relative to the scratch directory they
   // are the same on every run, so the same corpus gives the same tokenizer.model bytes.
   const WorkingDirectory cwd(work.path());
+  std::string control;
+  for (const auto& t : o.special_tokens) control += (control.empty() ? "" : ",") + t;
   const std::string flags = "--input=corpus.txt --model_prefix=tokenizer"
                             " --vocab_size=" + std::to_string(o.vocab_size) +
+                            (control.empty() ? "" : " --control_symbols=" + control) +
+                            // identity: text as written, newlines and runs of spaces kept (Llama 2's
+                            // tokenizer); nmt_nfkc also folds whitespace, as sentencepiece's default.
+                            (o.normalization == "identity"
+                                 ? " --normalization_rule_name=identity --remove_extra_whitespaces=false"
+                                 : " --normalization_rule_name=nmt_nfkc") +
                             " --model_type=bpe --character_coverage=1.0 --byte_fallback=true"
                             " --bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1"
                             " --input_sentence_size=2000000 --shuffle_input_sentence=true"
@@ -183,7 +241,7 @@ void train_tokenizer(const InitModelOptions& o, const fs::path& dir) {
   // tokenizer.vocab stays in the scratch directory, removed with it.
 }
 
-void write_tokenizer_config(const fs::path& dir, int64_t context) {
+void write_tokenizer_config(const fs::path& dir, const InitModelOptions& o) {
   nlohmann::ordered_json j = {
       {"tokenizer_class", "LlamaTokenizer"},
       {"bos_token", "<s>"},
@@ -192,8 +250,10 @@ void write_tokenizer_config(const fs::path& dir, int64_t context) {
       {"pad_token", nullptr},
       {"add_bos_token", true},
       {"add_eos_token", false},
-      {"model_max_length", context},
+      {"model_max_length", o.context},
   };
+  if (!o.special_tokens.empty()) j["additional_special_tokens"] = o.special_tokens;
+  if (!o.chat_template.empty()) j["chat_template"] = o.chat_template;
   atomic_write((dir / "tokenizer_config.json").string(), j.dump(2) + "\n");
 }
 
@@ -258,6 +318,9 @@ int cmd_init_model(const Args& args) {
                {"context", "N", "max_position_embeddings", "256"},
                {"seed", "S", "weight initialisation seed", "0"},
                {"model-type", "TYPE", "llama | mistral | qwen2", "llama"},
+               {"normalization", "RULE", "tokenizer text normalization: nmt_nfkc (newlines and runs of spaces become one space) | identity (text kept as written, as Llama 2's tokenizer; needed for templates that end a header with a newline)", "nmt_nfkc"},
+               {"special-tokens", "LIST", "comma-separated control tokens for chat formats (e.g. <|im_start|>,<|im_end|>): ids 3, 4, ...; text never encodes to them, templates do", ""},
+               {"chat-template", "FILE", "a Jinja chat template written into tokenizer_config.json", ""},
                {"force", "", "replace DIR if it exists and is not empty", ""}});
   if (!p.parse(args)) return 0;
   if (!p.positional().empty())
@@ -276,7 +339,7 @@ int cmd_init_model(const Args& args) {
 
   train_tokenizer(o, dir);
   const int64_t vocab = SpmProcessor((dir / "tokenizer.model").string()).piece_size();
-  write_tokenizer_config(dir, o.context);
+  write_tokenizer_config(dir, o);
   const LlamaConfig c = make_config(o, vocab);
   write_hf_config(dir.string(), c);
   const int64_t params = write_weights(dir, c, o.seed);

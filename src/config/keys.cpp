@@ -176,11 +176,20 @@ void declare_keys(Registry& r) {
   r.declare("generation_config.prompt_format", T::String, "prompt",
             "How conversations become text: a preset name, or a map of templates (system, "
             "user, assistant, trailing_assistant, bos, system_in_user, default_system_message, "
-            "strip_whitespace) as in llmforge. auto: the preset that the model's chat template "
-            "(tokenizer_config.json) asks for.")
+            "strip_whitespace) as in llmforge. auto: the model's own Jinja chat template "
+            "(tokenizer_config.json or chat_template.jinja), rendered as transformers renders "
+            "it; for a model without one, the preset whose chat tokens its vocabulary has.")
       .def("auto")
       // Must match prompt_format_preset_names() in src/data/prompt_format.cpp, plus auto.
       .one_of({"auto", "llama3", "llama2", "mistral", "chatml", "none"});
+  r.declare("chat_template", T::String, "prompt",
+            "A Jinja chat template to use instead of the model's own: the template text, or the "
+            "path of a file holding it (relative to this config file). Rendered as transformers' "
+            "apply_chat_template renders it. Unset: the model's own template (tokenizer_config.json "
+            "or chat_template.jinja) under prompt_format auto.");
+  r.declare("chat_template_kwargs", T::Map, "prompt",
+            "Extra variables for the chat template, as transformers' apply_chat_template(**kwargs) "
+            "takes them, e.g. {enable_thinking: false}.");
   const std::string pf = "generation_config.prompt_format.";
   r.declare(pf + "system", T::String, "prompt",
             "Template of a system message; {instruction} is replaced by its text. Required in "

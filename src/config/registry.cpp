@@ -3,6 +3,7 @@
 // The keys themselves and the cross-key validator live in keys.cpp.
 #include "registry.h"
 
+#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>  // defines: YAML::Load, YAML::Node, YAML::Emitter, YAML::Mark
 
 #include <algorithm>
@@ -136,7 +137,8 @@ bool value_fits(KeyType type, const ConfigValue& v) {
     case KeyType::Int: return std::holds_alternative<int64_t>(v);
     case KeyType::Float: return std::holds_alternative<double>(v);
     case KeyType::String:
-    case KeyType::Path: return std::holds_alternative<std::string>(v);
+    case KeyType::Path:
+    case KeyType::Map: return std::holds_alternative<std::string>(v);
     case KeyType::StringList: return std::holds_alternative<std::vector<std::string>>(v);
   }
   return false;
@@ -202,6 +204,7 @@ const char* key_type_name(KeyType type) {
     case KeyType::String: return "string";
     case KeyType::StringList: return "list of strings";
     case KeyType::Path: return "path";
+    case KeyType::Map: return "map";
   }
   return "?";
 }
@@ -358,6 +361,8 @@ double Config::get_double(const std::string& key) const {
 }
 
 std::string Config::get_string(const std::string& key) const {
+  const KeyDef& k = registry_->at(key);
+  if (k.type == KeyType::Map) return std::get<std::string>(entry(key, KeyType::Map, KeyType::Map)->value);
   return std::get<std::string>(entry(key, KeyType::String, KeyType::Path)->value);
 }
 
@@ -393,6 +398,29 @@ std::string Config::text(const std::string& key) const {
 
 // ---------------------------------------------------------------------------------------------
 // Loading: YAML -> flat assignments -> layers
+
+// A YAML node as JSON: plain scalars that read as null, booleans or numbers become those, quoted
+// ones stay strings (for Map keys such as chat_template_kwargs).
+nlohmann::ordered_json yaml_to_json(const YAML::Node& node) {
+  if (node.IsMap()) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (const auto& kv : node) j[kv.first.Scalar()] = yaml_to_json(kv.second);
+    return j;
+  }
+  if (node.IsSequence()) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::array();
+    for (const auto& v : node) j.push_back(yaml_to_json(v));
+    return j;
+  }
+  if (node.IsNull()) return nullptr;
+  const std::string& s = node.Scalar();
+  if (node.Tag() == "!") return s;  // quoted
+  if (s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+  if (auto b = parse_bool(s)) return *b;
+  if (auto i = parse_int(s)) return *i;
+  if (auto d = parse_double(s)) return *d;
+  return s;
+}
 
 // One key set by one layer: the YAML value node and where it was written.
 struct Assignment {
@@ -566,7 +594,7 @@ class ConfigLoader {
       flatten_map(node, name, origin, out);
       return;
     }
-    if (def) {
+    if (def) {  // a Map key takes its whole map as one value
       out.push_back(Assignment{name, node, origin, value_line});
       return;
     }
@@ -627,6 +655,12 @@ class ConfigLoader {
       reset(a.key);
       return;
     }
+    if (k.type == KeyType::Map) {
+      if (!node.IsMap()) type_error(a, k, node, a.origin.line);
+      const std::string json = yaml_to_json(node).dump();
+      config_.values_[a.key] = Config::Entry{json, a.origin, json};
+      return;
+    }
     if (node.IsMap()) type_error(a, k, node, a.origin.line);
     ConfigValue value;
     std::string text;
@@ -674,6 +708,8 @@ class ConfigLoader {
         case KeyType::StringList:
           value = std::vector<std::string>{check_choice(a, k, s, line)};
           break;
+        case KeyType::Map:
+          type_error(a, k, node, line);
         case KeyType::Path: {
           if (s.empty()) {
             throw InputError(where_value(a, line) + ": key " + in_quotes(k.name) +
@@ -753,10 +789,11 @@ struct DumpNode {
   std::string name;                   // last component
   const ConfigValue* value = nullptr;  // a leaf
   std::vector<DumpNode> children;     // a map
+  bool open_map = false;              // value is a Map key's JSON text
   DumpNode& child(const std::string& n) {
     for (DumpNode& c : children)
       if (c.name == n) return c;
-    children.push_back(DumpNode{n, nullptr, {}});
+    children.push_back(DumpNode{n, nullptr, {}, false});
     return children.back();
   }
 };
@@ -777,6 +814,10 @@ void emit_value(YAML::Emitter& out, const ConfigValue& v) {
 
 void emit_node(YAML::Emitter& out, const DumpNode& node) {
   out << YAML::Key << node.name << YAML::Value;
+  if (node.value && node.open_map) {
+    out << YAML::Load(std::get<std::string>(*node.value));  // JSON is YAML: the map itself
+    return;
+  }
   if (node.value) {
     emit_value(out, *node.value);
     return;
@@ -821,6 +862,7 @@ std::string Config::dump_yaml() const {
     if (!node->children.empty())
       throw Error("config: " + in_quotes(k.name) + " is set together with its sub-keys (a bug)");
     node->value = &it->second.value;
+    node->open_map = k.type == KeyType::Map;
   }
   YAML::Emitter out;
   out << YAML::BeginMap;

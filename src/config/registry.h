@@ -51,6 +51,7 @@ enum class KeyType {
   String,
   StringList,  // YAML sequence of scalars; a single scalar is a list of one
   Path,        // a string resolved against the file's directory; see KeyDef::choices
+  Map,         // an open map of YAML values (any sub-keys), held as its JSON text; get_string
 };
 
 // "bool", "int", "float", "string", "list of strings", "path".

@@ -1,11 +1,15 @@
 // DataSpec -> tokenizer, prompt format and data options; fingerprints for the prepared-data cache.
 #include "src/data/data_pipeline.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "src/data/chat_template.h"
 #include "src/error.h"
 
 namespace fs = std::filesystem;
@@ -15,7 +19,7 @@ namespace ringtune {
 namespace {
 
 // Bumped whenever tokenization, rendering or masking code changes its output.
-constexpr int kDataCodeVersion = 1;
+constexpr int kDataCodeVersion = 2;  // 2: chat templates, the fidelity gate
 
 struct Fnv64 {
   uint64_t h = 1469598103934665603ull;
@@ -73,11 +77,7 @@ std::string DataPipeline::tokenizer_hash() const { return file_fingerprint(token
 std::string DataPipeline::format_hash() const {
   Fnv64 h;
   h.add(std::to_string(kDataCodeVersion));
-  for (const std::string* s : {&format.system, &format.user, &format.assistant,
-                               &format.trailing_assistant, &format.bos, &format.default_system_message})
-    h.add(*s);
-  h.add(format.system_in_user ? "1" : "0");
-  h.add(format.strip_whitespace ? "1" : "0");
+  h.add(renderer ? renderer->fingerprint() : std::string());
   h.add(dataset_format_name(options.dataset_format));
   h.add(task_name(options.task));
   h.add(train_on_name(options.train_on));
@@ -87,6 +87,38 @@ std::string DataPipeline::format_hash() const {
   h.add(options.allow_special_tokens_in_content ? "1" : "0");
   return h.hex();
 }
+
+namespace {
+
+// The special tokens of the template's tokenizer_config.json (or the tokenizer's) plus
+// chat_template_kwargs.
+jinja::Dict template_variables(const std::string& dir, const Tokenizer& tokenizer, const std::string& kwargs_json) {
+  jinja::Dict vars = chat_template_special_tokens(dir, tokenizer);
+  if (kwargs_json.empty()) return vars;
+  const std::function<jinja::Value(const nlohmann::ordered_json&)> convert = [&](const nlohmann::ordered_json& j) {
+    if (j.is_null()) return jinja::Value::none();
+    if (j.is_boolean()) return jinja::Value(j.get<bool>());
+    if (j.is_number_integer()) return jinja::Value(j.get<int64_t>());
+    if (j.is_number_float()) return jinja::Value(j.get<double>());
+    if (j.is_string()) return jinja::Value(j.get<std::string>());
+    if (j.is_array()) {
+      jinja::List l;
+      for (const auto& x : j) l.push_back(convert(x));
+      return jinja::Value(std::move(l));
+    }
+    jinja::Dict d;
+    for (const auto& [k, v] : j.items()) d.emplace_back(k, convert(v));
+    return jinja::Value(std::move(d));
+  };
+  const nlohmann::ordered_json kwargs = nlohmann::ordered_json::parse(kwargs_json);
+  for (const auto& [k, v] : kwargs.items()) {
+    vars.erase(std::remove_if(vars.begin(), vars.end(), [&](const auto& kv) { return kv.first == k; }), vars.end());
+    vars.emplace_back(k, convert(v));
+  }
+  return vars;
+}
+
+}  // namespace
 
 DataPipeline make_data_pipeline(const DataSpec& spec) {
   DataPipeline p;
@@ -101,30 +133,65 @@ DataPipeline make_data_pipeline(const DataSpec& spec) {
   }
   p.tokenizer_files = tokenizer_files_of(p.tokenizer_path);
 
+  const std::string where_to_look = p.model_dir.empty() ? p.tokenizer_path : p.model_dir;
   if (spec.prompt_format == "custom") {
     p.format = spec.custom_format;
     p.prompt_format_name = "custom";
-  } else {
-    const std::string where_to_look = p.model_dir.empty() ? p.tokenizer_path : p.model_dir;
-    std::string name = spec.prompt_format;
-    // Plain-text training (task causal_lm) renders no conversation: a model without a chat
-    // template is then fine, and `auto` means no format.
-    if (name == "auto" && spec.options.task == Task::causal_lm) {
-      try {
-        detect_prompt_format_preset(where_to_look, p.tokenizer.get());
-      } catch (const InputError&) {
-        name = "none";
-      }
-    }
+    p.renderer = std::make_shared<PromptRenderer>(p.format, spec.format_where, "custom");
+    p.options = spec.options;
+    return p;
+  }
+  std::optional<ChatTemplateSource> tmpl;
+  if (!spec.chat_template.empty()) {
+    tmpl = ChatTemplateSource{spec.chat_template, spec.chat_template_where};
+  } else if (spec.prompt_format == "auto") {
     try {
-      p.prompt_format_name = name == "auto" ? detect_prompt_format_preset(where_to_look, p.tokenizer.get()) : name;
-      p.format = prompt_format_preset(p.prompt_format_name);
+      tmpl = read_chat_template(where_to_look);
     } catch (const InputError& e) {
       throw InputError(spec.format_where + ": " + e.what());
     }
   }
+  if (tmpl) {  // the model's own template, rendered as transformers renders it
+    p.prompt_format_name = "chat_template";
+    p.renderer = std::make_shared<ChatTemplateRenderer>(*tmpl, template_variables(where_to_look, *p.tokenizer, spec.chat_template_kwargs),
+                                                        *p.tokenizer);
+    p.options = spec.options;
+    return p;
+  }
+  // No chat template. Plain-text training (task causal_lm) renders no conversation: `auto` is
+  // then no format when the vocabulary names none.
+  std::string name = spec.prompt_format, label = spec.prompt_format;
+  try {
+    if (name == "auto") {
+      try {
+        name = preset_from_vocabulary(where_to_look, p.tokenizer.get());
+        label = name + " (auto: " + where_to_look + " has no chat template; its vocabulary has the " + name +
+                " tokens)";
+      } catch (const InputError&) {
+        if (spec.options.task != Task::causal_lm) throw;
+        name = label = "none";
+      }
+    }
+    p.prompt_format_name = name;
+    p.format = prompt_format_preset(name);
+  } catch (const InputError& e) {
+    throw InputError(spec.format_where + ": " + e.what());
+  }
+  p.renderer = std::make_shared<PromptRenderer>(p.format, spec.format_where, label);
   p.options = spec.options;
   return p;
+}
+
+std::shared_ptr<const ChatRenderer> resolve_renderer(const std::string& name, const std::string& model_dir,
+                                                     const Tokenizer& tokenizer) {
+  if (name != "auto")
+    return std::make_shared<PromptRenderer>(prompt_format_preset(name), "generation_config.prompt_format", name);
+  if (auto tmpl = read_chat_template(model_dir))
+    return std::make_shared<ChatTemplateRenderer>(*tmpl, template_variables(model_dir, tokenizer, ""), tokenizer);
+  const std::string preset = preset_from_vocabulary(model_dir, &tokenizer);
+  return std::make_shared<PromptRenderer>(prompt_format_preset(preset), "generation_config.prompt_format",
+                                          preset + " (auto: " + model_dir + " has no chat template; its vocabulary has the " +
+                                              preset + " tokens)");
 }
 
 }  // namespace ringtune

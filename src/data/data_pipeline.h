@@ -22,6 +22,9 @@ struct DataSpec {
   std::string prompt_format = "auto";  // a preset name, "auto", or "custom" for custom_format
   PromptFormat custom_format;          // an llmforge prompt_format map (already validated)
   std::string format_where;            // names the format in errors
+  std::string chat_template;           // the config's own Jinja template (text); empty: the model's
+  std::string chat_template_where;     // names it in errors ("cfg.yaml:7: chat_template")
+  std::string chat_template_kwargs;    // JSON object of extra template variables; empty: none
   DataOptions options;
 };
 
@@ -29,8 +32,9 @@ struct DataPipeline {
   std::unique_ptr<Tokenizer> tokenizer;
   std::string tokenizer_path;            // as resolved (file or directory)
   std::vector<std::string> tokenizer_files;  // the files that define it (hashed)
-  std::string prompt_format_name;        // preset name, or "custom"
-  PromptFormat format;
+  std::string prompt_format_name;        // preset name, "custom", or "chat_template"
+  PromptFormat format;                   // the llmforge format or preset (unused with a chat template)
+  std::shared_ptr<const ChatRenderer> renderer;  // renders conversations (either kind)
   DataOptions options;
   std::string model_dir;                 // initial_base_model_ckpt_path
 
@@ -40,10 +44,17 @@ struct DataPipeline {
   std::string format_hash() const;
 };
 
-// Loads the tokenizer and resolves the prompt format (auto: the preset the model directory asks
-// for; with task causal_lm and no recognisable chat template, no format). InputError naming
-// spec.tokenizer_where or spec.format_where for a bad tokenizer path or format.
+// Loads the tokenizer and resolves the prompt format. auto: the model's own Jinja chat template
+// (tokenizer_config.json or chat_template.jinja) whenever it has one, else the preset its
+// vocabulary asks for (with task causal_lm, no format). A chat_template in the spec takes the
+// place of the model's. InputError naming spec.tokenizer_where, spec.format_where or the
+// template's source for a bad tokenizer path, format or template.
 DataPipeline make_data_pipeline(const DataSpec& spec);
+
+// `name` a preset, or auto (the chat template of model_dir, else the preset its vocabulary asks
+// for): the renderer `generate --format` uses. `tokenizer` must outlive it. InputError otherwise.
+std::shared_ptr<const ChatRenderer> resolve_renderer(const std::string& name, const std::string& model_dir,
+                                                     const Tokenizer& tokenizer);
 
 // 64-bit FNV-1a over the bytes of the files (names excluded), streamed; hex string.
 std::string file_fingerprint(const std::vector<std::string>& paths);

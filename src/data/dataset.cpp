@@ -1,6 +1,8 @@
 // DatasetReader: lines -> samples -> tokens, with validation, skip counting and truncation.
 #include "src/data/dataset.h"
 
+#include <algorithm>
+#include <memory>
 #include <sstream>
 
 #include "src/data/utf8.h"
@@ -85,13 +87,18 @@ ConversationUse conversation_use(const DataOptions& o) {
 
 }  // namespace
 
-DatasetReader::DatasetReader(std::vector<std::string> paths, DataOptions options, PromptFormat format,
-                             const Tokenizer& tokenizer)
+DatasetReader::DatasetReader(std::vector<std::string> paths, DataOptions options,
+                             std::shared_ptr<const ChatRenderer> renderer, const Tokenizer& tokenizer)
     : paths_(std::move(paths)),
       options_(options),
-      renderer_(std::move(format)),
+      renderer_(std::move(renderer)),
       tokenizer_(tokenizer),
+      turn_end_ids_(renderer_->turn_end_ids(tokenizer)),
       parser_(options.dataset_format, conversation_use(options)) {}
+
+DatasetReader::DatasetReader(std::vector<std::string> paths, DataOptions options, PromptFormat format,
+                             const Tokenizer& tokenizer)
+    : DatasetReader(std::move(paths), options, std::make_shared<PromptRenderer>(std::move(format)), tokenizer) {}
 
 DatasetReader::~DatasetReader() = default;
 
@@ -150,14 +157,15 @@ bool DatasetReader::encode(const Sample& sample, EncodedSample& out) {
     RenderOptions ro;
     ro.allow_special_tokens_in_content = options_.allow_special_tokens_in_content;
     ro.train_on = options_.task == Task::causal_lm ? TrainOn::all : options_.train_on;
-    const RenderedPrompt rendered = renderer_.render(sample.messages, ro);
-    tokens = options_.task == Task::causal_lm
-                 ? tokenize_causal_rendered(tokenizer_, rendered, !renderer_.format().bos.empty())
-                 : tokenize_rendered(tokenizer_, rendered);
+    const RenderedPrompt rendered = renderer_->render(sample.messages, ro);
+    tokens = options_.task == Task::causal_lm ? tokenize_causal_rendered(tokenizer_, rendered, renderer_->writes_bos())
+                                              : tokenize_rendered(tokenizer_, rendered);
+    if (options_.task != Task::causal_lm) check_fidelity(sample.messages, tokens);
     if (keep_text_) text = rendered.text;
   }
 
   const int64_t limit = options_.context_length;
+  // (the fidelity gate ran on the whole sample, before truncation)
   bool truncated = false;
   if (limit > 0 && static_cast<int64_t>(tokens.ids.size()) > limit) {
     if (options_.truncation == Truncation::drop) {
@@ -185,6 +193,76 @@ bool DatasetReader::encode(const Sample& sample, EncodedSample& out) {
   out.loss_mask = std::move(tokens.loss_mask);
   out.text = std::move(text);
   return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fidelity gate
+
+namespace {
+
+// A few tokens of ids around `at`, decoded, for messages.
+std::string tokens_near(const Tokenizer& tokenizer, const std::vector<int32_t>& ids, size_t at) {
+  if (at >= ids.size()) return "(the end)";
+  const size_t from = at >= 2 ? at - 2 : 0, to = std::min(ids.size(), at + 3);
+  std::string shown = tokenizer.decode(std::vector<int32_t>(ids.begin() + static_cast<std::ptrdiff_t>(from),
+                                                            ids.begin() + static_cast<std::ptrdiff_t>(to)));
+  return quote_for_error(shown, 60) + " (token " + std::to_string(at) + ": " +
+         quote_for_error(tokenizer.id_to_piece(ids[at]), 30) + ")";
+}
+
+}  // namespace
+
+void DatasetReader::check_fidelity(const Conversation& conversation, const TokenizedSample& tokens) const {
+  const std::vector<int32_t>& ids = tokens.ids;
+  const int32_t bos = tokenizer_.special_ids().bos;
+  if (bos >= 0) {
+    const auto n = std::count(ids.begin(), ids.end(), bos);
+    if (n > 1 || (n == 1 && ids.front() != bos))
+      throw InvalidSample("fidelity_bos", "the rendered sample holds " + std::to_string(n) +
+                                              " BOS tokens (the prompt format and the tokenizer both add one?); a "
+                                              "model sees exactly one, at the start");
+  }
+  size_t last = conversation.size();
+  for (size_t i = 0; i < conversation.size(); ++i)
+    if (conversation[i].role == Role::assistant) last = i;
+  if (last == conversation.size()) return;
+  RenderOptions ro;
+  ro.allow_special_tokens_in_content = options_.allow_special_tokens_in_content;
+  ro.add_generation_prompt = true;
+  const Conversation prompt(conversation.begin(), conversation.begin() + static_cast<std::ptrdiff_t>(last));
+  const std::vector<int32_t> inference = tokenize_rendered(tokenizer_, renderer_->render(prompt, ro)).ids;
+  size_t k = 0;
+  while (k < inference.size() && k < ids.size() && inference[k] == ids[k]) ++k;
+  if (k < inference.size())
+    throw InvalidSample("fidelity_prefix",
+                        "the prompt inference feeds for this conversation is not a prefix of the training sample: "
+                        "training has " + tokens_near(tokenizer_, ids, k) + " where inference has " +
+                            tokens_near(tokenizer_, inference, k) +
+                            " (the format renders turns differently with add_generation_prompt, or the tokenizer "
+                            "joins the prompt's end with the reply)");
+  // The last run of supervised tokens is the last assistant reply.
+  size_t end = tokens.loss_mask.size();
+  while (end > 0 && !tokens.loss_mask[end - 1]) --end;
+  size_t begin = end;
+  while (begin > 0 && tokens.loss_mask[begin - 1]) --begin;
+  // The model continues from the prompt inference feeds: training must supervise the reply from
+  // there on, with no template token between them that only training sees.
+  if (options_.train_on != TrainOn::all && end > 0 && inference.size() < begin)
+    throw InvalidSample("fidelity_gap",
+                        "training has " + std::to_string(begin - inference.size()) +
+                            " unsupervised token(s) between the prompt inference feeds and the last reply, from " +
+                            tokens_near(tokenizer_, ids, inference.size()) +
+                            ": at inference the model would have to write them and nothing teaches it to (the "
+                            "tokenizer joins the prompt's end with the reply, e.g. a trailing space or newline, or "
+                            "the template writes more after the generation prompt in training)");
+  if (turn_end_ids_.empty()) return;
+  // Its end-of-turn token must carry loss.
+  for (size_t i = begin; i < end; ++i)
+    if (std::find(turn_end_ids_.begin(), turn_end_ids_.end(), ids[i]) != turn_end_ids_.end()) return;
+  throw InvalidSample("fidelity_end_of_turn", "the end-of-turn token " +
+                                                  quote_for_error(tokenizer_.id_to_piece(turn_end_ids_[0]), 30) +
+                                                  " after the last assistant reply carries no loss, so the model "
+                                                  "would not learn to stop");
 }
 
 }  // namespace ringtune

@@ -73,8 +73,16 @@ struct DataReport {
 // Reader
 
 // Reads the files in order, one line at a time (memory does not grow with file size). Blank
-// lines are skipped silently. The dataset format is dataset_format, or (auto) detected from the
-// first valid line of each file and then required of every line of that file.
+// lines are skipped silently. Chat samples pass the fidelity gate before anything else is
+// checked: the ids inference would feed for the conversation up to its last assistant message
+// (rendered with add_generation_prompt) are a prefix of the training ids, there is at most one
+// BOS and only at the start, and the format's end-of-turn token after the last reply carries
+// loss (when the format has one); unless train_on is all, the last reply's supervised tokens
+// start right where that prompt ends (no template token that only training sees between them).
+// A sample that fails is invalid (reasons "fidelity_prefix", "fidelity_bos", "fidelity_gap",
+// "fidelity_end_of_turn"), with the first differing token decoded. The dataset format is
+// dataset_format, or (auto) detected from the first valid line of each file and then required
+// of every line of that file.
 //
 // on_invalid_sample: error -> next() throws InputError "<file>:<line>: <reason>";
 //                    skip  -> the sample is counted in report().invalid[reason] and skipped.
@@ -83,6 +91,9 @@ struct DataReport {
 // a sample left with no supervised token is dropped and counted. These are never errors.
 class DatasetReader {
  public:
+  DatasetReader(std::vector<std::string> paths, DataOptions options, std::shared_ptr<const ChatRenderer> renderer,
+                const Tokenizer& tokenizer);
+  // An llmforge format or preset (PromptRenderer).
   DatasetReader(std::vector<std::string> paths, DataOptions options, PromptFormat format,
                 const Tokenizer& tokenizer);
   ~DatasetReader();
@@ -95,12 +106,14 @@ class DatasetReader {
 
  private:
   bool encode(const Sample& sample, EncodedSample& out);
+  void check_fidelity(const Conversation& conversation, const TokenizedSample& tokens) const;
   void invalid(const InvalidSample& e);
 
   std::vector<std::string> paths_;
   DataOptions options_;
-  PromptRenderer renderer_;
+  std::shared_ptr<const ChatRenderer> renderer_;
   const Tokenizer& tokenizer_;
+  std::vector<int32_t> turn_end_ids_;
   SampleParser parser_;
   size_t file_index_ = 0;
   std::unique_ptr<JsonlLineReader> reader_;

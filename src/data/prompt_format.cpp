@@ -1,5 +1,5 @@
-// Prompt formats: presets, template validation, `auto` resolution, and rendering of a
-// conversation into text + tokenizer segments + supervised byte spans.
+// Prompt formats: presets, template validation, `auto` for models without a chat template, and
+// rendering of a conversation into text + tokenizer segments + supervised byte spans.
 //
 // How ringtune matches llmforge (the semantics of rayllm's PromptFormat.generate_prompt, which
 // llmforge's `generation_config.prompt_format` documents):
@@ -25,17 +25,10 @@
 #include "src/data/prompt_format.h"
 
 #include <algorithm>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "src/data/utf8.h"
 
 namespace ringtune {
-
-namespace fs = std::filesystem;
 
 // ---------------------------------------------------------------------------------------------
 // Presets
@@ -188,8 +181,8 @@ void validate_prompt_format(const PromptFormat& format, const std::string& where
   (void)renderer;
 }
 
-PromptRenderer::PromptRenderer(PromptFormat format, const std::string& where)
-    : format_(std::move(format)) {
+PromptRenderer::PromptRenderer(PromptFormat format, const std::string& where, std::string name)
+    : format_(std::move(format)), name_(std::move(name)) {
   system_ = checked_template(format_, where, "system");
   user_ = checked_template(format_, where, "user");
   assistant_ = checked_template(format_, where, "assistant");
@@ -207,82 +200,23 @@ PromptRenderer::PromptRenderer(PromptFormat format, const std::string& where)
 }
 
 // ---------------------------------------------------------------------------------------------
-// auto
+// auto without a chat template
 
-namespace {
-
-// Reads model_dir's chat template: tokenizer_config.json "chat_template" (a string, or a list of
-// {name, template} of which "default" is used), else chat_template.jinja. Empty when none.
-std::string read_chat_template(const std::string& model_dir) {
-  const fs::path dir(model_dir);
-  const fs::path config = dir / "tokenizer_config.json";
-  if (fs::exists(config)) {
-    std::ifstream in(config);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(config.string() + ": not valid JSON (" + e.what() + ")");
-    }
-    if (j.is_object() && j.contains("chat_template")) {
-      const auto& t = j["chat_template"];
-      if (t.is_string()) return t.get<std::string>();
-      if (t.is_array())
-        for (const auto& entry : t)
-          if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") &&
-              entry["template"].is_string())
-            return entry["template"].get<std::string>();
-    }
-  }
-  const fs::path jinja = dir / "chat_template.jinja";
-  if (fs::exists(jinja)) {
-    std::ifstream in(jinja);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  return {};
-}
-
-std::string cannot_tell(const std::string& model_dir, const std::string& why) {
-  return "generation_config.prompt_format: auto cannot tell the prompt format of " + model_dir +
-         " (" + why + "); set it to one of " + join(prompt_format_preset_names(), ", ") +
-         ", or give system/user/assistant templates";
-}
-
-}  // namespace
-
-std::string detect_prompt_format_preset(const std::string& model_dir, const Tokenizer* tokenizer) {
-  const std::string tmpl = read_chat_template(model_dir);
-  if (!tmpl.empty()) {
-    const auto has = [&](const char* s) { return tmpl.find(s) != std::string::npos; };
-    std::vector<std::string> found;
-    if (has("<|start_header_id|>") && has("<|eot_id|>")) found.push_back("llama3");
-    if (has("<|im_start|>") && has("<|im_end|>")) found.push_back("chatml");
-    if (has("[INST]")) found.push_back(has("<<SYS>>") ? "llama2" : "mistral");
-    if (found.size() == 1) return found[0];
-    if (found.empty()) throw InputError(cannot_tell(model_dir, "its chat_template matches no preset"));
-    throw InputError(cannot_tell(model_dir, "its chat_template matches " + join(found, " and ")));
-  }
-  if (tokenizer != nullptr) {
-    const auto has = [&](const char* s) { return tokenizer->token_to_id(s).has_value(); };
-    std::vector<std::string> found;
-    if (has("<|start_header_id|>") && has("<|eot_id|>")) found.push_back("llama3");
-    if (has("<|im_start|>") && has("<|im_end|>")) found.push_back("chatml");
-    if (has("[INST]") && has("[/INST]")) found.push_back("mistral");
-    if (found.size() == 1) return found[0];
-    if (found.empty())
-      throw InputError(cannot_tell(model_dir, "no chat_template, and its vocabulary has no chat tokens"));
-    throw InputError(cannot_tell(model_dir, "no chat_template, and its vocabulary has tokens of " +
-                                                join(found, " and ")));
-  }
-  throw InputError(cannot_tell(model_dir, "no chat_template"));
-}
-
-PromptFormat resolve_prompt_format(const std::string& name, const std::string& model_dir,
-                                   const Tokenizer* tokenizer) {
-  if (name == "auto") return prompt_format_preset(detect_prompt_format_preset(model_dir, tokenizer));
-  return prompt_format_preset(name);
+std::string preset_from_vocabulary(const std::string& model_dir, const Tokenizer* tokenizer) {
+  const auto cannot_tell = [&](const std::string& why) {
+    return InputError("generation_config.prompt_format: auto cannot tell the prompt format of " + model_dir +
+                      " (" + why + "); set it to one of " + join(prompt_format_preset_names(), ", ") +
+                      ", give system/user/assistant templates, or give a chat_template");
+  };
+  if (tokenizer == nullptr) throw cannot_tell("no chat template");
+  const auto has = [&](const char* s) { return tokenizer->token_to_id(s).has_value(); };
+  std::vector<std::string> found;
+  if (has("<|start_header_id|>") && has("<|eot_id|>")) found.push_back("llama3");
+  if (has("<|im_start|>") && has("<|im_end|>")) found.push_back("chatml");
+  if (has("[INST]") && has("[/INST]")) found.push_back("mistral");
+  if (found.size() == 1) return found[0];
+  if (found.empty()) throw cannot_tell("no chat template, and its vocabulary has no chat tokens");
+  throw cannot_tell("no chat template, and its vocabulary has tokens of " + join(found, " and "));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,6 +367,44 @@ RenderedPrompt PromptRenderer::render(const Conversation& conversation,
   }
   out.supervised = std::move(spans);
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// End of turn, description, fingerprint
+
+std::string PromptRenderer::reply_suffix() const {
+  const std::string& t = format_.assistant;
+  const size_t pos = t.rfind("{instruction}");
+  if (pos == std::string::npos) return "";
+  std::string tail = t.substr(pos + 13), out;
+  for (size_t i = 0; i < tail.size(); ++i) {
+    out += tail[i];
+    if ((tail[i] == '{' || tail[i] == '}') && i + 1 < tail.size() && tail[i + 1] == tail[i]) ++i;
+  }
+  return std::string(trim_whitespace(out));
+}
+
+std::vector<int32_t> PromptRenderer::turn_end_ids(const Tokenizer& tokenizer) const {
+  const std::string suffix = reply_suffix();
+  if (suffix.empty()) return {};
+  if (auto id = tokenizer.token_to_id(suffix)) return {*id};
+  const auto enc = tokenizer.encode(suffix, true);
+  if (enc.size() == 1) return {enc[0]};
+  return {};
+}
+
+std::string PromptRenderer::describe() const {
+  return name_ == "custom" ? "the prompt_format map of the config" : "preset " + name_;
+}
+
+std::string PromptRenderer::fingerprint() const {
+  std::string f = "llmforge\x1f";
+  for (const std::string* s : {&format_.system, &format_.user, &format_.assistant, &format_.trailing_assistant,
+                               &format_.bos, &format_.default_system_message})
+    f += *s + "\x1f";
+  f += format_.system_in_user ? "1" : "0";
+  f += format_.strip_whitespace ? "1" : "0";
+  return f;
 }
 
 }  // namespace ringtune

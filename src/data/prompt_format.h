@@ -1,9 +1,9 @@
 // Prompt formats: Anyscale llmforge's `generation_config.prompt_format` (templates with
-// {instruction} and {system}), the named presets llama3 | llama2 | mistral | chatml | none, `auto`
-// resolution from a model directory, and rendering of a conversation into text, tokenizer
+// {instruction} and {system}), the named presets llama3 | llama2 | mistral | chatml | none, the
+// preset `auto` picks for a model without a chat template, and rendering of a conversation into text, tokenizer
 // segments and the byte spans that carry loss.
-// defines: PromptFormat, prompt_format_preset, validate_prompt_format, resolve_prompt_format,
-//          TrainOn, RenderOptions, RenderedPrompt, PromptRenderer
+// defines: PromptFormat, prompt_format_preset, validate_prompt_format, preset_from_vocabulary,
+//          TrainOn, RenderOptions, RenderedPrompt, ChatRenderer, PromptRenderer
 #pragma once
 #include <cstdint>
 #include <string>
@@ -44,14 +44,10 @@ PromptFormat prompt_format_preset(const std::string& name);
 void validate_prompt_format(const PromptFormat& format,
                             const std::string& where = "generation_config.prompt_format");
 
-// The preset a model directory unambiguously asks for: from tokenizer_config.json's
-// chat_template (or chat_template.jinja), else from the tokenizer's vocabulary (pass nullptr to
-// skip that). Throws InputError asking the user to choose when it cannot tell.
-std::string detect_prompt_format_preset(const std::string& model_dir, const Tokenizer* tokenizer);
-
-// `name` is a preset name or "auto" (then model_dir/tokenizer decide, as above).
-PromptFormat resolve_prompt_format(const std::string& name, const std::string& model_dir,
-                                   const Tokenizer* tokenizer);
+// `auto` for a model without a chat template (one with a template renders it: ChatTemplateRenderer):
+// the preset whose chat tokens the tokenizer's vocabulary has, when exactly one matches. Throws
+// InputError asking the user to choose otherwise (or when tokenizer is nullptr).
+std::string preset_from_vocabulary(const std::string& model_dir, const Tokenizer* tokenizer);
 
 // ---------------------------------------------------------------------------------------------
 // Rendering
@@ -92,19 +88,50 @@ struct RenderedPrompt {
   std::vector<TextSegment> segments() const;
 };
 
+// How conversations become text, ids and loss spans: an llmforge prompt format or preset
+// (PromptRenderer, below) or a model's Jinja chat template (ChatTemplateRenderer,
+// src/data/chat_template.h). Training, prepare, render, eval and generate all go through one.
+class ChatRenderer {
+ public:
+  virtual ~ChatRenderer() = default;
+  // Throws InvalidSample for a conversation the format cannot render.
+  virtual RenderedPrompt render(const Conversation& conversation, const RenderOptions& options) const = 0;
+  // The format's own end-of-turn token(s) after an assistant reply (<|eot_id|>, <|im_end|>, </s>,
+  // <end_of_turn>): generation stops there and training supervises them. Empty when the format
+  // writes none as a single token.
+  virtual std::vector<int32_t> turn_end_ids(const Tokenizer& tokenizer) const = 0;
+  // Template text after a reply that may survive decoding (a multi-token suffix): cut from
+  // generated replies. Empty for none.
+  virtual std::string reply_suffix() const { return {}; }
+  // The format writes the BOS itself (task causal_lm adds the tokenizer's otherwise).
+  virtual bool writes_bos() const = 0;
+  // One line for logs and `render`: which format, from where.
+  virtual std::string describe() const = 0;
+  // Everything that decides the rendering, for the prepared-data cache key.
+  virtual std::string fingerprint() const = 0;
+};
+
 // A validated, pre-parsed PromptFormat. Rendering follows llmforge's PromptFormat.generate_prompt:
 // bos, then the system template (unless system_in_user, or the system content is empty), then
 // each message through its template (the system template filled with the system content goes
 // into the first user message's {system} when system_in_user; later user messages get ""), then
 // trailing_assistant only when add_generation_prompt.
-class PromptRenderer {
+class PromptRenderer : public ChatRenderer {
  public:
+  // `name`: the preset's name, or "custom" for an llmforge map (for describe()).
   explicit PromptRenderer(PromptFormat format,
-                          const std::string& where = "generation_config.prompt_format");
+                          const std::string& where = "generation_config.prompt_format",
+                          std::string name = "custom");
 
   // Throws InvalidSample for a second system message; message order is not checked here (see
   // validate_conversation).
-  RenderedPrompt render(const Conversation& conversation, const RenderOptions& options) const;
+  RenderedPrompt render(const Conversation& conversation, const RenderOptions& options) const override;
+  // The assistant template's text after {instruction}, trimmed, when it is one token.
+  std::vector<int32_t> turn_end_ids(const Tokenizer& tokenizer) const override;
+  std::string reply_suffix() const override;
+  bool writes_bos() const override { return !format_.bos.empty(); }
+  std::string describe() const override;
+  std::string fingerprint() const override;
 
   const PromptFormat& format() const { return format_; }
 
@@ -116,6 +143,7 @@ class PromptRenderer {
 
  private:
   PromptFormat format_;
+  std::string name_;
   std::vector<Part> system_, user_, assistant_;
 };
 

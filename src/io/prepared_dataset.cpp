@@ -104,7 +104,7 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
     result.reason = force ? "forced" : "new";
   }
 
-  DatasetReader reader(abs_inputs, pipeline.options, pipeline.format, *pipeline.tokenizer);
+  DatasetReader reader(abs_inputs, pipeline.options, pipeline.renderer, *pipeline.tokenizer);
   H5File file = H5File::create(out_path);
   std::vector<int64_t> offsets{0}, lines, lengths;
   int64_t supervised = 0;

@@ -1,9 +1,15 @@
 // Data options from a Config; see data_options.h.
 #include "src/options/data_options.h"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "src/config/key_origins.h"
 #include "src/config/registry.h"
 #include "src/error.h"
+
+namespace fs = std::filesystem;
 
 namespace ringtune {
 
@@ -34,6 +40,35 @@ DataSpec data_spec_from_config(const Config& c) {
   } else {
     s.prompt_format = c.get_string(pf);
   }
+  if (c.is_set("chat_template")) {
+    if (s.prompt_format != "auto")
+      origins.fail("chat_template", "a chat template and the generation_config.prompt_format " +
+                                        std::string(s.prompt_format == "custom" ? "map" : "preset " + s.prompt_format) +
+                                        " both say how to render; keep one");
+    const std::string value = c.get_string("chat_template");
+    // A file when the value names one (relative to the config file), else the template itself.
+    fs::path file(value);
+    if (file.is_relative()) {
+      const std::string cfg_file = c.origin("chat_template").file;
+      if (c.origin("chat_template").kind == Origin::Kind::File && !cfg_file.empty())
+        file = fs::path(cfg_file).parent_path() / file;
+    }
+    std::error_code ec;
+    const bool looks_like_template = value.find("{%") != std::string::npos || value.find("{{") != std::string::npos;
+    if (!looks_like_template && value.find('\n') == std::string::npos && fs::is_regular_file(file, ec)) {
+      std::ifstream in(file);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      s.chat_template = ss.str();
+      s.chat_template_where = file.string();
+    } else if (!looks_like_template) {
+      origins.fail("chat_template", "neither a Jinja template nor an existing file: " + value);
+    } else {
+      s.chat_template = value;
+      s.chat_template_where = origins.where("chat_template");
+    }
+  }
+  if (c.is_set("chat_template_kwargs")) s.chat_template_kwargs = c.get_string("chat_template_kwargs");
 
   DataOptions& o = s.options;
   o.dataset_format = parse_dataset_format(c.get_string("dataset_format"));

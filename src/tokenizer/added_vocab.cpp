@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "src/tokenizer/utf8.h"
+#include "src/utf8.h"
 
 namespace ringtune {
 

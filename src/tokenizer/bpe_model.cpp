@@ -20,7 +20,7 @@
 
 #include "src/tokenizer/byte_level.h"
 #include "src/tokenizer/hf_json.h"
-#include "src/tokenizer/utf8.h"
+#include "src/utf8.h"
 
 namespace ringtune {
 

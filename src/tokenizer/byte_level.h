@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "src/tokenizer/utf8.h"
+#include "src/utf8.h"
 
 namespace ringtune {
 

@@ -16,7 +16,7 @@
 #include "src/tokenizer/hf_json.h"
 #include "src/tokenizer/hf_normalizers.h"
 #include "src/tokenizer/hf_pre_tokenizers.h"
-#include "src/tokenizer/utf8.h"
+#include "src/utf8.h"
 
 namespace ringtune {
 

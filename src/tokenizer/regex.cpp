@@ -9,7 +9,7 @@
 
 #include "src/error.h"
 
-#include "src/tokenizer/utf8.h"
+#include "src/utf8.h"
 
 namespace ringtune {
 

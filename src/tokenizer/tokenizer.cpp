@@ -7,7 +7,8 @@
 //   2. config.json `<role>_token_id` (bos, eos, pad; an integer or a list, whose first is taken);
 //   3. the tokenizer itself: the SentencePiece model's ids, the BPE model's unk_token, or the
 //      first of a few well-known pieces it has (<|begin_of_text|>, <s>, ...).
-// eos_ids holds eos and every id config.json lists as eos_token_id.
+// eos_ids holds eos and every id that config.json or generation_config.json lists as
+// eos_token_id (generation stops at any of them, as transformers' generate does).
 #include "src/tokenizer/tokenizer.h"
 
 #include <nlohmann/json.hpp>
@@ -155,7 +156,9 @@ SpecialTokenIds resolve_special_ids(const Tokenizer& tok, SpecialTokenIds defaul
                                     const nlohmann::json* tok_config,
                                     const std::string& tok_config_path,
                                     const nlohmann::json* model_config,
-                                    const std::string& model_config_path) {
+                                    const std::string& model_config_path,
+                                    const nlohmann::json* gen_config,
+                                    const std::string& gen_config_path) {
   SpecialTokenIds ids;
   const int32_t vocab = tok.vocab_size();
   auto resolve = [&](const char* role, int32_t fallback, std::vector<int32_t>* listed) -> int32_t {
@@ -195,6 +198,8 @@ SpecialTokenIds resolve_special_ids(const Tokenizer& tok, SpecialTokenIds defaul
                     nullptr);
   if (ids.eos >= 0) {
     ids.eos_ids.push_back(ids.eos);
+    const auto gen_listed = config_ids(gen_config, "eos_token_id", gen_config_path, vocab);
+    eos_listed.insert(eos_listed.end(), gen_listed.begin(), gen_listed.end());
     for (const int32_t id : eos_listed) {
       if (std::find(ids.eos_ids.begin(), ids.eos_ids.end(), id) == ids.eos_ids.end()) {
         ids.eos_ids.push_back(id);
@@ -226,10 +231,13 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
 
   const fs::path tok_config_path = dir / "tokenizer_config.json";
   const fs::path model_config_path = dir / "config.json";
+  const fs::path gen_config_path = dir / "generation_config.json";
   const auto tok_config = read_json_if_present(tok_config_path);
   const auto model_config = read_json_if_present(model_config_path);
+  const auto gen_config = read_json_if_present(gen_config_path);
   const nlohmann::json* tc = tok_config ? &*tok_config : nullptr;
   const nlohmann::json* mc = model_config ? &*model_config : nullptr;
+  const nlohmann::json* gc = gen_config ? &*gen_config : nullptr;
 
   const bool is_json = file.extension() == ".json" ||
                        (file.extension() != ".model" && looks_like_json(file));
@@ -239,14 +247,16 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
     SpecialTokenIds defaults;
     defaults.unk = tok->model_unk_id();
     tok->set_special_ids(resolve_special_ids(*tok, defaults, tc, tok_config_path.string(), mc,
-                                             model_config_path.string()));
+                                             model_config_path.string(), gc,
+                                             gen_config_path.string()));
     return tok;
   }
   auto tok = SentencePieceTokenizer::load(file.string());
   if (tc) add_config_tokens(*tok, *tc, tok_config_path.string());
   tok->set_special_ids(resolve_special_ids(*tok, tok->special_ids(), tc,
                                            tok_config_path.string(), mc,
-                                           model_config_path.string()));
+                                           model_config_path.string(), gc,
+                                           gen_config_path.string()));
   return tok;
 }
 

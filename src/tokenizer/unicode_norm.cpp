@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "src/tokenizer/utf8.h"
+#include "src/utf8.h"
 
 namespace ringtune {
 

@@ -65,32 +65,11 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b);
 }
 
-// The assistant template's text after {instruction}, braces unescaped, trimmed.
-std::string assistant_suffix(const PromptFormat& format) {
-  const std::string& t = format.assistant;
-  const size_t pos = t.rfind("{instruction}");
-  if (pos == std::string::npos) return "";
-  std::string tail = t.substr(pos + 13), out;
-  for (size_t i = 0; i < tail.size(); ++i) {
-    out += tail[i];
-    if ((tail[i] == '{' || tail[i] == '}') && i + 1 < tail.size() && tail[i + 1] == tail[i]) ++i;
-  }
-  return trim(out);
-}
-
 }  // namespace
 
-std::vector<int64_t> end_of_turn_ids(const Tokenizer& tokenizer, const PromptFormat& format) {
+std::vector<int64_t> end_of_turn_ids(const Tokenizer& tokenizer, const ChatRenderer& format) {
   std::vector<int64_t> ids;
-  const std::string suffix = assistant_suffix(format);
-  if (!suffix.empty()) {
-    if (auto id = tokenizer.token_to_id(suffix)) {
-      ids.push_back(*id);
-    } else {
-      const auto enc = tokenizer.encode(suffix, true);
-      if (enc.size() == 1) ids.push_back(enc[0]);
-    }
-  }
+  for (int32_t id : format.turn_end_ids(tokenizer)) ids.push_back(id);
   for (int32_t id : tokenizer.special_ids().eos_ids)
     if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
   const int32_t eos = tokenizer.special_ids().eos;
@@ -98,11 +77,10 @@ std::vector<int64_t> end_of_turn_ids(const Tokenizer& tokenizer, const PromptFor
   return ids;
 }
 
-GenerationPrompt generation_prompt(const Tokenizer& tokenizer, const PromptFormat& format,
+GenerationPrompt generation_prompt(const Tokenizer& tokenizer, const ChatRenderer& renderer,
                                    const Conversation& conversation, bool allow_special_tokens_in_content) {
   validate_conversation(conversation, ConversationUse::generation,
                         [](size_t i) { return "messages[" + std::to_string(i) + "]"; });
-  const PromptRenderer renderer(format);
   RenderOptions ro;
   ro.allow_special_tokens_in_content = allow_special_tokens_in_content;
   ro.add_generation_prompt = true;
@@ -114,7 +92,7 @@ GenerationPrompt generation_prompt(const Tokenizer& tokenizer, const PromptForma
   return p;
 }
 
-std::string reply_text(const Tokenizer& tokenizer, const PromptFormat& format, const std::vector<int64_t>& generated,
+std::string reply_text(const Tokenizer& tokenizer, const ChatRenderer& format, const std::vector<int64_t>& generated,
                        const std::vector<int64_t>& stop_ids) {
   std::vector<int32_t> ids;
   for (int64_t id : generated) {
@@ -122,7 +100,7 @@ std::string reply_text(const Tokenizer& tokenizer, const PromptFormat& format, c
     ids.push_back(static_cast<int32_t>(id));
   }
   std::string text = tokenizer.decode(ids, /*skip_special=*/true);
-  const std::string suffix = assistant_suffix(format);
+  const std::string suffix = format.reply_suffix();
   if (!suffix.empty()) {
     const size_t at = text.find(suffix);
     if (at != std::string::npos) text.resize(at);
@@ -140,7 +118,7 @@ ExactMatchResult evaluate_exact_match(LlamaForCausalLM& model, const DataPipelin
   model->eval();
   const Tokenizer& tok = *pipe.tokenizer;
   GenerateOptions go;
-  go.stop_ids = end_of_turn_ids(tok, pipe.format);
+  go.stop_ids = end_of_turn_ids(tok, *pipe.renderer);
   const int64_t limit = model->config().max_position_embeddings;
   const int64_t vocab = model->config().vocab_size;
   SampleParser parser(pipe.options.dataset_format, ConversationUse::training);
@@ -161,7 +139,7 @@ ExactMatchResult evaluate_exact_match(LlamaForCausalLM& model, const DataPipelin
       sample = parser.parse(line, reader.line_number());
       if (sample.is_text) throw InputError(where + ": a text sample has no reference reply (exact match needs chat samples)");
       Conversation conv(sample.messages.begin(), sample.messages.end() - 1);
-      prompt = generation_prompt(tok, pipe.format, conv, pipe.options.allow_special_tokens_in_content);
+      prompt = generation_prompt(tok, *pipe.renderer, conv, pipe.options.allow_special_tokens_in_content);
     } catch (const InvalidSample& e) {
       if (pipe.options.on_invalid_sample == OnInvalidSample::error) throw InputError(where + ": " + e.what());
       ++result.skipped;
@@ -183,7 +161,7 @@ ExactMatchResult evaluate_exact_match(LlamaForCausalLM& model, const DataPipelin
       const std::vector<int64_t> gen(seq.begin() + static_cast<std::ptrdiff_t>(prompt.ids.size()), seq.end());
       rec.new_tokens = static_cast<int64_t>(gen.size());
       rec.stopped = !gen.empty() && std::find(go.stop_ids.begin(), go.stop_ids.end(), gen.back()) != go.stop_ids.end();
-      rec.generated = reply_text(tok, pipe.format, gen, go.stop_ids);
+      rec.generated = reply_text(tok, *pipe.renderer, gen, go.stop_ids);
     }
     rec.match = rec.generated == rec.reference;
     ++result.total;

@@ -18,7 +18,7 @@ namespace ringtune {
 class LlamaForCausalLM;  // model/llama.h
 struct PackedSequence;   // src/train/packing.h
 struct DataPipeline;     // src/data/data_pipeline.h
-struct PromptFormat;     // src/data/prompt_format.h
+class ChatRenderer;     // src/data/prompt_format.h
 class Tokenizer;         // src/tokenizer/tokenizer.h
 
 // ---------------------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ LossEval evaluate_loss(LlamaForCausalLM& model, const std::vector<PackedSequence
 // The ids that end a reply: the format's end-of-turn token (the assistant template's text after
 // {instruction}, trimmed — "<|eot_id|>", "<|im_end|>", "</s>" — when it is one token), then the
 // tokenizer's eos ids. Never empty when the tokenizer has an eos.
-std::vector<int64_t> end_of_turn_ids(const Tokenizer& tokenizer, const PromptFormat& format);
+std::vector<int64_t> end_of_turn_ids(const Tokenizer& tokenizer, const ChatRenderer& format);
 
 struct GenerationPrompt {
   std::string text;          // the rendered prompt
@@ -54,13 +54,13 @@ struct GenerationPrompt {
 // `conversation` ends with a user message (checked: InvalidSample otherwise). Rendered with
 // add_generation_prompt (trailing_assistant) and tokenized as training does (template text may
 // hold special tokens, message content only when allow_special_tokens_in_content).
-GenerationPrompt generation_prompt(const Tokenizer& tokenizer, const PromptFormat& format,
+GenerationPrompt generation_prompt(const Tokenizer& tokenizer, const ChatRenderer& format,
                                    const Conversation& conversation, bool allow_special_tokens_in_content);
 
 // The reply in `generated` (ids after the prompt): cut before the first stop id, decoded without
 // special tokens, cut before the text of the assistant template's suffix if it still appears (a
 // multi-token end of turn), and trimmed of surrounding whitespace.
-std::string reply_text(const Tokenizer& tokenizer, const PromptFormat& format,
+std::string reply_text(const Tokenizer& tokenizer, const ChatRenderer& format,
                        const std::vector<int64_t>& generated, const std::vector<int64_t>& stop_ids);
 
 // ---------------------------------------------------------------------------------------------

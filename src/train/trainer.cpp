@@ -243,6 +243,7 @@ const std::vector<PackedSequence>& Trainer::sequences(int64_t epoch) {
 // never on the world size) and the validation sequences.
 void Trainer::setup_data() {
   pipe_ = make_data_pipeline(o_.data);
+  spdlog::info("prompt format: {}", pipe_.renderer->describe());
   train_ = prepared("train", o_.train_path);
   if (train_.size() == 0) o_.origins.fail("train_path", "no usable samples");
   if (!o_.valid_path.empty()) valid_ = prepared("valid", o_.valid_path);

@@ -1,5 +1,6 @@
-// UTF-8 helpers shared by the tokenizers: decoding one code point, validation, encoding, and the
-// lossy decoding (invalid bytes become U+FFFD) that byte-level decoders need.
+// UTF-8 helpers shared by the tokenizers and the template engine: decoding one code point,
+// validation, encoding, and the lossy decoding (invalid bytes become U+FFFD) that byte-level
+// decoders need.
 // defines (namespace ringtune::utf8): char_length, valid_length_at, first_invalid, decode_at,
 //          append, lossy, is_js_whitespace
 #pragma once
