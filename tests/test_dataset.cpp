@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -207,11 +208,11 @@ std::vector<BadCase> bad_cases() {
       {"raw_tab_in_string", {"{\"text\":\"a\tb\"}"},
        "invalid JSON at byte 11: syntax error while parsing value - invalid string: control character U+0009 (HT) must be escaped to \\u0009 or \\t; last read: '\"a<U+0009>'",
        "invalid_json"},
-      {"array_line", {"[1, 2]"}, "expected one JSON object per line, got array", "not_object"},
-      {"string_line", {R"("hello")"}, "expected one JSON object per line, got string", "not_object"},
-      {"number_line", {"42"}, "expected one JSON object per line, got number", "not_object"},
-      {"null_line", {"null"}, "expected one JSON object per line, got null", "not_object"},
-      {"bool_line", {"true"}, "expected one JSON object per line, got boolean", "not_object"},
+      {"array_line", {"[1, 2]"}, "expected a JSON object (one sample), got array", "not_object"},
+      {"string_line", {R"("hello")"}, "expected a JSON object (one sample), got string", "not_object"},
+      {"number_line", {"42"}, "expected a JSON object (one sample), got number", "not_object"},
+      {"null_line", {"null"}, "expected a JSON object (one sample), got null", "not_object"},
+      {"bool_line", {"true"}, "expected a JSON object (one sample), got boolean", "not_object"},
       {"invalid_utf8_byte", {"{\"text\":\"a\xff" "b\"}"}, "invalid UTF-8 at byte 10", "invalid_utf8"},
       {"overlong_utf8", {"{\"text\":\"\xc0\xaf\"}"}, "invalid UTF-8 at byte 9", "invalid_utf8"},
       {"surrogate_utf8", {kText, "{\"text\":\"xy\xed\xa0\x80\"}"}, "invalid UTF-8 at byte 11", "invalid_utf8"},
@@ -222,10 +223,10 @@ std::vector<BadCase> bad_cases() {
        "cannot tell the dataset format: the object has keys of openai (\"messages\") and text (\"text\"); set dataset_format",
        "ambiguous_format"},
       {"format_changes_midfile", {kOpenAI, kShareGPT},
-       "this line is sharegpt (\"conversations\"), but the file is openai, detected at line 1", "format_mismatch"},
+       "this sample is sharegpt (\"conversations\"), but the file is openai, detected at line 1", "format_mismatch"},
       {"key_missing_midfile", {kOpenAI, R"({"foo": 1})"},
        "missing key \"messages\" (the file is openai, detected at line 1)", "missing_key"},
-      {"wrong_format_for_option", {kOpenAI}, "this line is openai (\"messages\"), but dataset_format: text",
+      {"wrong_format_for_option", {kOpenAI}, "this sample is openai (\"messages\"), but dataset_format: text",
        "format_mismatch", "text"},
       {"option_key_missing", {R"({"foo": 1})"}, "missing key \"conversations\" (dataset_format: sharegpt)",
        "missing_key", "sharegpt"},
@@ -520,6 +521,126 @@ TEST(DatasetErrors, CliExitsTwoWithTheSameOneLineError) {
     ++checked;
   }
   EXPECT_GE(checked, 45);
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON array files and conversation columns (torchtune's / Hugging Face's json loader)
+
+std::string dialogue(const std::string& user, const std::string& reply) {
+  return R"({"dialogue":[{"from":"human","value":")" + user + R"("},{"from":"gpt","value":")" + reply + R"("}]})";
+}
+
+TEST(DatasetFiles, AJsonArrayReadsAsItsLinesWould) {
+  TempDir d;
+  // Pretty-printed over several lines, with a byte-order mark and a string holding , ] } and \".
+  const std::string tricky = R"({"messages":[{"role":"user","content":"a, ]} \"b\" ["},{"role":"assistant","content":"c"}]})";
+  const std::string array = d.write("a.json", "\xEF\xBB\xBF\n [\n  " + kOpenAI + ",\n  " + kShareGPT + "\n  ,\n" +
+                                                  kOpenAI + ",\n" + tricky + "\n]\n");
+  DataOptions o;
+  o.dataset_format = DatasetFormat::auto_detect;
+  EXPECT_EQ(error_of({array}, o), array + "[1] (line 4): this sample is sharegpt (\"conversations\"), but the file "
+                                          "is openai, detected at line 3");
+  const std::string mixed = d.write("m.json", "[" + kShareGPT + "," + kShareGPT + "]");
+  DataReport report;
+  const auto from_array = read_all({mixed}, o, prompt_format_preset("chatml"), &report);
+  const auto from_lines = read_all({d.write_lines("m.jsonl", {kShareGPT, kShareGPT})}, o, prompt_format_preset("chatml"));
+  ASSERT_EQ(from_array.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(from_array[i].ids, from_lines[i].ids);
+    EXPECT_EQ(from_array[i].loss_mask, from_lines[i].loss_mask);
+  }
+  const std::string openai = d.write("o.json", "[\n" + kOpenAI + ",\n\n" + tricky + "]");
+  const auto samples = read_all({openai}, o, prompt_format_preset("chatml"));
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_EQ(samples[1].line, 4);  // the line its record starts on
+  EXPECT_EQ(samples[1].text, chatml("a, ]} \"b\" [", "c"));
+  EXPECT_TRUE(read_all({d.write("e.json", " [ ]\n")}, o, prompt_format_preset("chatml")).empty());
+}
+
+TEST(DatasetFiles, ConversationColumnInEitherStyle) {
+  TempDir d;
+  DataOptions o;
+  o.conversation_column = "dialogue";
+  const std::string sharegpt = d.write("s.json", "[" + dialogue("hi", "hello") + "]");
+  const std::string openai = d.write_lines(
+      "o.jsonl", {R"({"dialogue":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]})"});
+  for (const auto& path : {sharegpt, openai}) {
+    const auto samples = read_all({path}, o, prompt_format_preset("chatml"));
+    ASSERT_EQ(samples.size(), 1u) << path;
+    EXPECT_EQ(samples[0].text, chatml("hi", "hello")) << path;
+  }
+  // A forced style is enforced; without the column the sample has no conversation.
+  o.conversation_style = DatasetFormat::openai;
+  EXPECT_EQ(error_of({sharegpt}, o), sharegpt + "[0] (line 1): dialogue[0] has no \"role\"");
+  o.conversation_style = DatasetFormat::auto_detect;
+  const std::string plain = d.write_lines("k.jsonl", {kOpenAI});
+  EXPECT_EQ(error_of({plain}, o),
+            plain + ":1: cannot tell the dataset format: no \"dialogue\" (conversation_column), \"instruction\"/\"output\" "
+                "or \"text\" key (or set dataset_format)");
+}
+
+TEST(DatasetFiles, MalformedJsonArraysNameFileIndexAndLine) {
+  TempDir d;
+  const std::string ok = dialogue("hi", "hello");
+  struct Case {
+    std::string name, content, message;  // message after "<file>"
+  };
+  const std::vector<Case> cases = {
+      {"missing_comma", "[" + ok + " " + ok + "]", "[0] (line 1): expected ',' or ']' after this record, got '{'"},
+      {"unclosed_array", "[" + ok + ",\n", "[1] (line 2): the file ends inside the JSON array (no closing ']')"},
+      {"unclosed_after_record", "[\n" + ok + "\n", "[0] (line 3): the file ends inside the JSON array (no closing ']')"},
+      {"unclosed_record", "[" + ok + ",\n{\"dialogue\": [", "[1] (line 2): the file ends inside this record (the JSON array is not closed)"},
+      {"unclosed_string", "[{\"dialogue\": \"abc]", "[0] (line 1): the file ends inside this record (the JSON array is not closed)"},
+      {"text_after_array", "[" + ok + "]\nmore", " (line 2): text after the JSON array's closing ']'"},
+      {"empty_record", "[,]", "[0] (line 1): expected a record, got ','"},
+      {"trailing_comma", "[" + ok + ",]", "[1] (line 1): expected a record, got ']'"},
+      {"scalar_record", "[" + ok + ",\n 7]", "[1] (line 2): expected a JSON object (one sample), got number"},
+      {"bad_json_in_record", "[{\"dialogue\": tru}]", "[0] (line 1): invalid JSON at byte 17: syntax error while parsing value - invalid literal; last read: '\"dialogue\": tru}'"},
+      {"bad_role_in_record", "[\n" + ok + ",\n" + dialogue("a", "b").replace(dialogue("a", "b").find("gpt"), 3, "robot") + "\n]",
+       "[1] (line 3): dialogue[1].from \"robot\" is not one of system, human, gpt, user, assistant"},
+      {"column_not_array", R"([{"dialogue": "hi"}])", "[0] (line 1): \"dialogue\" must be an array, got string"},
+      {"column_empty", R"([{"dialogue": []}])", "[0] (line 1): \"dialogue\" is an empty array"},
+      {"record_too_long", "[" + dialogue(std::string(400, 'x'), "y") + "]", "[0] (line 1): the record is longer than 300 bytes"},
+      {"invalid_utf8_in_record", "[" + dialogue("caf\xE9", "y") + "]", "[0] (line 1): invalid UTF-8 at byte 41"},
+  };
+  DataOptions o;
+  o.conversation_column = "dialogue";
+  o.max_line_bytes = 300;
+  std::set<std::string> seen;
+  for (const Case& c : cases) {
+    const std::string path = d.write(c.name + ".json", c.content);
+    const std::string got = error_of({path}, o);
+    EXPECT_EQ(got, path + c.message) << c.name;
+    EXPECT_EQ(got.find('\n'), std::string::npos) << c.name;
+    EXPECT_TRUE(seen.insert(c.message).second) << c.name;
+  }
+  // Invalid records are skipped and counted like invalid lines; the valid ones are read.
+  o.on_invalid_sample = OnInvalidSample::skip;
+  DataReport report;
+  const auto samples = read_all({d.write("mixed.json", "[" + ok + ",\n7,\n" + ok + "]")}, o, prompt_format_preset("chatml"), &report);
+  EXPECT_EQ(samples.size(), 2u);
+  EXPECT_EQ(report.invalid.at("not_object"), 1);
+}
+
+TEST(DatasetFiles, ConversationColumnThroughTheBinary) {
+  TempDir d;
+  const std::string data = d.write("chats.json", "[\n" + dialogue("hi", "hello") + ",\n" + dialogue("yo", "hey") + "\n]\n");
+  const std::string cfg = d.write("cfg.yaml", "context_length: 256\nconversation_column: dialogue\n");
+  const std::string base = "render " + cfg + " initial_base_model_ckpt_path=" + ringtune_test::stories_dir() +
+                           " tokenizer_path=" + ringtune_test::fixtures_dir() + "/tokenizers/llama2-sp/tokenizer.model" +
+                           " generation_config.prompt_format=llama2 train_path=" + data;
+  auto r = ringtune_test::run_ringtune(base + " --n 5");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("=== sample 1 (" + data + ":3,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[INST] yo [/INST][[ hey </s>]]"), std::string::npos) << r.out;
+  for (const auto& [extra, message] : std::vector<std::pair<std::string, std::string>>{
+           {" conversation_column=dialogue dataset_format=alpaca", "conversation_column"},
+           {" conversation_style=chatml", "conversation_style"}}) {
+    auto bad = ringtune_test::run_ringtune(base + extra);
+    EXPECT_EQ(bad.exit_code, 2) << extra << bad.err;
+    EXPECT_NE(bad.err.find(message), std::string::npos) << extra << bad.err;
+    EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+  }
 }
 
 }  // namespace

@@ -56,9 +56,20 @@ void declare_keys(Registry& r) {
       .def("chat")
       .one_of({"chat", "causal_lm"});
   r.declare("dataset_format", T::String, "data",
-            "Sample layout in the JSONL files. auto: detected from the first valid sample.")
+            "Sample layout in the data files (JSON Lines, or a JSON array of records). auto: "
+            "detected from the first valid sample of each file.")
       .def("auto")
       .one_of({"auto", "openai", "sharegpt", "alpaca", "text"});
+  r.declare("conversation_column", T::String, "data",
+            "The key holding each sample's conversation when it is not \"messages\" (OpenAI) or "
+            "\"conversations\" (ShareGPT), as torchtune's and axolotl's conversation_column, e.g. "
+            "dialogue. Unset: messages / conversations.");
+  r.declare("conversation_style", T::String, "data",
+            "How the messages of conversation_column are written: openai ({role, content}) or "
+            "sharegpt ({from, value}; from human/user, gpt/assistant, system). auto: sharegpt when "
+            "the first message has from or value.")
+      .def("auto")
+      .one_of({"auto", "openai", "sharegpt"});
   r.declare("context_length", T::Int, "data",
             "Tokens per training sequence; longer samples are handled by truncation, shorter "
             "ones are packed or padded.")

@@ -79,6 +79,8 @@ std::string DataPipeline::format_hash() const {
   h.add(std::to_string(kDataCodeVersion));
   h.add(renderer ? renderer->fingerprint() : std::string());
   h.add(dataset_format_name(options.dataset_format));
+  h.add(options.conversation_column);
+  h.add(dataset_format_name(options.conversation_style));
   h.add(task_name(options.task));
   h.add(train_on_name(options.train_on));
   h.add(truncation_name(options.truncation));

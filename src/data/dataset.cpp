@@ -94,7 +94,8 @@ DatasetReader::DatasetReader(std::vector<std::string> paths, DataOptions options
       renderer_(std::move(renderer)),
       tokenizer_(tokenizer),
       turn_end_ids_(renderer_->turn_end_ids(tokenizer)),
-      parser_(options.dataset_format, conversation_use(options)) {}
+      parser_(options.dataset_format, conversation_use(options), options.conversation_column,
+              options.conversation_style) {}
 
 DatasetReader::DatasetReader(std::vector<std::string> paths, DataOptions options, PromptFormat format,
                              const Tokenizer& tokenizer)
@@ -103,7 +104,7 @@ DatasetReader::DatasetReader(std::vector<std::string> paths, DataOptions options
 DatasetReader::~DatasetReader() = default;
 
 void DatasetReader::invalid(const InvalidSample& e) {
-  const std::string where = reader_->path() + ":" + std::to_string(reader_->line_number());
+  const std::string where = reader_->location();
   if (options_.on_invalid_sample == OnInvalidSample::error) throw InputError(where + ": " + e.what());
   ++report_.invalid[e.reason()];
   report_.first_invalid.emplace(e.reason(), where + ": " + e.what());
@@ -113,7 +114,7 @@ bool DatasetReader::next(EncodedSample& out) {
   while (true) {
     if (!reader_) {
       if (file_index_ >= paths_.size()) return false;
-      reader_ = std::make_unique<JsonlLineReader>(paths_[file_index_], options_.max_line_bytes);
+      reader_ = std::make_unique<RecordReader>(paths_[file_index_], options_.max_line_bytes);
       parser_.reset();
     }
     bool too_long = false;
@@ -125,8 +126,9 @@ bool DatasetReader::next(EncodedSample& out) {
     ++report_.lines;
     try {
       if (too_long)
-        throw InvalidSample("line_too_long", "the line is longer than " +
-                                                 std::to_string(options_.max_line_bytes) + " bytes");
+        throw InvalidSample("line_too_long", std::string(reader_->is_array() ? "the record" : "the line") +
+                                                 " is longer than " + std::to_string(options_.max_line_bytes) +
+                                                 " bytes");
       const int64_t bad = first_invalid_utf8(line_);
       if (bad >= 0)
         throw InvalidSample("invalid_utf8", "invalid UTF-8 at byte " + std::to_string(bad));

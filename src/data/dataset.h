@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "src/data/jsonl_reader.h"
+#include "src/data/record_reader.h"
 #include "src/data/loss_mask.h"
 #include "src/data/prompt_format.h"
 #include "src/data/sample_parser.h"
@@ -42,6 +42,10 @@ struct DataOptions {
   int64_t context_length = 2048;  // tokens per sample at most; <= 0: no limit
   bool allow_special_tokens_in_content = false;
   size_t max_line_bytes = size_t{64} << 20;  // longer lines are invalid ("line_too_long")
+  // The key of a conversation when not "messages"/"conversations" (torchtune's and axolotl's
+  // conversation_column), and how its messages are written (auto_detect, openai or sharegpt).
+  std::string conversation_column;
+  DatasetFormat conversation_style = DatasetFormat::auto_detect;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -116,7 +120,7 @@ class DatasetReader {
   std::vector<int32_t> turn_end_ids_;
   SampleParser parser_;
   size_t file_index_ = 0;
-  std::unique_ptr<JsonlLineReader> reader_;
+  std::unique_ptr<RecordReader> reader_;
   std::string line_;
   DataReport report_;
   bool keep_text_ = false;

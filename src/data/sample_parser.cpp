@@ -48,31 +48,52 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Detection
 
-const char* format_keys(DatasetFormat f) {
+// The key of a chat format: conversation_column when set, else "messages" (OpenAI) or
+// "conversations" (ShareGPT).
+std::string chat_key(DatasetFormat f, const std::string& column) {
+  if (!column.empty()) return column;
+  return f == DatasetFormat::sharegpt ? "conversations" : "messages";
+}
+
+std::string format_keys(DatasetFormat f, const std::string& column) {
   switch (f) {
-    case DatasetFormat::openai: return "\"messages\"";
-    case DatasetFormat::sharegpt: return "\"conversations\"";
+    case DatasetFormat::openai:
+    case DatasetFormat::sharegpt: return "\"" + chat_key(f, column) + "\"";
     case DatasetFormat::alpaca: return "\"instruction\"/\"output\"";
     case DatasetFormat::text: return "\"text\"";
     default: return "";
   }
 }
 
+// How the messages of a conversation column are written: `style` when given, else ShareGPT
+// when the first message has "from" or "value", OpenAI otherwise.
+DatasetFormat style_of(const json& messages, DatasetFormat style) {
+  if (style != DatasetFormat::auto_detect) return style;
+  if (messages.is_array() && !messages.empty() && messages[0].is_object() &&
+      (messages[0].contains("from") || messages[0].contains("value")))
+    return DatasetFormat::sharegpt;
+  return DatasetFormat::openai;
+}
+
 // The formats whose key the object has.
-std::vector<DatasetFormat> formats_of(const json& obj) {
+std::vector<DatasetFormat> formats_of(const json& obj, const std::string& column, DatasetFormat style) {
   std::vector<DatasetFormat> out;
-  if (obj.contains("messages")) out.push_back(DatasetFormat::openai);
-  if (obj.contains("conversations")) out.push_back(DatasetFormat::sharegpt);
+  if (!column.empty()) {
+    if (obj.contains(column)) out.push_back(style_of(obj[column], style));
+  } else {
+    if (obj.contains("messages")) out.push_back(DatasetFormat::openai);
+    if (obj.contains("conversations")) out.push_back(DatasetFormat::sharegpt);
+  }
   if (obj.contains("instruction") || obj.contains("output")) out.push_back(DatasetFormat::alpaca);
   if (obj.contains("text")) out.push_back(DatasetFormat::text);
   return out;
 }
 
-std::string describe_formats(const std::vector<DatasetFormat>& formats) {
+std::string describe_formats(const std::vector<DatasetFormat>& formats, const std::string& column) {
   std::string out;
   for (size_t i = 0; i < formats.size(); ++i) {
     if (i) out += i + 1 == formats.size() ? " and " : ", ";
-    out += std::string(dataset_format_name(formats[i])) + " (" + format_keys(formats[i]) + ")";
+    out += std::string(dataset_format_name(formats[i])) + " (" + format_keys(formats[i], column) + ")";
   }
   return out;
 }
@@ -89,21 +110,21 @@ const std::string& string_field(const json& obj, const char* key, const std::str
   return v.get_ref<const std::string&>();
 }
 
-const json& array_field(const json& obj, const char* key) {
+const json& array_field(const json& obj, const std::string& key) {
   const json& v = obj.at(key);
   if (!v.is_array())
-    throw InvalidSample("wrong_type", std::string("\"") + key + "\" must be an array, got " + type_of(v));
-  if (v.empty()) throw InvalidSample("empty_array", std::string("\"") + key + "\" is an empty array");
+    throw InvalidSample("wrong_type", "\"" + key + "\" must be an array, got " + type_of(v));
+  if (v.empty()) throw InvalidSample("empty_array", "\"" + key + "\" is an empty array");
   return v;
 }
 
 // OpenAI: {"messages": [{"role": "system|user|assistant", "content": "..."}]}
-Conversation parse_openai(const json& obj) {
-  const json& arr = array_field(obj, "messages");
+Conversation parse_openai(const json& obj, const std::string& key) {
+  const json& arr = array_field(obj, key);
   Conversation conv;
   for (size_t i = 0; i < arr.size(); ++i) {
     const json& m = arr[i];
-    const std::string label = "messages[" + std::to_string(i) + "]";
+    const std::string label = key + "[" + std::to_string(i) + "]";
     if (!m.is_object()) throw InvalidSample("message_not_object", label + " must be an object, got " + type_of(m));
     if (!m.contains("role")) throw InvalidSample("missing_role", label + " has no \"role\"");
     const json& role = m["role"];
@@ -128,12 +149,12 @@ Conversation parse_openai(const json& obj) {
 }
 
 // ShareGPT: {"conversations": [{"from": "system|human|gpt|user|assistant", "value": "..."}]}
-Conversation parse_sharegpt(const json& obj) {
-  const json& arr = array_field(obj, "conversations");
+Conversation parse_sharegpt(const json& obj, const std::string& key) {
+  const json& arr = array_field(obj, key);
   Conversation conv;
   for (size_t i = 0; i < arr.size(); ++i) {
     const json& m = arr[i];
-    const std::string label = "conversations[" + std::to_string(i) + "]";
+    const std::string label = key + "[" + std::to_string(i) + "]";
     if (!m.is_object()) throw InvalidSample("message_not_object", label + " must be an object, got " + type_of(m));
     if (!m.contains("from")) throw InvalidSample("missing_role", label + " has no \"from\"");
     const json& from = m["from"];
@@ -191,8 +212,13 @@ Conversation parse_alpaca(const json& obj) {
 // ---------------------------------------------------------------------------------------------
 // SampleParser
 
-SampleParser::SampleParser(DatasetFormat format, ConversationUse use)
-    : configured_(format), format_(format), use_(use) {}
+SampleParser::SampleParser(DatasetFormat format, ConversationUse use, std::string conversation_column,
+                           DatasetFormat conversation_style)
+    : configured_(format),
+      format_(format),
+      use_(use),
+      column_(std::move(conversation_column)),
+      style_(conversation_style) {}
 
 void SampleParser::reset() {
   format_ = configured_;
@@ -212,17 +238,19 @@ Sample SampleParser::parse(std::string_view line, int64_t line_number) {
     throw InvalidSample("invalid_json", "invalid JSON at byte " + std::to_string(e.byte) + ": " + detail);
   }
   if (!obj.is_object())
-    throw InvalidSample("not_object", "expected one JSON object per line, got " + type_of(obj));
+    throw InvalidSample("not_object", "expected a JSON object (one sample), got " + type_of(obj));
 
-  const std::vector<DatasetFormat> found = formats_of(obj);
+  const std::vector<DatasetFormat> found = formats_of(obj, column_, style_);
   if (format_ == DatasetFormat::auto_detect) {
     if (found.empty())
       throw InvalidSample("unknown_format",
-                          "cannot tell the dataset format: no \"messages\", \"conversations\", "
-                          "\"instruction\"/\"output\" or \"text\" key (or set dataset_format)");
+                          "cannot tell the dataset format: no " +
+                              (column_.empty() ? std::string("\"messages\", \"conversations\"")
+                                               : "\"" + column_ + "\" (conversation_column)") +
+                              ", \"instruction\"/\"output\" or \"text\" key (or set dataset_format)");
     if (found.size() > 1)
       throw InvalidSample("ambiguous_format", "cannot tell the dataset format: the object has keys of " +
-                                                  describe_formats(found) + "; set dataset_format");
+                                                  describe_formats(found, column_) + "; set dataset_format");
     // Detected from this line; kept only if the line turns out valid (first *valid* line).
     format_ = found[0];
     detected_at_ = line_number;
@@ -240,8 +268,8 @@ Sample SampleParser::parse(std::string_view line, int64_t line_number) {
                   std::to_string(detected_at_)
             : std::string("dataset_format: ") + dataset_format_name(format_);
     if (!found.empty())
-      throw InvalidSample("format_mismatch", "this line is " + describe_formats(found) + ", but " + origin);
-    const std::string key = format_ == DatasetFormat::alpaca ? "\"instruction\"" : format_keys(format_);
+      throw InvalidSample("format_mismatch", "this sample is " + describe_formats(found, column_) + ", but " + origin);
+    const std::string key = format_ == DatasetFormat::alpaca ? "\"instruction\"" : format_keys(format_, column_);
     throw InvalidSample("missing_key", "missing key " + key + " (" + origin + ")");
   }
 
@@ -252,15 +280,12 @@ Sample SampleParser::parse_as_format(const nlohmann::json& obj) const {
   Sample sample;
   switch (format_) {
     case DatasetFormat::openai:
-      sample.messages = parse_openai(obj);
-      validate_conversation(sample.messages, use_,
-                            [](size_t i) { return "messages[" + std::to_string(i) + "]"; });
+    case DatasetFormat::sharegpt: {
+      const std::string key = chat_key(format_, column_);
+      sample.messages = format_ == DatasetFormat::openai ? parse_openai(obj, key) : parse_sharegpt(obj, key);
+      validate_conversation(sample.messages, use_, [&](size_t i) { return key + "[" + std::to_string(i) + "]"; });
       break;
-    case DatasetFormat::sharegpt:
-      sample.messages = parse_sharegpt(obj);
-      validate_conversation(sample.messages, use_,
-                            [](size_t i) { return "conversations[" + std::to_string(i) + "]"; });
-      break;
+    }
     case DatasetFormat::alpaca:
       sample.messages = parse_alpaca(obj);  // valid by construction once its fields are
       break;

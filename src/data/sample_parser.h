@@ -25,8 +25,12 @@ struct Sample {
 
 class SampleParser {
  public:
-  // `use` is how conversations are checked (training, generation, or causal_lm).
-  SampleParser(DatasetFormat format, ConversationUse use);
+  // `use` is how conversations are checked (training, generation, or causal_lm). A non-empty
+  // conversation_column is the key of the conversation (instead of "messages" / "conversations");
+  // conversation_style says how its messages are written (openai: role/content, sharegpt:
+  // from/value; auto_detect: ShareGPT when the first message has "from" or "value").
+  SampleParser(DatasetFormat format, ConversationUse use, std::string conversation_column = "",
+               DatasetFormat conversation_style = DatasetFormat::auto_detect);
 
   // Parses one non-blank line. With DatasetFormat::auto_detect the first line that parses fixes
   // the format (line_number is remembered for messages); every later line must have it.
@@ -43,6 +47,8 @@ class SampleParser {
   DatasetFormat configured_;
   DatasetFormat format_;
   ConversationUse use_;
+  std::string column_;
+  DatasetFormat style_;
   int64_t detected_at_ = 0;
 };
 

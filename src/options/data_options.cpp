@@ -72,6 +72,14 @@ DataSpec data_spec_from_config(const Config& c) {
 
   DataOptions& o = s.options;
   o.dataset_format = parse_dataset_format(c.get_string("dataset_format"));
+  if (c.is_set("conversation_column")) {
+    o.conversation_column = c.get_string("conversation_column");
+    if (o.conversation_column.empty()) origins.fail("conversation_column", "must not be empty");
+    if (o.dataset_format == DatasetFormat::alpaca || o.dataset_format == DatasetFormat::text)
+      origins.fail("conversation_column", std::string("names a conversation, but dataset_format is ") +
+                                              dataset_format_name(o.dataset_format));
+  }
+  o.conversation_style = parse_dataset_format(c.get_string("conversation_style"));
   o.task = parse_task(c.get_string("task"));
   o.train_on = parse_train_on(c.get_string("train_on"));
   o.truncation = parse_truncation(c.get_string("truncation"));

@@ -10,7 +10,7 @@
 #include "model/generate.h"
 #include "model/llama.h"
 #include "src/data/data_pipeline.h"
-#include "src/data/jsonl_reader.h"
+#include "src/data/record_reader.h"
 #include "src/data/loss_mask.h"
 #include "src/data/prompt_format.h"
 #include "src/data/sample_parser.h"
@@ -121,14 +121,15 @@ ExactMatchResult evaluate_exact_match(LlamaForCausalLM& model, const DataPipelin
   go.stop_ids = end_of_turn_ids(tok, *pipe.renderer);
   const int64_t limit = model->config().max_position_embeddings;
   const int64_t vocab = model->config().vocab_size;
-  SampleParser parser(pipe.options.dataset_format, ConversationUse::training);
-  JsonlLineReader reader(path, pipe.options.max_line_bytes);
+  SampleParser parser(pipe.options.dataset_format, ConversationUse::training, pipe.options.conversation_column,
+                      pipe.options.conversation_style);
+  RecordReader reader(path, pipe.options.max_line_bytes);
   ExactMatchResult result;
   std::string line;
   bool too_long = false;
   while (reader.next(line, too_long)) {
     if (options.limit > 0 && result.total >= options.limit) break;
-    const std::string where = path + ":" + std::to_string(reader.line_number());
+    const std::string where = reader.location();
     Sample sample;
     GenerationPrompt prompt;
     try {
