@@ -13,6 +13,7 @@
 #include "src/config/registry.h"     // defines: load_config, Config, registry_help
 #include "src/data/prompt_format.h"  // defines: prompt_format_preset_names
 #include "src/error.h"               // defines: Error, InputError
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using ringtune::Config;
@@ -323,9 +324,37 @@ TEST(ConfigErrors, EnumErrorsListAllowedValues) {
 
 TEST(ConfigErrors, DuplicateKeys) {
   EXPECT_EQ(error_of(kBase + "learning_rate: 1\nseed: 1\nlearning_rate: 2\n"),
-            "cfg.yaml:5: key \"learning_rate\" is set twice (first at line 3)");
+            "cfg.yaml:5: key \"learning_rate\" is set twice, to different values (first at line 3)");
   EXPECT_EQ(error_of(kBase + "lora_config:\n  r: 8\nlora_config.r: 4\n"),
-            "cfg.yaml:5: key \"lora_config.r\" is set twice (first at line 4)");
+            "cfg.yaml:5: key \"lora_config.r\" is set twice, to different values (first at line 4)");
+  // The same value twice (published llmforge configs repeat keys): accepted, with one warning.
+  const ringtune::Config c = ringtune::load_config_from_string(kBase + "learning_rate: 1e-4\nseed: 3\nlearning_rate: 1e-4\n"
+                                                   "lora_config:\n  r: 8\n  target_modules: [q_proj, v_proj]\n"
+                                                   "lora_config.target_modules: [q_proj, v_proj]\n",
+                                           {}, "cfg.yaml");
+  EXPECT_DOUBLE_EQ(c.get_double("learning_rate"), 1e-4);
+  EXPECT_EQ(c.origin("learning_rate").line, 3);
+  EXPECT_EQ(c.warnings(), (std::vector<std::string>{
+                              "cfg.yaml:5: key \"learning_rate\" is set twice with the same value (first at line 3); "
+                              "the repetition is ignored",
+                              "cfg.yaml:9: key \"lora_config.target_modules\" is set twice with the same value (first "
+                              "at line 8); the repetition is ignored"}));
+}
+
+// The warning of a repeated key reaches the console once, also with several ranks.
+TEST(ConfigErrors, RepeatedKeyWarnsOnce) {
+  ringtune_test::TempDir dir("ringtune-config");
+  const std::string cfg = dir.file("cfg.yaml");
+  ringtune_test::write_file(cfg, kBase + "seed: 3\nseed: 3\n");
+  const std::string expected = cfg + ":4: key \"seed\" is set twice with the same value (first at line 3)";
+  for (int np : {1, 2}) {
+    const auto r = np == 1 ? ringtune_test::run_ringtune("train " + cfg + " --dump-config")
+                           : ringtune_test::run_ringtune_mpi(np, "train " + cfg + " --dump-config");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    size_t count = 0;
+    for (size_t at = r.err.find(expected); at != std::string::npos; at = r.err.find(expected, at + 1)) ++count;
+    EXPECT_EQ(count, 1u) << "np " << np << "\n" << r.err;
+  }
 }
 
 TEST(ConfigErrors, BadYamlSyntaxNamesTheLine) {

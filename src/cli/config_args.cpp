@@ -1,6 +1,9 @@
 // CONFIG [key=value ...] for config-reading commands.
 #include "src/cli/config_args.h"
 
+#include <spdlog/spdlog.h>
+
+#include "distributed/process_info.h"
 #include "src/error.h"
 
 namespace ringtune {
@@ -14,7 +17,10 @@ Config load_command_config(const std::string& command, const std::vector<std::st
       throw InputError("ringtune " + command + ": unexpected argument \"" + o +
                        "\" (overrides are key=value)");
   }
-  return load_config(positional[0], overrides);
+  Config config = load_config(positional[0], overrides);
+  if (detect_process_info().rank == 0)  // every rank loads the config; one says so
+    for (const std::string& w : config.warnings()) spdlog::warn("{}", w);
+  return config;
 }
 
 }  // namespace ringtune

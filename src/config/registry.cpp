@@ -487,16 +487,27 @@ class ConfigLoader {
   }
 
   // Applies one layer over what the lower layers left.
-  void apply_layer(const std::vector<Assignment>& layer) {
+  // A key given twice in one layer (published llmforge configs do this) is taken once, with a
+  // warning, when both give the same value, and refused naming both places when they differ.
+  void apply_layer(const std::vector<Assignment>& given) {
     std::map<std::string, const Assignment*> seen;
-    for (const Assignment& a : layer) {
+    std::vector<Assignment> layer;
+    for (const Assignment& a : given) {
       auto it = seen.find(a.key);
       if (it != seen.end()) {
-        throw InputError(a.origin.describe() + ": key " + in_quotes(a.key) + " is set twice" +
-                         first_at(*it->second));
+        if (YAML::Dump(a.node) != YAML::Dump(it->second->node))
+          throw InputError(a.origin.describe() + ": key " + in_quotes(a.key) + " is set twice, to different values" +
+                           first_at(*it->second));
+        config_.warnings_.push_back(a.origin.describe() + ": key " + in_quotes(a.key) +
+                                    " is set twice with the same value" + first_at(*it->second) +
+                                    "; the repetition is ignored");
+        continue;
       }
       seen[a.key] = &a;
+      layer.push_back(a);
     }
+    seen.clear();
+    for (const Assignment& a : layer) seen[a.key] = &a;
     // Map-or-string keys: one form per layer; this layer's form replaces the lower layers'
     // (the other form is unset, not put back to its default).
     for (const Assignment& a : layer) {

@@ -149,6 +149,9 @@ class Config {
 
   const Registry& registry() const { return *registry_; }
   const std::string& source_name() const { return source_name_; }
+  // What loading accepted but the user should hear about, one line each ("cfg.yaml:9: key
+  // \"seed\" is set twice with the same value (first at line 4); ..."). The command logs them.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   friend class ConfigLoader;
@@ -162,6 +165,7 @@ class Config {
   const Registry* registry_;
   std::string source_name_;
   std::map<std::string, Entry> values_;
+  std::vector<std::string> warnings_;
 };
 
 // Loads `yaml_path`, applies `overrides` ("key=value", value parsed as a YAML scalar or flow
