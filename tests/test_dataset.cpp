@@ -216,8 +216,8 @@ std::vector<BadCase> bad_cases() {
       {"invalid_utf8_byte", {"{\"text\":\"a\xff" "b\"}"}, "invalid UTF-8 at byte 10", "invalid_utf8"},
       {"overlong_utf8", {"{\"text\":\"\xc0\xaf\"}"}, "invalid UTF-8 at byte 9", "invalid_utf8"},
       {"surrogate_utf8", {kText, "{\"text\":\"xy\xed\xa0\x80\"}"}, "invalid UTF-8 at byte 11", "invalid_utf8"},
-      {"unknown_format", {R"({"prompt":"a","completion":"b"})"},
-       "cannot tell the dataset format: no \"messages\", \"conversations\", \"instruction\"/\"output\" or \"text\" key (or set dataset_format)",
+      {"unknown_format", {R"({"question":"a","answer":"b"})"},
+       "cannot tell the dataset format: no \"messages\", \"conversations\", \"instruction\"/\"output\", \"text\" or \"prompt\"/\"completion\" key (or set dataset_format)",
        "unknown_format"},
       {"ambiguous_format", {R"({"messages":[],"text":"x"})"},
        "cannot tell the dataset format: the object has keys of openai (\"messages\") and text (\"text\"); set dataset_format",
@@ -575,8 +575,8 @@ TEST(DatasetFiles, ConversationColumnInEitherStyle) {
   o.conversation_style = DatasetFormat::auto_detect;
   const std::string plain = d.write_lines("k.jsonl", {kOpenAI});
   EXPECT_EQ(error_of({plain}, o),
-            plain + ":1: cannot tell the dataset format: no \"dialogue\" (conversation_column), \"instruction\"/\"output\" "
-                "or \"text\" key (or set dataset_format)");
+            plain + ":1: cannot tell the dataset format: no \"dialogue\" (conversation_column), \"instruction\"/\"output\", "
+                "\"text\" or \"prompt\"/\"completion\" key (or set dataset_format)");
 }
 
 TEST(DatasetFiles, MalformedJsonArraysNameFileIndexAndLine) {
@@ -640,6 +640,56 @@ TEST(DatasetFiles, ConversationColumnThroughTheBinary) {
     EXPECT_EQ(bad.exit_code, 2) << extra << bad.err;
     EXPECT_NE(bad.err.find(message), std::string::npos) << extra << bad.err;
     EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+  }
+}
+
+// TRL's prompt/completion records: the loss on the completion only.
+TEST(DatasetFiles, PromptCompletionPlainAndConversational) {
+  TempDir d;
+  DataOptions o;
+  const std::string plain = d.write_lines("p.jsonl", {R"({"prompt":"The capital of France is","completion":" Paris."})"});
+  auto samples = read_all({plain}, o, prompt_format_preset("chatml"));
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(samples[0].text, "The capital of France is Paris.");
+  EXPECT_EQ(ringtune_test::supervised_runs(fake(), TokenizedSample{samples[0].ids, samples[0].loss_mask}),
+            std::vector<std::string>{" Paris.</s>"});
+  o.task = Task::causal_lm;
+  o.dataset_format = DatasetFormat::auto_detect;
+  samples = read_all({plain}, o, prompt_format_preset("chatml"));
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(ringtune_test::supervised_runs(fake(), TokenizedSample{samples[0].ids, samples[0].loss_mask}),
+            std::vector<std::string>{"The capital of France is Paris.</s>"});
+
+  // Conversational: earlier assistant turns of the prompt carry no loss, even with train_on assistant.
+  o = DataOptions{};
+  const std::string conv = d.write(
+      "c.json", R"([{"prompt":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},)"
+                R"({"role":"user","content":"c"}],"completion":[{"role":"assistant","content":"d"}]}])");
+  samples = read_all({conv}, o, prompt_format_preset("chatml"));
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(samples[0].text, chatml("a", "b") + "<|im_start|>user\nc<|im_end|>\n<|im_start|>assistant\nd<|im_end|>\n");
+  EXPECT_EQ(ringtune_test::supervised_runs(fake(), TokenizedSample{samples[0].ids, samples[0].loss_mask}),
+            std::vector<std::string>{"d<|im_end|>\n"});
+  // A record with "prompt" beside "messages" (UltraChat) stays OpenAI.
+  const std::string ultra = d.write_lines("u.jsonl", {R"({"prompt":"hi","prompt_id":"x","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]})"});
+  samples = read_all({ultra}, o, prompt_format_preset("chatml"));
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(samples[0].text, chatml("hi", "hello"));
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"prompt":"a","completion":["b"]})", "\"completion\" must be a string like \"prompt\", got array"},
+      {R"({"prompt":"a","completion":"  "})", "\"completion\" is only whitespace"},
+      {R"({"prompt":7,"completion":"b"})", "\"prompt\" must be a string or a list of messages, got number"},
+      {R"({"prompt":[{"role":"user","content":"a"}],"completion":"b"})",
+       "\"completion\" must be a list of messages like \"prompt\", got string"},
+      {R"({"prompt":[{"role":"user","content":"a"}],"completion":[]})", "\"completion\" must hold one assistant message, got 0"},
+      {R"({"prompt":[{"role":"user","content":"a"}],"completion":[{"role":"user","content":"b"}]})",
+       "completion[0].role must be assistant"},
+      {R"({"prompt":[{"role":"user","content":"a"}],"completion":[{"role":"assistant"}]})", "completion[0] has no \"content\""},
+  };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    const std::string path = d.write_lines("bad" + std::to_string(i) + ".jsonl", {bad[i].first});
+    EXPECT_EQ(error_of({path}, o), path + ":1: " + bad[i].second) << bad[i].first;
   }
 }
 

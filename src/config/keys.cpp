@@ -56,10 +56,12 @@ void declare_keys(Registry& r) {
       .def("chat")
       .one_of({"chat", "causal_lm"});
   r.declare("dataset_format", T::String, "data",
-            "Sample layout in the data files (JSON Lines, or a JSON array of records). auto: "
-            "detected from the first valid sample of each file.")
+            "Sample layout in the data files (JSON Lines, or a JSON array of records): openai "
+            "(messages), sharegpt (conversations), alpaca (instruction/input/output), text, or "
+            "prompt_completion (TRL's prompt/completion records, the loss on the completion). "
+            "auto: detected from the first valid sample of each file.")
       .def("auto")
-      .one_of({"auto", "openai", "sharegpt", "alpaca", "text"});
+      .one_of({"auto", "openai", "sharegpt", "alpaca", "text", "prompt_completion"});
   r.declare("conversation_column", T::String, "data",
             "The key holding each sample's conversation when it is not \"messages\" (OpenAI) or "
             "\"conversations\" (ShareGPT), as torchtune's and axolotl's conversation_column, e.g. "

@@ -153,12 +153,15 @@ bool DatasetReader::encode(const Sample& sample, EncodedSample& out) {
   TokenizedSample tokens;
   std::string text;
   if (sample.is_text) {
-    tokens = tokenize_causal_text(tokenizer_, sample.text, options_.allow_special_tokens_in_content);
+    tokens = tokenize_causal_text(tokenizer_, sample.text, options_.allow_special_tokens_in_content,
+                                  options_.task == Task::causal_lm ? 0 : sample.supervised_from);
     if (keep_text_) text = sample.text;
   } else {
     RenderOptions ro;
     ro.allow_special_tokens_in_content = options_.allow_special_tokens_in_content;
     ro.train_on = options_.task == Task::causal_lm ? TrainOn::all : options_.train_on;
+    // TRL's completion-only loss: the completion is the last assistant message.
+    if (sample.completion_only && ro.train_on == TrainOn::assistant) ro.train_on = TrainOn::last_assistant;
     const RenderedPrompt rendered = renderer_->render(sample.messages, ro);
     tokens = options_.task == Task::causal_lm ? tokenize_causal_rendered(tokenizer_, rendered, renderer_->writes_bos())
                                               : tokenize_rendered(tokenizer_, rendered);

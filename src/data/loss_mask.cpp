@@ -62,17 +62,22 @@ TokenizedSample tokenize_rendered(const Tokenizer& tokenizer, const RenderedProm
   return out;
 }
 
-TokenizedSample tokenize_causal_text(const Tokenizer& tokenizer, std::string_view text, bool allow_special) {
+TokenizedSample tokenize_causal_text(const Tokenizer& tokenizer, std::string_view text, bool allow_special,
+                                     size_t supervised_from) {
   const SpecialTokenIds& special = tokenizer.special_ids();
   TokenizedSample out;
   if (special.bos >= 0) {
     out.ids.push_back(special.bos);
     out.loss_mask.push_back(0);
   }
-  for (int32_t id : tokenizer.encode(std::vector<TextSegment>{{text, allow_special}}).ids) {
-    out.ids.push_back(id);
-    out.loss_mask.push_back(1);
-  }
+  const Encoding enc = tokenizer.encode(std::vector<TextSegment>{{text, allow_special}});
+  const std::vector<uint8_t> mask =
+      supervised_from == 0
+          ? std::vector<uint8_t>(enc.ids.size(), 1)
+          : loss_mask_from_offsets(enc.offsets, text,
+                                   {ByteSpan{static_cast<int64_t>(supervised_from), static_cast<int64_t>(text.size())}});
+  out.ids.insert(out.ids.end(), enc.ids.begin(), enc.ids.end());
+  out.loss_mask.insert(out.loss_mask.end(), mask.begin(), mask.end());
   if (special.eos >= 0) {
     out.ids.push_back(special.eos);
     out.loss_mask.push_back(1);

@@ -32,9 +32,11 @@ std::vector<uint8_t> loss_mask_from_offsets(const std::vector<int64_t>& offsets,
 TokenizedSample tokenize_rendered(const Tokenizer& tokenizer, const RenderedPrompt& rendered);
 
 // Causal LM on one text: [bos if the tokenizer has one] + encode(text) + [eos if it has one];
-// every token but the bos carries loss. Text never becomes special tokens unless allow_special.
+// every token but the bos carries loss, or (supervised_from > 0, a prompt/completion) the tokens
+// from byte supervised_from on (placed as loss_mask_from_offsets places them) and the eos. Text
+// never becomes special tokens unless allow_special.
 TokenizedSample tokenize_causal_text(const Tokenizer& tokenizer, std::string_view text,
-                                     bool allow_special = false);
+                                     bool allow_special = false, size_t supervised_from = 0);
 
 // Causal LM on a conversation (task: causal_lm), rendered with TrainOn::all: its ids and mask, the
 // tokenizer's bos prepended (not supervised) when the format has no bos text of its own and the

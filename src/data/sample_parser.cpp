@@ -1,4 +1,4 @@
-// JSONL sample parsing: the four dataset formats, their detection, and per-key validation.
+// JSONL sample parsing: the dataset formats, their detection, and per-key validation.
 //
 // Rules (llmforge's, plus role order and types):
 // - each line is one JSON object, valid UTF-8 (checked by the dataset reader before parsing);
@@ -28,8 +28,9 @@ DatasetFormat parse_dataset_format(const std::string& value) {
   if (value == "sharegpt") return DatasetFormat::sharegpt;
   if (value == "alpaca") return DatasetFormat::alpaca;
   if (value == "text") return DatasetFormat::text;
+  if (value == "prompt_completion") return DatasetFormat::prompt_completion;
   throw InputError("dataset_format: " + quote_for_error(value) +
-                   " is not one of auto, openai, sharegpt, alpaca, text");
+                   " is not one of auto, openai, sharegpt, alpaca, text, prompt_completion");
 }
 
 const char* dataset_format_name(DatasetFormat format) {
@@ -39,6 +40,7 @@ const char* dataset_format_name(DatasetFormat format) {
     case DatasetFormat::sharegpt: return "sharegpt";
     case DatasetFormat::alpaca: return "alpaca";
     case DatasetFormat::text: return "text";
+    case DatasetFormat::prompt_completion: return "prompt_completion";
   }
   return "?";
 }
@@ -61,6 +63,7 @@ std::string format_keys(DatasetFormat f, const std::string& column) {
     case DatasetFormat::sharegpt: return "\"" + chat_key(f, column) + "\"";
     case DatasetFormat::alpaca: return "\"instruction\"/\"output\"";
     case DatasetFormat::text: return "\"text\"";
+    case DatasetFormat::prompt_completion: return "\"prompt\"/\"completion\"";
     default: return "";
   }
 }
@@ -86,6 +89,8 @@ std::vector<DatasetFormat> formats_of(const json& obj, const std::string& column
   }
   if (obj.contains("instruction") || obj.contains("output")) out.push_back(DatasetFormat::alpaca);
   if (obj.contains("text")) out.push_back(DatasetFormat::text);
+  // Both keys: UltraChat-style records carry a "prompt" beside their "messages".
+  if (obj.contains("prompt") && obj.contains("completion")) out.push_back(DatasetFormat::prompt_completion);
   return out;
 }
 
@@ -207,6 +212,44 @@ Conversation parse_alpaca(const json& obj) {
   return conv;
 }
 
+// TRL's prompt/completion records. Plain: {"prompt": "...", "completion": "..."}, the text is
+// prompt + completion with the loss on the completion (no chat template, as TRL). Conversational:
+// {"prompt": [messages], "completion": [one assistant message]}, the conversation prompt +
+// completion with the loss on the completion only.
+Sample parse_prompt_completion(const json& obj, ConversationUse use) {
+  Sample sample;
+  const json& prompt = obj.at("prompt");
+  const json& completion = obj.at("completion");
+  if (prompt.is_string()) {
+    if (!completion.is_string())
+      throw InvalidSample("wrong_type", "\"completion\" must be a string like \"prompt\", got " + type_of(completion));
+    const std::string& p = prompt.get_ref<const std::string&>();
+    const std::string& c = completion.get_ref<const std::string&>();
+    check_text(c, "\"completion\"");
+    sample.text = p + c;
+    sample.supervised_from = p.size();
+    sample.is_text = true;
+    return sample;
+  }
+  if (!prompt.is_array())
+    throw InvalidSample("wrong_type", "\"prompt\" must be a string or a list of messages, got " + type_of(prompt));
+  if (!completion.is_array())
+    throw InvalidSample("wrong_type", "\"completion\" must be a list of messages like \"prompt\", got " + type_of(completion));
+  if (completion.size() != 1)
+    throw InvalidSample("completion_size", "\"completion\" must hold one assistant message, got " +
+                                               std::to_string(completion.size()));
+  const Conversation head = parse_openai(obj, "prompt"), tail = parse_openai(obj, "completion");
+  if (tail[0].role != Role::assistant)
+    throw InvalidSample("completion_role", "completion[0].role must be assistant");
+  sample.messages = head;
+  sample.messages.push_back(tail[0]);
+  validate_conversation(sample.messages, use, [&](size_t i) {
+    return i < head.size() ? "prompt[" + std::to_string(i) + "]" : std::string("completion[0]");
+  });
+  sample.completion_only = true;
+  return sample;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -247,7 +290,7 @@ Sample SampleParser::parse(std::string_view line, int64_t line_number) {
                           "cannot tell the dataset format: no " +
                               (column_.empty() ? std::string("\"messages\", \"conversations\"")
                                                : "\"" + column_ + "\" (conversation_column)") +
-                              ", \"instruction\"/\"output\" or \"text\" key (or set dataset_format)");
+                              ", \"instruction\"/\"output\", \"text\" or \"prompt\"/\"completion\" key (or set dataset_format)");
     if (found.size() > 1)
       throw InvalidSample("ambiguous_format", "cannot tell the dataset format: the object has keys of " +
                                                   describe_formats(found, column_) + "; set dataset_format");
@@ -294,6 +337,8 @@ Sample SampleParser::parse_as_format(const nlohmann::json& obj) const {
       check_text(sample.text, "\"text\"");
       sample.is_text = true;
       break;
+    case DatasetFormat::prompt_completion:
+      return parse_prompt_completion(obj, use_);
     case DatasetFormat::auto_detect:
       break;
   }

@@ -13,14 +13,16 @@
 
 namespace ringtune {
 
-enum class DatasetFormat { auto_detect, openai, sharegpt, alpaca, text };
+enum class DatasetFormat { auto_detect, openai, sharegpt, alpaca, text, prompt_completion };
 DatasetFormat parse_dataset_format(const std::string& value);  // throws InputError naming the key
 const char* dataset_format_name(DatasetFormat format);          // "auto", "openai", ...
 
 struct Sample {
   Conversation messages;  // chat formats (Alpaca becomes [system] user assistant)
-  std::string text;       // the `text` format
+  std::string text;       // the `text` format, or a plain prompt/completion as prompt + completion
   bool is_text = false;
+  size_t supervised_from = 0;    // text: the loss starts at this byte (the completion's first)
+  bool completion_only = false;  // conversational prompt/completion: the loss is on the completion
 };
 
 class SampleParser {
