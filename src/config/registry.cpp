@@ -490,8 +490,8 @@ class ConfigLoader {
   // A key given twice in one layer (published llmforge configs do this) is taken once, with a
   // warning, when both give the same value, and refused naming both places when they differ.
   void apply_layer(const std::vector<Assignment>& given) {
-    std::map<std::string, const Assignment*> seen;
-    std::vector<Assignment> layer;
+    std::map<std::string, const Assignment*> seen;  // the first of each key, the one applied
+    std::vector<const Assignment*> layer;
     for (const Assignment& a : given) {
       auto it = seen.find(a.key);
       if (it != seen.end()) {
@@ -504,13 +504,12 @@ class ConfigLoader {
         continue;
       }
       seen[a.key] = &a;
-      layer.push_back(a);
+      layer.push_back(&a);
     }
-    seen.clear();
-    for (const Assignment& a : layer) seen[a.key] = &a;
     // Map-or-string keys: one form per layer; this layer's form replaces the lower layers'
     // (the other form is unset, not put back to its default).
-    for (const Assignment& a : layer) {
+    for (const Assignment* given_a : layer) {
+      const Assignment& a = *given_a;
       for (std::string p = parent_of(a.key); !p.empty() && !a.node.IsNull(); p = parent_of(p)) {
         if (!registry_.find(p)) continue;
         auto it = seen.find(p);
@@ -527,7 +526,7 @@ class ConfigLoader {
             config_.values_.erase(k.name);
       }
     }
-    for (const Assignment& a : layer) assign(a);
+    for (const Assignment* a : layer) assign(*a);
   }
 
   // A map-or-string key left with neither form (its sub-keys were nulled) gets its default.

@@ -125,13 +125,7 @@ bool DatasetReader::next(EncodedSample& out) {
     }
     ++report_.lines;
     try {
-      if (too_long)
-        throw InvalidSample("line_too_long", std::string(reader_->is_array() ? "the record" : "the line") +
-                                                 " is longer than " + std::to_string(options_.max_line_bytes) +
-                                                 " bytes");
-      const int64_t bad = first_invalid_utf8(line_);
-      if (bad >= 0)
-        throw InvalidSample("invalid_utf8", "invalid UTF-8 at byte " + std::to_string(bad));
+      reader_->check(line_, too_long);
       if (is_blank(line_)) {
         ++report_.blank_lines;
         continue;

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "src/data/conversation.h"
+#include "src/data/utf8.h"
 #include "src/error.h"
 
 namespace ringtune {
@@ -14,39 +16,23 @@ namespace {
 
 bool json_space(int c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-// The first byte of the file that is not whitespace (after a UTF-8 byte-order mark), or -1.
-int first_byte(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open the file (" + std::strerror(errno) + ")");
-  char bom[3] = {0, 0, 0};
-  in.read(bom, 3);
-  if (!(in.gcount() == 3 && bom[0] == '\xEF' && bom[1] == '\xBB' && bom[2] == '\xBF')) {
-    in.clear();
-    in.seekg(0);
-  }
-  char c = 0;
-  while (in.get(c))
-    if (!json_space(static_cast<unsigned char>(c))) return static_cast<unsigned char>(c);
-  return -1;
-}
-
 }  // namespace
 
 RecordReader::RecordReader(const std::string& path, size_t max_record_bytes) : path_(path), max_bytes_(max_record_bytes) {
   const bool jsonl_name = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
-  if (jsonl_name || first_byte(path) != '[') {
-    lines_ = std::make_unique<JsonlLineReader>(path, max_record_bytes);
-    return;
+  if (!jsonl_name) {
+    in_.open(path, std::ios::binary);
+    if (!in_) throw InputError(path + ": cannot open the file (" + std::strerror(errno) + ")");
+    int c = get();
+    if (c == 0xEF) {  // a UTF-8 byte-order mark
+      const int b = get(), d = get();
+      c = b == 0xBB && d == 0xBF ? get() : -1;
+    }
+    while (c >= 0 && json_space(c)) c = get();
+    if (c == '[') return;  // an array: its records follow
+    in_.close();
   }
-  in_.open(path, std::ios::binary);
-  if (!in_) throw InputError(path + ": cannot open the file (" + std::strerror(errno) + ")");
-  int c = get();
-  if (c == 0xEF) {  // the byte-order mark first_byte skipped
-    get();
-    get();
-    c = get();
-  }
-  while (c >= 0 && json_space(c)) c = get();  // up to and with the '[' first_byte saw
+  lines_ = std::make_unique<JsonlLineReader>(path, max_record_bytes);
 }
 
 RecordReader::~RecordReader() = default;
@@ -154,6 +140,14 @@ bool RecordReader::finish() {
   if (skip_space() >= 0)
     throw InputError(path_ + " (line " + std::to_string(line_) + "): text after the JSON array's closing ']'");
   return false;
+}
+
+void RecordReader::check(const std::string& record, bool too_long) const {
+  if (too_long)
+    throw InvalidSample("line_too_long", std::string(lines_ ? "the line" : "the record") + " is longer than " +
+                                             std::to_string(max_bytes_) + " bytes");
+  const int64_t bad = first_invalid_utf8(record);
+  if (bad >= 0) throw InvalidSample("invalid_utf8", "invalid UTF-8 at byte " + std::to_string(bad));
 }
 
 int64_t RecordReader::line_number() const { return lines_ ? lines_->line_number() : record_line_; }

@@ -26,6 +26,10 @@ class RecordReader {
   // closing ']' are InputError "FILE[INDEX] (line L): ...": the rest of the file cannot be read.
   bool next(std::string& record, bool& too_long);
 
+  // The checks every record passes before it is parsed: InvalidSample "line_too_long" when next()
+  // set too_long, "invalid_utf8" naming the first bad byte.
+  void check(const std::string& record, bool too_long) const;
+
   bool is_array() const { return !lines_; }
   int64_t line_number() const;  // the 1-based line the last record starts on
   std::string location() const;  // "FILE:LINE" or "FILE[INDEX] (line L)"

@@ -133,9 +133,7 @@ ExactMatchResult evaluate_exact_match(LlamaForCausalLM& model, const DataPipelin
     Sample sample;
     GenerationPrompt prompt;
     try {
-      if (too_long) throw InvalidSample("line_too_long", "the line is longer than " + std::to_string(pipe.options.max_line_bytes) + " bytes");
-      const int64_t bad = first_invalid_utf8(line);
-      if (bad >= 0) throw InvalidSample("invalid_utf8", "invalid UTF-8 at byte " + std::to_string(bad));
+      reader.check(line, too_long);
       if (is_blank(line)) continue;
       sample = parser.parse(line, reader.line_number());
       if (sample.is_text) throw InputError(where + ": a text sample has no reference reply (exact match needs chat samples)");
