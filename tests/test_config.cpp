@@ -74,7 +74,7 @@ TEST(ConfigRegistry, EveryKeyHasGroupHelpAndAFittingDefault) {
   const auto& reg = ringtune::default_registry();
   const std::vector<std::string> groups = {"model",      "data",        "training", "lora",
                                            "prompt",     "checkpoint", "distributed", "eval",
-                                           "logging"};
+                                           "logging",    "compat"};
   EXPECT_EQ(reg.groups(), groups);
   for (const auto& k : reg.keys()) {
     EXPECT_FALSE(k.help.empty()) << k.name;
@@ -715,6 +715,6 @@ TEST(ConfigHelp, GroupedAndFiltered) {
   } catch (const InputError& e) {
     EXPECT_EQ(std::string(e.what()),
               "unknown config group \"lr\" (groups: model, data, training, lora, prompt, "
-              "checkpoint, distributed, eval, logging)");
+              "checkpoint, distributed, eval, logging, compat)");
   }
 }

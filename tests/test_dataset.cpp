@@ -13,7 +13,10 @@
 #include <set>
 
 #include "data/fake_tokenizer.h"
+#include "src/config/registry.h"
+#include "src/data/data_pipeline.h"
 #include "src/data/dataset.h"
+#include "src/options/data_options.h"
 #include "test_util.h"
 
 namespace ringtune {
@@ -691,6 +694,92 @@ TEST(DatasetFiles, PromptCompletionPlainAndConversational) {
     const std::string path = d.write_lines("bad" + std::to_string(i) + ".jsonl", {bad[i].first});
     EXPECT_EQ(error_of({path}, o), path + ":1: " + bad[i].second) << bad[i].first;
   }
+}
+
+TEST(DatasetFiles, ResponseTemplateKeepsLossAfterItsLastOccurrence) {
+  // TRL's DataCollatorForCompletionOnlyLM: the template's ids are searched in the sample's ids, the
+  // last occurrence wins, and everything up to its end carries no loss.
+  TempDir d;
+  DataOptions o;
+  o.task = Task::causal_lm;
+  o.response_template_text = " ### Answer:";
+  o.response_template = response_template_ids(fake(), o.response_template_text, {}, "cfg.yaml:3: key \"response_template\"");
+  ASSERT_EQ(o.response_template.size(), std::string(" ### Answer:").size());  // no bos in the template
+  const std::string path = d.write_lines(
+      "t.jsonl", {R"({"text":"Q: 2+2 ### Answer: 4"})", R"({"text":"### Answer: x, and then ### Answer: y"})",
+                  R"({"text":"no template here"})"});
+  DataReport report;
+  o.on_invalid_sample = OnInvalidSample::skip;
+  auto samples = read_all({path}, o, prompt_format_preset("chatml"), &report);
+  ASSERT_EQ(samples.size(), 2u);
+  auto runs = [&](const EncodedSample& s) {
+    return ringtune_test::supervised_runs(fake(), TokenizedSample{s.ids, s.loss_mask});
+  };
+  EXPECT_EQ(runs(samples[0]), std::vector<std::string>{" 4</s>"});
+  EXPECT_EQ(runs(samples[1]), std::vector<std::string>{" y</s>"});
+  EXPECT_EQ(report.invalid.at("response_template_missing"), 1);
+  // The first line's template starts at the start of the text: "### Answer:" without the space
+  // is not " ### Answer:".
+  o.on_invalid_sample = OnInvalidSample::error;
+  const std::string first = d.write_lines("f.jsonl", {R"({"text":"### Answer: only at the start"})"});
+  const std::string err = error_of({first}, o);
+  EXPECT_EQ(err.rfind(first + ":1: the response template \" ### Answer:\" (ids [", 0), 0u) << err;
+  EXPECT_NE(err.find("list of the ids it has in context"), std::string::npos) << err;
+
+  // Given as ids: the same ids give the same masks.
+  DataOptions by_ids = o;
+  by_ids.response_template_text.clear();
+  by_ids.on_invalid_sample = OnInvalidSample::skip;
+  auto again = read_all({path}, by_ids, prompt_format_preset("chatml"));
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].loss_mask, samples[0].loss_mask);
+  EXPECT_EQ(again[1].loss_mask, samples[1].loss_mask);
+  // Ids outside the vocabulary and a template of no tokens are config errors.
+  EXPECT_THROW(response_template_ids(fake(), "", {fake().vocab_size()}, "k"), InputError);
+  EXPECT_THROW(response_template_ids(fake(), "", {-1}, "k"), InputError);
+}
+
+TEST(DatasetFiles, ResponseTemplateThroughTheConfig) {
+  // Text and id lists from YAML, the task check, and the data fingerprint.
+  TempDir d;
+  const std::string tok = ringtune_test::fixtures_dir() + "/tokenizers/llama2-sp";
+  auto spec = [&](const std::string& extra) {
+    return data_spec_from_config(load_config_from_string(
+        "initial_base_model_ckpt_path: " + tok + "\ntrain_path: t.jsonl\ntask: causal_lm\n" + extra, {}, "cfg.yaml", d.write("x", "")));
+  };
+  EXPECT_EQ(spec("response_template: \" ### Answer:\"\n").options.response_template_text, " ### Answer:");
+  EXPECT_EQ(spec("response_template: \"123\"\n").options.response_template_text, "123");
+  EXPECT_EQ(spec("response_template: [835, 673, 29901]\n").response_template_ids, (std::vector<int32_t>{835, 673, 29901}));
+  EXPECT_EQ(spec("response_template: [7]\n").response_template_ids, (std::vector<int32_t>{7}));
+  try {
+    load_config_from_string("train_path: t.jsonl\ninitial_base_model_ckpt_path: m\nresponse_template: x\n", {}, "cfg.yaml");
+    ADD_FAILURE() << "chat task accepted a response_template";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()), "cfg.yaml:3: key \"response_template\": is for task causal_lm (plain text); chat "
+                                     "samples get their loss from train_on");
+  }
+  const DataPipeline a = make_data_pipeline(spec("response_template: \" ### Answer:\"\n"));
+  const DataPipeline b = make_data_pipeline(spec(""));
+  const DataPipeline c = make_data_pipeline(spec("response_template: \" ### Answer\"\n"));
+  EXPECT_FALSE(a.options.response_template.empty());
+  EXPECT_NE(a.format_hash(), b.format_hash());
+  EXPECT_NE(a.format_hash(), c.format_hash());
+
+  // TRL's documented pitfall on a SentencePiece tokenizer: alone, the template gets the dummy-prefix
+  // space token; in context it does not. The ids it has in context, given as a list, match.
+  const Tokenizer& t = *a.tokenizer;
+  const std::string text = "Question: 2+2 ### Answer: 4";
+  TokenizedSample sample = tokenize_causal_text(t, text);
+  EXPECT_THROW(apply_response_template(sample, a.options.response_template, " ### Answer:"), InvalidSample);
+  // Alone: "\u2581" "\u2581###" "Answer" ":"; in context the first piece is not there.
+  const std::vector<int32_t> alone = t.encode(" ### Answer:");
+  ASSERT_EQ(alone, a.options.response_template);
+  ASSERT_GT(alone.size(), 1u);
+  const std::vector<int32_t> ids(alone.begin() + 1, alone.end());
+  ASSERT_NE(std::search(sample.ids.begin(), sample.ids.end(), ids.begin(), ids.end()), sample.ids.end());
+  apply_response_template(sample, ids, "");
+  EXPECT_EQ(ringtune_test::supervised_runs(t, sample).size(), 1u);
+  EXPECT_EQ(t.decode(std::vector<int32_t>(sample.ids.end() - 3, sample.ids.end() - 1)), "4");
 }
 
 }  // namespace

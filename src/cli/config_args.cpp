@@ -5,6 +5,7 @@
 
 #include "distributed/process_info.h"
 #include "src/error.h"
+#include "src/options/compat_options.h"
 
 namespace ringtune {
 
@@ -18,8 +19,12 @@ Config load_command_config(const std::string& command, const std::vector<std::st
                        "\" (overrides are key=value)");
   }
   Config config = load_config(positional[0], overrides);
-  if (detect_process_info().rank == 0)  // every rank loads the config; one says so
+  const ProcessInfo process = detect_process_info();
+  if (process.rank == 0) {  // every rank loads the config; one says so
     for (const std::string& w : config.warnings()) spdlog::warn("{}", w);
+    for (const std::string& w : compat_warnings(config, command == "train" ? process.world_size : 0))
+      spdlog::warn("{}", w);
+  }
   return config;
 }
 

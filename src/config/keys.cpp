@@ -18,13 +18,14 @@ void declare_keys(Registry& r) {
 
   // model
   r.declare("model_id", T::String, "model",
-            "Name of the base model, e.g. meta-llama/Meta-Llama-3-8B-Instruct. Recorded as "
-            "base_model_name_or_path in exported adapters; ringtune does not download it (the "
-            "weights come from initial_base_model_ckpt_path).");
+            "Name of the base model, e.g. meta-llama/Meta-Llama-3-8B-Instruct, as in llmforge: "
+            "recorded as base_model_name_or_path in exported adapters, and its family (Llama 2/3, "
+            "Mistral, Qwen) picks the prompt format of a model without a chat template. A local "
+            "directory is used as the weights when initial_base_model_ckpt_path is unset; ringtune "
+            "does not download Hub models.");
   r.declare("initial_base_model_ckpt_path", T::Path, "model",
             "Local Hugging Face model directory (config.json, *.safetensors, tokenizer files) "
-            "to fine-tune.")
-      .require();
+            "to fine-tune. Unset: model_id, when it is a local directory.");
   r.declare("initial_adapter_model_ckpt_path", T::Path, "model",
             "Adapter to continue training (multi-stage fine-tuning): a PEFT adapter directory "
             "(adapter_config.json, adapter_model.safetensors), a ringtune checkpoint (.h5) or a "
@@ -52,9 +53,11 @@ void declare_keys(Registry& r) {
             "Test data for `ringtune eval`. Unset: evaluation uses valid_path.");
   r.declare("task", T::String, "data",
             "chat: conversations rendered with the prompt format, loss on the tokens chosen by "
-            "train_on. causal_lm: plain text, loss on every token.")
+            "train_on. causal_lm: plain text, loss on every token. instruction_tuning is llmforge's "
+            "name for chat. (llmforge's classification and preference_tuning are other tasks and "
+            "are refused.)")
       .def("chat")
-      .one_of({"chat", "causal_lm"});
+      .one_of({"chat", "causal_lm", "instruction_tuning", "classification", "preference_tuning"});
   r.declare("dataset_format", T::String, "data",
             "Sample layout in the data files (JSON Lines, or a JSON array of records): openai "
             "(messages), sharegpt (conversations), alpaca (instruction/input/output), text, or "
@@ -72,6 +75,13 @@ void declare_keys(Registry& r) {
             "the first message has from or value.")
       .def("auto")
       .one_of({"auto", "openai", "sharegpt"});
+  r.declare("response_template", T::StringList, "data",
+            "Completion-only loss for task causal_lm, as TRL's DataCollatorForCompletionOnlyLM: the "
+            "loss falls only on the tokens after the last occurrence of this template in each "
+            "sample, e.g. \" ### Answer:\"; a sample without it is invalid (on_invalid_sample). Text "
+            "is encoded alone, without bos; a list of token ids, e.g. [835, 673, 29901], is matched "
+            "as given (a template can tokenize differently in context than alone). Unset: loss on "
+            "every token.");
   r.declare("context_length", T::Int, "data",
             "Tokens per training sequence; longer samples are handled by truncation, shorter "
             "ones are packed or padded.")
@@ -99,9 +109,17 @@ void declare_keys(Registry& r) {
             "Pack several samples into each context_length sequence (attention never crosses "
             "sample boundaries). Off: one sample per sequence, padded.")
       .def(true);
+  r.declare("padding", T::String, "data",
+            "llmforge's padding, which means no packing: one sample per sequence, each batch padded "
+            "to its longest sample (longest) or to context_length (max_length). Setting it turns "
+            "packing off. Unset: packing decides.")
+      .one_of({"longest", "max_length"});
 
   // training
   r.declare("num_epochs", T::Int, "training", "Passes over the training data.").def(1);
+  r.declare("min_update_steps", T::Int, "training",
+            "As in llmforge: when num_epochs and max_steps are not given, train for as many whole "
+            "epochs as it takes to make at least this many optimizer steps. Unset: num_epochs.");
   r.declare("max_steps", T::Int, "training",
             "Stop after this many optimizer steps, looping over the data as needed (overrides "
             "num_epochs). Unset: train for num_epochs.");
@@ -143,6 +161,8 @@ void declare_keys(Registry& r) {
             "Recompute activations in the backward pass instead of storing them: less memory, "
             "about a third more compute.")
       .def(true);
+  r.declare("no_gradient_checkpoint", T::Bool, "training",
+            "llmforge's older spelling: true turns gradient_checkpointing off.");
 
   // lora
   r.declare("lora_config.r", T::Int, "lora",
@@ -183,6 +203,17 @@ void declare_keys(Registry& r) {
             "(normal A, zero B), false (random B too; the model changes at step 0).")
       .def("true")
       .one_of({"true", "false", "gaussian"})
+      .only_if_set("lora_config.r");
+  r.declare("lora_config.task_type", T::String, "lora",
+            "PEFT's task type; ringtune trains causal language models, so CAUSAL_LM (what the "
+            "exported adapter_config.json says).")
+      .def("CAUSAL_LM")
+      .one_of({"CAUSAL_LM"})
+      .only_if_set("lora_config.r");
+  r.declare("lora_config.fan_in_fan_out", T::Bool, "lora",
+            "PEFT's flag for layers that store weights as (in, out) (GPT-2's Conv1D). Llama-family "
+            "projections are (out, in): true is reset to false with a warning, as PEFT does.")
+      .def(false)
       .only_if_set("lora_config.r");
 
   // prompt format: a preset name, or a map of llmforge templates
@@ -234,8 +265,18 @@ void declare_keys(Registry& r) {
             "epoch and of training.")
       .def(0);
   r.declare("num_checkpoints_to_keep", T::Int, "checkpoint",
-            "Older checkpoints beyond this many are deleted; 0 keeps all.")
+            "How many checkpoints to keep, as in llmforge: when validation runs, the ones with the "
+            "lowest validation loss (the newest checkpoint is kept as well, so a run always resumes "
+            "where it stopped); without validation, the newest. 0 keeps all.")
       .def(2);
+  r.declare("checkpoint_and_evaluation_frequency.unit", T::String, "checkpoint",
+            "llmforge's checkpoint and validation schedule: the unit of frequency.")
+      .one_of({"epochs", "steps"});
+  r.declare("checkpoint_and_evaluation_frequency.frequency", T::Int, "checkpoint",
+            "Checkpoint and validate every this many units (epochs or optimizer steps); sets "
+            "checkpoint_every_n_steps and eval_steps together.");
+  r.declare("checkpoint_every_n_epochs", T::Int, "checkpoint",
+            "llmforge's older key: checkpoint and validate every this many epochs.");
   r.declare("resume", T::Path, "checkpoint",
             "auto: continue from the latest checkpoint in output_dir if there is one; none: "
             "start fresh; or the path of a checkpoint file.")
@@ -256,8 +297,15 @@ void declare_keys(Registry& r) {
       .one_of({"auto", "mpi", "nccl"});
   r.declare("distributed.zero_stage", T::Int, "distributed",
             "0: every rank holds the whole optimizer state; 1: ZeRO-1, each rank holds and "
-            "updates a shard of it.")
+            "updates a shard of it. Unset with an llmforge deepspeed config: 1.")
       .def(0);
+  r.declare("num_devices", T::Int, "distributed",
+            "llmforge's number of GPU workers. ringtune's ranks come from the launcher (mpirun -np "
+            "N, srun): a different number gives a warning that says how to launch N ranks.");
+  r.declare("deepspeed", T::Any, "distributed",
+            "llmforge's DeepSpeed config ({config_path: ...}). ringtune does not run DeepSpeed: it "
+            "shards optimizer state itself (distributed.zero_stage 1, which this key selects when "
+            "zero_stage is unset); the warning says which ZeRO stage the file asked for.");
 
   // eval
   r.declare("eval_steps", T::Int, "eval",
@@ -281,6 +329,43 @@ void declare_keys(Registry& r) {
             "Every rank writes its own log file in output_dir (rank 0 always logs to the "
             "console).")
       .def(false);
+
+  // Keys of llmforge that ringtune accepts without acting on them: one warning each says why.
+  r.declare("worker_resources", T::Any, "compat", "llmforge: Ray resources of each training worker.")
+      .accepted_not_used("Ray scheduling; ringtune's ranks and their devices come from the launcher (mpirun, "
+                         "srun) and the device key");
+  r.declare("trainer_resources", T::Any, "compat", "llmforge: Ray resources of the trainer process.")
+      .accepted_not_used("Ray scheduling; rank 0 of the launcher writes checkpoints and exports");
+  r.declare("dataset_size_scaling_factor", T::Any, "compat",
+            "llmforge: an internal factor for estimating the size of a streamed dataset.")
+      .accepted_not_used("ringtune prepares the dataset before training and counts it exactly");
+  r.declare("num_data_blocks_per_device", T::Any, "compat", "llmforge: Ray Data blocks per GPU.")
+      .accepted_not_used("ringtune reads its prepared HDF5 dataset directly, without Ray Data");
+  r.declare("flash_attention_2", T::Bool, "compat", "llmforge: use FlashAttention-2 kernels.")
+      .accepted_not_used("ringtune computes attention with its own causal, sample-masked scaled dot product in "
+                         "libtorch whatever this says (the same result up to rounding)");
+  r.declare("liger_kernel", T::Any, "compat", "llmforge: Liger's Triton kernels for norms, RoPE, SwiGLU, loss.")
+      .accepted_not_used("Liger's kernels are Triton (GPU) code; ringtune computes these with its own libtorch code");
+  r.declare("logger", T::Any, "compat", "llmforge: an experiment tracker (wandb or mlflow).")
+      .accepted_not_used("ringtune writes every step's metrics to OUTPUT_DIR/metrics.jsonl and its log; nothing "
+                         "is sent to wandb or mlflow");
+  r.declare("generation_config.stopping_sequences", T::Any, "compat",
+            "llmforge: strings that end generation at inference.")
+      .accepted_not_used("ringtune's eval and generate stop at the chat template's end-of-turn token and the "
+                         "model's generation_config.json eos ids");
+  r.declare("max_num_checkpoints", T::Any, "compat",
+            "llmforge (old): spread this many checkpoints over the run.")
+      .accepted_not_used("ringtune checkpoints at the end of each epoch, or every checkpoint_every_n_steps");
+  r.declare("eval_first", T::Any, "compat", "llmforge: validate once before training.")
+      .accepted_not_used("ringtune validates after steps (eval_steps) and at the end; `ringtune eval` scores a "
+                         "model before training");
+  r.declare("custom_model_tag", T::Any, "compat", "llmforge: a tag for Anyscale's model registry.")
+      .accepted_not_used("ringtune writes the adapter or model to output_dir; there is no registry");
+  r.declare("embedding_scaling_technique", T::String, "compat",
+            "llmforge: context extension by RoPE scaling (none or linear).")
+      .one_of({"none", "linear"});
+  r.declare("classifier_config", T::Any, "compat", "llmforge's LLM-classifier task: refused.");
+  r.declare("preference_tuning_config", T::Any, "compat", "llmforge's DPO task: refused.");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,8 +407,27 @@ void validate_config(const Config& c) {
   const std::string format = c.get_string("dataset_format");
   if (task == "causal_lm" && format != "auto" && format != "text")
     fail(c, "dataset_format", "task causal_lm reads plain text (auto or text), got " + format);
+  if (c.is_set("response_template") && task != "causal_lm")
+    fail(c, "response_template",
+         "is for task causal_lm (plain text); chat samples get their loss from train_on");
   if (task == "chat" && format == "text")
     fail(c, "dataset_format", "text samples have no conversation; set task: causal_lm");
+
+  if (task == "classification" || task == "preference_tuning")
+    fail(c, "task", "is an llmforge task ringtune does not do (it trains chat/instruction models and causal "
+                    "LMs by next-token loss); use chat, instruction_tuning or causal_lm");
+  if (c.is_set("classifier_config"))
+    fail(c, "classifier_config", "llmforge's LLM-classifier task is not supported by ringtune (it trains by "
+                                 "next-token loss on chat or plain text); remove the key");
+  if (c.is_set("preference_tuning_config"))
+    fail(c, "preference_tuning_config", "preference tuning (DPO) is not supported by ringtune (it trains by "
+                                        "next-token loss on chat or plain text); remove the key");
+  if (c.is_set("padding") && c.is_explicit("packing") && c.get_bool("packing"))
+    fail(c, "padding", "llmforge's padding means one sample per sequence, but packing is true; keep one");
+  if (c.is_set("embedding_scaling_technique") && c.get_string("embedding_scaling_technique") == "linear")
+    fail(c, "embedding_scaling_technique",
+         "ringtune takes RoPE scaling from the model's config.json (rope_scaling: {type: linear, "
+         "factor: F}); set it there and remove this key");
 
   // training
   const bool has_max_steps = c.is_set("max_steps");
@@ -355,6 +459,11 @@ void validate_config(const Config& c) {
   fail_if(!(c.get_double("adam_epsilon") > 0), c, "adam_epsilon", "must be > 0");
   fail_if(c.get_double("max_grad_norm") < 0, c, "max_grad_norm", "must be >= 0 (0: no clipping)");
   fail_if(c.get_int("seed") < 0, c, "seed", "must be >= 0");
+  if (c.is_set("min_update_steps"))
+    fail_if(c.get_int("min_update_steps") < 1, c, "min_update_steps", "must be >= 1");
+  if (c.is_set("no_gradient_checkpoint") && c.is_explicit("gradient_checkpointing") &&
+      c.get_bool("no_gradient_checkpoint") == c.get_bool("gradient_checkpointing"))
+    fail(c, "no_gradient_checkpoint", "contradicts gradient_checkpointing: " + c.text("gradient_checkpointing"));
 
   // lora
   if (c.is_set("lora_config.r")) {
@@ -397,6 +506,22 @@ void validate_config(const Config& c) {
           "must be >= 0 (0: at the end of each epoch)");
   fail_if(c.get_int("num_checkpoints_to_keep") < 0, c, "num_checkpoints_to_keep",
           "must be >= 0 (0: keep all)");
+  const std::string freq = "checkpoint_and_evaluation_frequency";
+  if (c.is_set(freq + ".unit") != c.is_set(freq + ".frequency"))
+    fail(c, c.is_set(freq + ".unit") ? freq + ".unit" : freq + ".frequency",
+         "needs both unit (epochs or steps) and frequency");
+  if (c.is_set(freq + ".frequency")) {
+    fail_if(c.get_int(freq + ".frequency") < 1, c, freq + ".frequency", "must be >= 1");
+    for (const char* other : {"checkpoint_every_n_steps", "eval_steps", "checkpoint_every_n_epochs"})
+      if (c.is_explicit(other))
+        fail(c, other, "and " + freq + " both set when to checkpoint; keep one");
+  }
+  if (c.is_set("checkpoint_every_n_epochs")) {
+    fail_if(c.get_int("checkpoint_every_n_epochs") < 1, c, "checkpoint_every_n_epochs", "must be >= 1");
+    for (const char* other : {"checkpoint_every_n_steps", "eval_steps"})
+      if (c.is_explicit(other)) fail(c, other, "and checkpoint_every_n_epochs both set when to checkpoint; keep one");
+  }
+  if (c.is_set("num_devices")) fail_if(c.get_int("num_devices") < 1, c, "num_devices", "must be >= 1");
   int64_t zero = c.get_int("distributed.zero_stage");
   fail_if(zero != 0 && zero != 1, c, "distributed.zero_stage", "must be 0 or 1");
   fail_if(c.get_int("eval_steps") < 0, c, "eval_steps", "must be >= 0 (0: each epoch)");

@@ -138,7 +138,8 @@ bool value_fits(KeyType type, const ConfigValue& v) {
     case KeyType::Float: return std::holds_alternative<double>(v);
     case KeyType::String:
     case KeyType::Path:
-    case KeyType::Map: return std::holds_alternative<std::string>(v);
+    case KeyType::Map:
+    case KeyType::Any: return std::holds_alternative<std::string>(v);
     case KeyType::StringList: return std::holds_alternative<std::vector<std::string>>(v);
   }
   return false;
@@ -205,6 +206,7 @@ const char* key_type_name(KeyType type) {
     case KeyType::StringList: return "list of strings";
     case KeyType::Path: return "path";
     case KeyType::Map: return "map";
+    case KeyType::Any: return "any value";
   }
   return "?";
 }
@@ -231,6 +233,11 @@ KeyDef& KeyDef::one_of(std::vector<std::string> values) {
 
 KeyDef& KeyDef::only_if_set(std::string key) {
   active_if = std::move(key);
+  return *this;
+}
+
+KeyDef& KeyDef::accepted_not_used(std::string why) {
+  not_used = std::move(why);
   return *this;
 }
 
@@ -362,7 +369,8 @@ double Config::get_double(const std::string& key) const {
 
 std::string Config::get_string(const std::string& key) const {
   const KeyDef& k = registry_->at(key);
-  if (k.type == KeyType::Map) return std::get<std::string>(entry(key, KeyType::Map, KeyType::Map)->value);
+  if (k.type == KeyType::Map || k.type == KeyType::Any)
+    return std::get<std::string>(entry(key, k.type, k.type)->value);
   return std::get<std::string>(entry(key, KeyType::String, KeyType::Path)->value);
 }
 
@@ -495,6 +503,12 @@ class ConfigLoader {
     for (const Assignment& a : given) {
       auto it = seen.find(a.key);
       if (it != seen.end()) {
+        const KeyDef* def = registry_.find(a.key);
+        const bool unused = def && !def->not_used.empty();  // its value does not matter
+        if (unused) {  // said in its one "not used" warning
+          config_.repeat_notes_[a.key] = " (it is set twice: again at line " + std::to_string(a.origin.line) + ")";
+          continue;
+        }
         if (YAML::Dump(a.node) != YAML::Dump(it->second->node))
           throw InputError(a.origin.describe() + ": key " + in_quotes(a.key) + " is set twice, to different values" +
                            first_at(*it->second));
@@ -538,6 +552,30 @@ class ConfigLoader {
         if (c.name.rfind(k.name + ".", 0) == 0 && config_.values_.count(c.name)) any_child = true;
       if (!any_child) reset(k.name);
     }
+  }
+
+  // llmforge's model_id: a local directory is the weights when initial_base_model_ckpt_path is
+  // unset; a Hub id without local weights is an error that says what to do.
+  void model_id_as_weights(const std::string& source) {
+    const std::string weights = "initial_base_model_ckpt_path", id = "model_id";
+    if (!registry_.find(weights) || !registry_.find(id) || config_.values_.count(weights)) return;
+    auto it = config_.values_.find(id);
+    if (it == config_.values_.end())
+      throw InputError(source + ": missing required key " + in_quotes(weights) +
+                       ": Local Hugging Face model directory (config.json, *.safetensors, tokenizer files) to "
+                       "fine-tune.");
+    const std::string value = std::get<std::string>(it->second.value);
+    const std::string base = it->second.origin.kind == Origin::Kind::File ? base_dir_ : "";
+    const std::string dir = resolve_path(value, base);
+    std::error_code ec;
+    if (!value.empty() && fs::is_directory(dir, ec)) {
+      config_.values_[weights] = Config::Entry{dir, it->second.origin, value};
+      return;
+    }
+    throw InputError(it->second.origin.describe() + ": key " + in_quotes(id) + ": " + in_quotes(value) +
+                     " is not a local directory and ringtune does not download models: download it (e.g. "
+                     "`huggingface-cli download " + value + " --local-dir DIR`) and set " + weights +
+                     ": DIR (model_id stays the name recorded in exported adapters)");
   }
 
   // Every required key has a value.
@@ -665,6 +703,11 @@ class ConfigLoader {
       reset(a.key);
       return;
     }
+    if (k.type == KeyType::Any) {
+      const std::string json = yaml_to_json(node).dump();
+      config_.values_[a.key] = Config::Entry{json, a.origin, json};
+      return;
+    }
     if (k.type == KeyType::Map) {
       if (!node.IsMap()) type_error(a, k, node, a.origin.line);
       const std::string json = yaml_to_json(node).dump();
@@ -719,6 +762,7 @@ class ConfigLoader {
           value = std::vector<std::string>{check_choice(a, k, s, line)};
           break;
         case KeyType::Map:
+        case KeyType::Any:
           type_error(a, k, node, line);
         case KeyType::Path: {
           if (s.empty()) {
@@ -764,8 +808,15 @@ Config ConfigLoader::load(const std::string& yaml_text, const std::vector<std::s
   if (!docs.empty()) loader.apply_layer(loader.flatten_file(docs[0], source_name));
   for (const std::string& arg : overrides) loader.apply_layer(loader.flatten_override(arg));
   loader.fill_empty_map_or_string();
+  loader.model_id_as_weights(source_name);
   loader.check_required(source_name);
   validate_config(config);
+  // One line per key of another tool that is set and not acted on.
+  for (const KeyDef& k : config.registry().keys())
+    if (!k.not_used.empty() && config.is_explicit(k.name))
+      config.warnings_.push_back(config.origin(k.name).describe() + ": key " + in_quotes(k.name) +
+                                 " is accepted and not used: " + k.not_used +
+                                 (config.repeat_notes_.count(k.name) ? config.repeat_notes_.at(k.name) : ""));
   return config;
 }
 
@@ -872,7 +923,7 @@ std::string Config::dump_yaml() const {
     if (!node->children.empty())
       throw Error("config: " + in_quotes(k.name) + " is set together with its sub-keys (a bug)");
     node->value = &it->second.value;
-    node->open_map = k.type == KeyType::Map;
+    node->open_map = k.type == KeyType::Map || k.type == KeyType::Any;
   }
   YAML::Emitter out;
   out << YAML::BeginMap;

@@ -52,6 +52,7 @@ enum class KeyType {
   StringList,  // YAML sequence of scalars; a single scalar is a list of one
   Path,        // a string resolved against the file's directory; see KeyDef::choices
   Map,         // an open map of YAML values (any sub-keys), held as its JSON text; get_string
+  Any,         // any YAML value (scalar, list or map), held as its JSON text; get_string
 };
 
 // "bool", "int", "float", "string", "list of strings", "path".
@@ -74,6 +75,9 @@ struct KeyDef {
   // lora_config.r). It is left out of dump_yaml() while inactive, and setting it explicitly
   // while inactive is a validation error.
   std::string active_if;
+  // Non-empty for a key of another tool (llmforge, axolotl) that ringtune accepts without acting on
+  // it: what ringtune does instead and why. Setting it gives one warning (Config::warnings()).
+  std::string not_used;
 
   // Chained setters used by keys.cpp. def() checks that the default fits the key's type.
   KeyDef& def_value(ConfigValue value);
@@ -85,6 +89,7 @@ struct KeyDef {
   KeyDef& require();
   KeyDef& one_of(std::vector<std::string> values);
   KeyDef& only_if_set(std::string key);
+  KeyDef& accepted_not_used(std::string why);
 };
 
 class Registry {
@@ -166,6 +171,7 @@ class Config {
   std::string source_name_;
   std::map<std::string, Entry> values_;
   std::vector<std::string> warnings_;
+  std::map<std::string, std::string> repeat_notes_;  // a not-used key set twice in one layer
 };
 
 // Loads `yaml_path`, applies `overrides` ("key=value", value parsed as a YAML scalar or flow

@@ -87,6 +87,11 @@ std::string DataPipeline::format_hash() const {
   h.add(on_invalid_sample_name(options.on_invalid_sample));
   h.add(std::to_string(options.context_length));
   h.add(options.allow_special_tokens_in_content ? "1" : "0");
+  if (!options.response_template.empty()) {
+    std::string ids = "response_template";
+    for (const int32_t id : options.response_template) ids += "," + std::to_string(id);
+    h.add(ids);
+  }
   return h.hex();
 }
 
@@ -134,13 +139,17 @@ DataPipeline make_data_pipeline(const DataSpec& spec) {
     throw InputError(spec.tokenizer_where + ": " + e.what());
   }
   p.tokenizer_files = tokenizer_files_of(p.tokenizer_path);
+  DataOptions options = spec.options;
+  if (!options.response_template_text.empty() || !spec.response_template_ids.empty())
+    options.response_template = response_template_ids(*p.tokenizer, options.response_template_text,
+                                                      spec.response_template_ids, spec.response_template_where);
 
   const std::string where_to_look = p.model_dir.empty() ? p.tokenizer_path : p.model_dir;
   if (spec.prompt_format == "custom") {
     p.format = spec.custom_format;
     p.prompt_format_name = "custom";
     p.renderer = std::make_shared<PromptRenderer>(p.format, spec.format_where, "custom");
-    p.options = spec.options;
+    p.options = options;
     return p;
   }
   std::optional<ChatTemplateSource> tmpl;
@@ -157,7 +166,7 @@ DataPipeline make_data_pipeline(const DataSpec& spec) {
     p.prompt_format_name = "chat_template";
     p.renderer = std::make_shared<ChatTemplateRenderer>(*tmpl, template_variables(where_to_look, *p.tokenizer, spec.chat_template_kwargs),
                                                         *p.tokenizer);
-    p.options = spec.options;
+    p.options = options;
     return p;
   }
   // No chat template. Plain-text training (task causal_lm) renders no conversation: `auto` is
@@ -170,8 +179,16 @@ DataPipeline make_data_pipeline(const DataSpec& spec) {
         label = name + " (auto: " + where_to_look + " has no chat template; its vocabulary has the " + name +
                 " tokens)";
       } catch (const InputError&) {
-        if (spec.options.task != Task::causal_lm) throw;
-        name = label = "none";
+        // llmforge: model_id names the family, e.g. a Llama 2 base model (no chat tokens) -> llama2.
+        const std::string family = preset_from_model_id(spec.model_id);
+        if (!family.empty() && spec.options.task != Task::causal_lm) {
+          name = family;
+          label = name + " (auto: " + where_to_look + " has no chat template; model_id " + spec.model_id +
+                  " is of the " + name + " family)";
+        } else {
+          if (spec.options.task != Task::causal_lm) throw;
+          name = label = "none";
+        }
       }
     }
     p.prompt_format_name = name;
@@ -180,7 +197,7 @@ DataPipeline make_data_pipeline(const DataSpec& spec) {
     throw InputError(spec.format_where + ": " + e.what());
   }
   p.renderer = std::make_shared<PromptRenderer>(p.format, spec.format_where, label);
-  p.options = spec.options;
+  p.options = options;
   return p;
 }
 

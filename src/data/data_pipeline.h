@@ -17,6 +17,7 @@ namespace ringtune {
 // What to build a DataPipeline from.
 struct DataSpec {
   std::string model_dir;        // initial_base_model_ckpt_path ("" when unset)
+  std::string model_id;         // llmforge's model_id: its family picks a preset when nothing else can
   std::string tokenizer_path;   // tokenizer file or directory
   std::string tokenizer_where;  // names it in errors ("cfg.yaml:4: tokenizer_path")
   std::string prompt_format = "auto";  // a preset name, "auto", or "custom" for custom_format
@@ -25,7 +26,10 @@ struct DataSpec {
   std::string chat_template;           // the config's own Jinja template (text); empty: the model's
   std::string chat_template_where;     // names it in errors ("cfg.yaml:7: chat_template")
   std::string chat_template_kwargs;    // JSON object of extra template variables; empty: none
-  DataOptions options;
+  // response_template given as token ids (options.response_template_text holds it given as text).
+  std::vector<int32_t> response_template_ids;
+  std::string response_template_where;  // names it in errors
+  DataOptions options;  // options.response_template is filled by make_data_pipeline
 };
 
 struct DataPipeline {

@@ -163,6 +163,9 @@ bool DatasetReader::encode(const Sample& sample, EncodedSample& out) {
     if (keep_text_) text = rendered.text;
   }
 
+  if (!options_.response_template.empty())
+    apply_response_template(tokens, options_.response_template, options_.response_template_text);
+
   const int64_t limit = options_.context_length;
   // (the fidelity gate ran on the whole sample, before truncation)
   bool truncated = false;
@@ -192,6 +195,44 @@ bool DatasetReader::encode(const Sample& sample, EncodedSample& out) {
   out.loss_mask = std::move(tokens.loss_mask);
   out.text = std::move(text);
   return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completion-only loss
+
+std::vector<int32_t> response_template_ids(const Tokenizer& tokenizer, const std::string& text,
+                                           const std::vector<int32_t>& ids, const std::string& where) {
+  if (!ids.empty()) {
+    for (const int32_t id : ids)
+      if (id < 0 || id >= tokenizer.vocab_size())
+        throw InputError(where + ": token id " + std::to_string(id) + " is outside the vocabulary (0.." +
+                         std::to_string(tokenizer.vocab_size() - 1) + ")");
+    return ids;
+  }
+  std::vector<int32_t> out = tokenizer.encode(text);
+  if (out.empty()) throw InputError(where + ": the response template encodes to no tokens");
+  return out;
+}
+
+void apply_response_template(TokenizedSample& tokens, const std::vector<int32_t>& pattern,
+                             const std::string& shown) {
+  const std::vector<int32_t>& ids = tokens.ids;
+  // The last occurrence, as TRL's collator takes it (a template that also appears inside the
+  // prompt does not move the boundary forward).
+  auto hit = std::find_end(ids.begin(), ids.end(), pattern.begin(), pattern.end());
+  if (hit == ids.end()) {
+    std::string ids_text;
+    for (size_t i = 0; i < pattern.size() && i < 8; ++i) ids_text += (i ? "," : "") + std::to_string(pattern[i]);
+    if (pattern.size() > 8) ids_text += ",...";
+    throw InvalidSample("response_template_missing",
+                        "the response template " + (shown.empty() ? std::string() : quote_for_error(shown, 40) + " ") +
+                            "(ids [" + ids_text +
+                            "]) does not occur in this sample's tokens (in context a template can tokenize "
+                            "differently than alone: give response_template as a list of the ids it has in "
+                            "context)");
+  }
+  const size_t end = static_cast<size_t>(hit - ids.begin()) + pattern.size();
+  std::fill(tokens.loss_mask.begin(), tokens.loss_mask.begin() + static_cast<std::ptrdiff_t>(end), uint8_t{0});
 }
 
 // ---------------------------------------------------------------------------------------------

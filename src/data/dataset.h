@@ -46,7 +46,23 @@ struct DataOptions {
   // conversation_column), and how its messages are written (auto_detect, openai or sharegpt).
   std::string conversation_column;
   DatasetFormat conversation_style = DatasetFormat::auto_detect;
+  // Completion-only loss for causal_lm (TRL's DataCollatorForCompletionOnlyLM): the loss falls only
+  // on the tokens after the last occurrence of this token sequence in each sample; a sample
+  // without it is invalid ("response_template_missing"). Empty: every token carries loss.
+  // response_template_text is what the user wrote when they gave text (for messages), else empty.
+  std::vector<int32_t> response_template;
+  std::string response_template_text;
 };
+
+// The token ids of a response template: `ids` as given, or `text` encoded without bos/eos (as TRL
+// encodes it with add_special_tokens=False). InputError (naming `where`) when it has no tokens.
+std::vector<int32_t> response_template_ids(const Tokenizer& tokenizer, const std::string& text,
+                                           const std::vector<int32_t>& ids, const std::string& where);
+
+// Keeps the loss of `tokens` only after the last occurrence of `pattern` in its ids; throws
+// InvalidSample("response_template_missing") when it does not occur.
+void apply_response_template(TokenizedSample& tokens, const std::vector<int32_t>& pattern,
+                             const std::string& shown);
 
 // ---------------------------------------------------------------------------------------------
 // Output

@@ -24,6 +24,8 @@
 // trailing header after the answer would teach nothing and is not part of the answer.
 #include "src/data/prompt_format.h"
 
+#include <cctype>
+
 #include <algorithm>
 
 #include "src/data/utf8.h"
@@ -201,6 +203,17 @@ PromptRenderer::PromptRenderer(PromptFormat format, const std::string& where, st
 
 // ---------------------------------------------------------------------------------------------
 // auto without a chat template
+
+std::string preset_from_model_id(const std::string& model_id) {
+  std::string id;
+  for (const char ch : model_id) id += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const auto has = [&](const char* s) { return id.find(s) != std::string::npos; };
+  if (has("llama-3") || has("llama3")) return "llama3";
+  if (has("llama-2") || has("llama2")) return "llama2";
+  if (has("mistral") || has("mixtral")) return "mistral";
+  if (has("qwen")) return "chatml";
+  return "";
+}
 
 std::string preset_from_vocabulary(const std::string& model_dir, const Tokenizer* tokenizer) {
   const auto cannot_tell = [&](const std::string& why) {

@@ -3,6 +3,7 @@
 // preset `auto` picks for a model without a chat template, and rendering of a conversation into text, tokenizer
 // segments and the byte spans that carry loss.
 // defines: PromptFormat, prompt_format_preset, validate_prompt_format, preset_from_vocabulary,
+//          preset_from_model_id,
 //          TrainOn, RenderOptions, RenderedPrompt, ChatRenderer, PromptRenderer
 #pragma once
 #include <cstdint>
@@ -43,6 +44,10 @@ PromptFormat prompt_format_preset(const std::string& name);
 // Checks the templates; throws InputError "<where>.<key>: <reason>" naming the offending key.
 void validate_prompt_format(const PromptFormat& format,
                             const std::string& where = "generation_config.prompt_format");
+
+// The preset of a model family named by an llmforge model_id ("meta-llama/Llama-2-7b-hf" -> llama2,
+// Llama 3 -> llama3, Mistral/Mixtral -> mistral, Qwen -> chatml); "" when it names none.
+std::string preset_from_model_id(const std::string& model_id);
 
 // `auto` for a model without a chat template (one with a template renders it: ChatTemplateRenderer):
 // the preset whose chat tokens the tokenizer's vocabulary has, when exactly one matches. Throws

@@ -67,6 +67,7 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointState
     f.set_attr("base_hash", st.base_hash);
     f.set_attr("tokenizer_hash", st.tokenizer_hash);
     f.set_attr("data_hash", st.data_hash);
+    f.set_attr("valid_loss", st.valid_loss);
     auto put = [&](const std::string& group, const std::vector<std::pair<std::string, at::Tensor>>& ts) {
       for (const auto& [n, t] : ts) {
         auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
@@ -99,6 +100,7 @@ CheckpointState load_checkpoint(const std::string& path) {
   st.base_hash = f.attr_string("base_hash");
   st.tokenizer_hash = f.attr_string("tokenizer_hash");
   st.data_hash = f.attr_string("data_hash");
+  if (f.has_attr("valid_loss")) st.valid_loss = f.attr_double("valid_loss");
   auto get = [&](const std::string& group, std::vector<std::pair<std::string, at::Tensor>>& out) {
     for (const auto& n : f.list(group)) {
       std::vector<int64_t> shape;
@@ -140,8 +142,33 @@ std::string find_resume_checkpoint(const std::string& output_dir, CheckpointStat
 
 void prune_checkpoints(const std::string& output_dir, int64_t keep) {
   if (keep <= 0) return;
-  const auto all = list_checkpoints(output_dir);
-  for (size_t i = static_cast<size_t>(keep); i < all.size(); ++i) fs::remove(all[i]);
+  const auto all = list_checkpoints(output_dir);  // newest first
+  if (all.size() <= static_cast<size_t>(keep)) return;
+  std::vector<double> loss(all.size(), std::nan(""));
+  std::vector<bool> readable(all.size(), true);
+  bool any_loss = false;
+  for (size_t i = 0; i < all.size(); ++i) {
+    try {
+      H5File f = H5File::open(all[i]);
+      if (f.has_attr("valid_loss")) loss[i] = f.attr_double("valid_loss");
+    } catch (const std::exception&) {
+      readable[i] = false;
+    }
+    any_loss = any_loss || std::isfinite(loss[i]);
+  }
+  std::vector<size_t> order(all.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (any_loss)  // lowest loss first; ties and checkpoints without one: newest first
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      const bool fa = std::isfinite(loss[a]), fb = std::isfinite(loss[b]);
+      if (fa != fb) return fa;
+      return fa && loss[a] < loss[b];
+    });
+  std::vector<bool> kept(all.size(), false);
+  kept[0] = true;  // the newest: where resume continues
+  for (size_t i = 0; i < static_cast<size_t>(keep); ++i) kept[order[i]] = true;
+  for (size_t i = 0; i < all.size(); ++i)
+    if (!kept[i] && readable[i]) fs::remove(all[i]);
 }
 
 }  // namespace ringtune

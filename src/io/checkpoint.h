@@ -6,10 +6,12 @@
 //   /optimizer/<name>.exp_avg    AdamW first moment    /optimizer/<name>.exp_avg_sq  second moment
 //   /rng/torch_cpu               the torch CPU generator state (dropout)
 // and root attributes: kind, format_version, step (optimizer steps done), epoch, total_steps,
-// adam_step, config (resolved YAML), base_hash, tokenizer_hash, data_hash. Every dataset carries a
+// adam_step, config (resolved YAML), base_hash, tokenizer_hash, data_hash, valid_loss (NaN when
+// validation did not run at that step; absent in older files). Every dataset carries a
 // Fletcher-32 checksum; loading reads them all, so a corrupted file is detected.
 // defines: CheckpointState, save_checkpoint, load_checkpoint, find_resume_checkpoint, prune_checkpoints
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -27,6 +29,7 @@ struct CheckpointState {
   std::vector<std::pair<std::string, at::Tensor>> trainable;  // name -> values
   std::vector<std::pair<std::string, at::Tensor>> optimizer;  // "<name>.exp_avg" / ".exp_avg_sq"
   std::vector<uint8_t> rng;         // torch CPU generator state bytes
+  double valid_loss = std::nan("");  // validation loss at this step, when validation ran at it
 };
 
 // Writes OUTPUT_DIR/checkpoints/step-<step>.h5 and points `latest` at it. Returns the path.
@@ -39,7 +42,10 @@ CheckpointState load_checkpoint(const std::string& path);
 // first and then older ones by step, with a warning naming each file that fails. Empty if none.
 std::string find_resume_checkpoint(const std::string& output_dir, CheckpointState& state);
 
-// Deletes all but the newest `keep` checkpoints (keep <= 0: keep all).
+// Keeps `keep` checkpoints (keep <= 0: all), as llmforge's num_checkpoints_to_keep: when some
+// checkpoint records a validation loss, the `keep` with the lowest one (a checkpoint without one
+// ranks last), else the newest `keep`; the newest checkpoint is always kept as well, so `resume:
+// auto` continues where the run stopped. A file whose attributes cannot be read is left alone.
 void prune_checkpoints(const std::string& output_dir, int64_t keep);
 
 // The checkpoint files in OUTPUT_DIR/checkpoints, newest (highest step) first.

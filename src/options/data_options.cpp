@@ -17,6 +17,7 @@ DataSpec data_spec_from_config(const Config& c) {
   const KeyOrigins origins(c);
   DataSpec s;
   s.model_dir = c.is_set("initial_base_model_ckpt_path") ? c.get_string("initial_base_model_ckpt_path") : "";
+  if (c.is_set("model_id")) s.model_id = c.get_string("model_id");
   const std::string tok_key = c.is_set("tokenizer_path") ? "tokenizer_path" : "initial_base_model_ckpt_path";
   if (!c.is_set(tok_key)) throw InputError(c.source_name() + ": set tokenizer_path or initial_base_model_ckpt_path");
   s.tokenizer_path = c.get_string(tok_key);
@@ -86,6 +87,24 @@ DataSpec data_spec_from_config(const Config& c) {
   o.on_invalid_sample = parse_on_invalid_sample(c.get_string("on_invalid_sample"));
   o.context_length = c.get_int("context_length");
   o.allow_special_tokens_in_content = c.get_bool("allow_special_tokens_in_content");
+  if (c.is_set("response_template")) {
+    // A YAML list of integers is token ids; a string (even one of digits) is text.
+    const std::vector<std::string> items = c.get_strings("response_template");
+    const bool listed = c.text("response_template").rfind('[', 0) == 0;
+    bool all_ints = listed && !items.empty();
+    for (const std::string& item : items)
+      all_ints = all_ints && !item.empty() && item.size() < 10 &&
+                 item.find_first_not_of("0123456789", item[0] == '-' ? 1 : 0) == std::string::npos &&
+                 item != "-";
+    s.response_template_where = origins.where("response_template");
+    if (all_ints) {
+      for (const std::string& item : items) s.response_template_ids.push_back(std::stoi(item));
+    } else if (items.size() == 1 && !items[0].empty()) {
+      o.response_template_text = items[0];
+    } else {
+      origins.fail("response_template", "expected a string or a list of token ids, got " + c.text("response_template"));
+    }
+  }
   return s;
 }
 

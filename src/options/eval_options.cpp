@@ -16,7 +16,7 @@ EvalOptions eval_options_from_config(const Config& c) {
   if (c.is_set("valid_path")) o.valid_path = c.get_string("valid_path");
   o.test_key = c.is_set("test_path") ? "test_path" : "valid_path";
   if (c.is_set(o.test_key)) o.test_path = c.get_string(o.test_key);
-  o.packing = c.get_bool("packing");
+  o.packing = c.get_bool("packing") && !c.is_set("padding");  // llmforge padding: no packing
   o.seed = static_cast<uint64_t>(c.get_int("seed"));
   o.batch_size = c.get_int("eval_batch_size_per_device");
   o.exact_match = c.get_string("eval.generation") == "exact_match";

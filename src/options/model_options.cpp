@@ -46,6 +46,8 @@ ModelOptions model_options_from_config(const Config& c, bool training) {
   o.lora = lora_options_if_set(c);
   o.seed = static_cast<uint64_t>(c.get_int("seed"));
   o.gradient_checkpointing = c.get_bool("gradient_checkpointing");
+  if (c.is_set("no_gradient_checkpoint") && !c.is_explicit("gradient_checkpointing"))
+    o.gradient_checkpointing = !c.get_bool("no_gradient_checkpoint");
   return o;
 }
 

@@ -23,6 +23,10 @@ TrainOptions train_options_from_config(const Config& c) {
   o.train_path = c.get_string("train_path");
   if (c.is_set("valid_path")) o.valid_path = c.get_string("valid_path");
   o.packing = c.get_bool("packing");
+  if (c.is_set("padding")) {  // llmforge: no packing, batches padded to their longest or to context_length
+    o.packing = false;
+    o.pad_to_longest = c.get_string("padding") == "longest";
+  }
   o.seed = static_cast<uint64_t>(c.get_int("seed"));
 
   o.micro_batch = c.get_int("train_batch_size_per_device");
@@ -30,6 +34,12 @@ TrainOptions train_options_from_config(const Config& c) {
   if (c.is_set("gradient_accumulation_steps")) o.accumulation = c.get_int("gradient_accumulation_steps");
   if (c.is_set("max_steps")) o.max_steps = c.get_int("max_steps");
   o.num_epochs = c.get_int("num_epochs");
+  // llmforge: num_devices GPUs each take train_batch_size_per_device per micro-step, so its global
+  // batch is fixed by the config; ringtune keeps that batch on any number of ranks.
+  if (c.is_set("num_devices") && o.global_batch == 0)
+    o.global_batch = o.micro_batch * o.accumulation * c.get_int("num_devices");
+  if (c.is_set("min_update_steps") && !c.is_explicit("num_epochs") && !c.is_set("max_steps"))
+    o.min_update_steps = c.get_int("min_update_steps");
 
   o.adamw.beta1 = c.get_double("adam_beta1");
   o.adamw.beta2 = c.get_double("adam_beta2");
@@ -43,12 +53,21 @@ TrainOptions train_options_from_config(const Config& c) {
   o.eval_steps = c.get_int("eval_steps");
   o.eval_batch = c.get_int("eval_batch_size_per_device");
   o.checkpoint_every = c.get_int("checkpoint_every_n_steps");
+  const std::string freq = "checkpoint_and_evaluation_frequency";
+  if (c.is_set(freq + ".unit")) {
+    const int64_t n = c.get_int(freq + ".frequency");
+    if (c.get_string(freq + ".unit") == "steps") o.eval_steps = o.checkpoint_every = n;
+    else o.every_n_epochs = n;
+  }
+  if (c.is_set("checkpoint_every_n_epochs")) o.every_n_epochs = c.get_int("checkpoint_every_n_epochs");
   o.checkpoints_to_keep = c.get_int("num_checkpoints_to_keep");
   o.resume = c.get_string("resume");
 
   o.device = c.get_string("device");
   o.backend = c.get_string("distributed.backend");
   o.zero_stage = static_cast<int>(c.get_int("distributed.zero_stage"));
+  // An llmforge DeepSpeed config asks for sharded optimizer state: ZeRO-1 is what ringtune has.
+  if (c.is_set("deepspeed") && !c.is_explicit("distributed.zero_stage")) o.zero_stage = 1;
   o.log_level = c.get_string("logging.level");
   o.per_rank_log_files = c.get_bool("logging.per_rank_files");
   return o;

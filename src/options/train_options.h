@@ -28,6 +28,7 @@ struct TrainOptions {
   std::string train_path;
   std::string valid_path;  // empty: no validation
   bool packing = true;
+  bool pad_to_longest = false;  // packing off (llmforge padding: longest): batches padded to their longest row
   uint64_t seed = 42;  // sample order, dropout, adapter initialisation
 
   // Steps: global_batch sequences per optimizer step, in micro-batches of micro_batch per rank.
@@ -36,6 +37,7 @@ struct TrainOptions {
   int64_t accumulation = 1;
   int64_t max_steps = 0;     // > 0: overrides num_epochs
   int64_t num_epochs = 1;
+  int64_t min_update_steps = 0;  // > 0 (llmforge): whole epochs until at least this many steps
   int64_t global_batch_at(int world_size) const {
     return global_batch > 0 ? global_batch : micro_batch * accumulation * world_size;
   }
@@ -51,6 +53,7 @@ struct TrainOptions {
   int64_t eval_steps = 0;  // 0: at each epoch's end
   int64_t eval_batch = 1;
   int64_t checkpoint_every = 0;  // 0: at each epoch's end
+  int64_t every_n_epochs = 0;    // > 0 (llmforge): checkpoint and validate every n epochs instead
   int64_t checkpoints_to_keep = 2;
   std::string resume = "auto";   // auto | none | a checkpoint path
 

@@ -48,7 +48,8 @@ void MetricsLog::record(const StepMetrics& m) {
     nlohmann::json j = {{"step", m.step},           {"epoch", m.epoch},
                         {"loss", m.loss},           {"lr", m.lr},
                         {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s},
-                        {"supervised_tokens", m.supervised_tokens}, {"elapsed_s", m.elapsed_s}};
+                        {"supervised_tokens", m.supervised_tokens}, {"seq_len", m.seq_len},
+                        {"elapsed_s", m.elapsed_s}};
     if (m.valid_loss) {
       j["valid_loss"] = *m.valid_loss;
       j["valid_perplexity"] = std::exp(*m.valid_loss);

@@ -15,6 +15,7 @@ struct StepMetrics {
   int64_t epoch = 0;
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0;
   int64_t supervised_tokens = 0;
+  int64_t seq_len = 0;  // columns of the widest micro-batch on rank 0 (context_length unless padding: longest)
   double elapsed_s = 0;
   std::optional<double> valid_loss;  // when validation ran after this step
 };

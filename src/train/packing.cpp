@@ -1,6 +1,8 @@
 // Sample order and packing; see packing.h.
 #include "src/train/packing.h"
 
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include "src/error.h"
@@ -64,6 +66,7 @@ std::vector<PackedSequence> pack_sequences(const PreparedDataset& data,
     }
   }
   for (auto& s : out) {
+    s.used = static_cast<int64_t>(s.tokens.size());
     while (static_cast<int64_t>(s.tokens.size()) < context_length) {
       s.tokens.push_back(pad_id);
       s.positions.push_back(0);
@@ -79,9 +82,17 @@ std::vector<PackedSequence> pack_in_file_order(const PreparedDataset& data, int6
   return pack_sequences(data, sample_order(data.size(), 0, 0, /*shuffle=*/false), context_length, packing, pad_id);
 }
 
+int64_t SequenceBatch::length() const {
+  if (rows.empty()) return 0;
+  if (!pad_to_longest) return static_cast<int64_t>(rows[0]->tokens.size());
+  int64_t l = 1;
+  for (const PackedSequence* r : rows) l = std::max(l, r->used);
+  return l;
+}
+
 std::vector<at::Tensor> SequenceBatch::tensors() const {
   const int64_t b = static_cast<int64_t>(rows.size());
-  const int64_t l = b ? static_cast<int64_t>(rows[0]->tokens.size()) : 0;
+  const int64_t l = length();
   auto make = [&](auto field) {
     auto t = torch::empty({b, l}, torch::kInt64);
     auto* p = t.data_ptr<int64_t>();

@@ -28,6 +28,7 @@ struct PackedSequence {
   std::vector<int32_t> segments;  // sample slot within the sequence; padding gets -1
   std::vector<int32_t> labels;    // next-token target or kIgnoreLabel
   int64_t supervised = 0;         // labels != kIgnoreLabel
+  int64_t used = 0;               // tokens before the padding
 };
 
 // Packs the samples of `order` greedily, in order: a sample that does not fit in the space left
@@ -42,9 +43,13 @@ std::vector<PackedSequence> pack_in_file_order(const PreparedDataset& data, int6
                                                int32_t pad_id);
 
 struct SequenceBatch {
-  // int64 tensors [B, L]: tokens, positions, segment ids, labels.
+  // int64 tensors [B, L]: tokens, positions, segment ids, labels. L is context_length, or with
+  // pad_to_longest the longest row's used tokens (the padding cut off carries no loss and no
+  // attention, so the loss is the same up to rounding).
   std::vector<at::Tensor> tensors() const;
+  int64_t length() const;
   std::vector<const PackedSequence*> rows;
+  bool pad_to_longest = false;
 };
 
 }  // namespace ringtune

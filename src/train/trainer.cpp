@@ -140,6 +140,7 @@ class Trainer {
   double evaluate(int64_t steps_done);
   void record(const StepMetrics& m) { metrics_->record(m); }
   bool checkpoint_due(int64_t step);
+  bool periodic(int64_t every_steps, int64_t step);
   std::string save_checkpoint(int64_t steps_done);
   bool stop_requested() const { return pg_->any(g_stop.load()); }
 
@@ -164,6 +165,7 @@ class Trainer {
   int32_t pad_id_ = 0;
   std::unique_ptr<StepPlan> plan_;
   int64_t total_steps_ = 0;
+  std::pair<int64_t, double> valid_loss_at_{-1, 0.0};  // (step, loss) of the latest validation
   int64_t packed_epoch_ = -1;
   std::vector<PackedSequence> packed_, valid_seqs_;
   // model
@@ -250,7 +252,13 @@ void Trainer::setup_data() {
   pad_id_ = padding_id(*pipe_.tokenizer);
   const int64_t context = o_.data.options.context_length, global = o_.global_batch_at(world_);
   plan_ = std::make_unique<StepPlan>([this](int64_t e) { return static_cast<int64_t>(sequences(e).size()); }, global);
-  total_steps_ = plan_->total_steps(o_.max_steps, o_.num_epochs);
+  int64_t epochs = o_.num_epochs;
+  if (o_.min_update_steps > 0) {  // llmforge: whole epochs until at least min_update_steps steps
+    epochs = 1;
+    while (plan_->first_step(epochs) < o_.min_update_steps) ++epochs;
+    spdlog::info("min_update_steps {}: {} epoch(s)", o_.min_update_steps, epochs);
+  }
+  total_steps_ = plan_->total_steps(o_.max_steps, epochs);
   if (!o_.valid_path.empty()) valid_seqs_ = pack_in_file_order(valid_, context, o_.packing, pad_id_);
   const int64_t per_rank = (global + world_ - 1) / world_;
   spdlog::info("{} sequences of {} tokens per epoch, {} steps per epoch, {} steps; global batch {} = {} rank(s) x "
@@ -351,8 +359,10 @@ StepMetrics Trainer::step(int64_t step) {
   int64_t supervised = 0;  // the normaliser: supervised tokens of the whole global batch
   for (size_t i = rows.begin; i < rows.end; ++i) supervised += seqs[i].supervised;
   double loss_sum = 0, tokens = 0, my_supervised = 0;
+  int64_t seq_len = 0;  // the longest micro-batch row fed on this rank
   for (const Rows& micro : StepPlan::micro_batches(plan_->rank_rows(step, rank_, world_), o_.micro_batch)) {
     SequenceBatch b;
+    b.pad_to_longest = o_.pad_to_longest;
     for (size_t j = micro.begin; j < micro.end; ++j) {
       b.rows.push_back(&seqs[j]);
       my_supervised += static_cast<double>(seqs[j].supervised);
@@ -360,6 +370,7 @@ StepMetrics Trainer::step(int64_t step) {
       sample_log_.add(epoch, step, seqs[j].samples);
     }
     if (dropout_) torch::manual_seed(micro_batch_seed(o_.seed, step, micro.begin));
+    seq_len = std::max(seq_len, b.length());
     auto loss = batch_loss_sum(model_.model, b);
     loss_sum += loss.item<double>();
     if (supervised > 0) (loss / static_cast<double>(supervised)).backward();
@@ -390,6 +401,7 @@ StepMetrics Trainer::step(int64_t step) {
   m.grad_norm = grad_norm;
   m.tokens_per_s = totals[1] / std::max(seconds_since(t_step), 1e-9);
   m.supervised_tokens = supervised;
+  m.seq_len = seq_len;
   m.elapsed_s = seconds_since(t_start_);
   summary_.step_losses.push_back(m.loss);
   return m;
@@ -397,11 +409,18 @@ StepMetrics Trainer::step(int64_t step) {
 
 // ---- validation -----------------------------------------------------------------------------
 
+// Every `every_steps` steps when > 0; else at the end of every epoch, or of every every_n_epochs-th.
+bool Trainer::periodic(int64_t every_steps, int64_t step) {
+  if (every_steps > 0) return (step + 1) % every_steps == 0;
+  if (!plan_->ends_epoch(step)) return false;
+  return o_.every_n_epochs <= 1 || (plan_->epoch_of(step) + 1) % o_.every_n_epochs == 0;
+}
+
 // With eval_steps, every eval_steps steps; else at each epoch's end; and after the last step.
 bool Trainer::evaluation_due(int64_t step) {
   if (o_.valid_path.empty()) return false;
   if (step + 1 == total_steps_) return true;
-  return o_.eval_steps > 0 ? (step + 1) % o_.eval_steps == 0 : plan_->ends_epoch(step);
+  return periodic(o_.eval_steps, step);
 }
 
 // Mean loss over every supervised token of the validation split (no gradient); each rank takes
@@ -412,6 +431,7 @@ double Trainer::evaluate(int64_t steps_done) {
   const auto total = dp_->sum({e.loss_sum, static_cast<double>(e.supervised_tokens)});
   const double loss = total[1] > 0 ? total[0] / total[1] : std::nan("");
   summary_.final_valid_loss = loss;
+  valid_loss_at_ = {steps_done, loss};
   spdlog::info("step {} validation loss {:.4f} perplexity {:.3f}", steps_done, loss, std::exp(loss));
   return loss;
 }
@@ -422,7 +442,7 @@ double Trainer::evaluate(int64_t steps_done) {
 // last step.
 bool Trainer::checkpoint_due(int64_t step) {
   if (step + 1 == total_steps_) return true;
-  return o_.checkpoint_every > 0 ? (step + 1) % o_.checkpoint_every == 0 : plan_->ends_epoch(step);
+  return periodic(o_.checkpoint_every, step);
 }
 
 // Collective: ZeRO-1 moments are gathered from every rank; rank 0 writes the one file (per
@@ -450,6 +470,7 @@ std::string Trainer::save_checkpoint(int64_t steps_done) {
     st.trainable = opt_->named_values(full_master);  // float32 masters, not the rounded parameters
     st.optimizer = opt_->named_state(full_m, full_v);
     st.rng = rng_bytes();
+    if (valid_loss_at_.first == steps_done) st.valid_loss = valid_loss_at_.second;
     path = ringtune::save_checkpoint(o_.output_dir, st);
     prune_checkpoints(o_.output_dir, o_.checkpoints_to_keep);
     spdlog::info("checkpoint {} (step {})", path, steps_done);
