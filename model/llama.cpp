@@ -84,6 +84,27 @@ void LinearImpl::unmerge() {
   merged_ = false;
 }
 
+LoraFactorsImpl::LoraFactorsImpl(int64_t in_features, int64_t out_features, int64_t r, double scale,
+                                 double dropout, torch::Device device)
+    : lora_scale(scale), lora_dropout(dropout) {
+  if (r <= 0) throw std::invalid_argument("LoRA r = " + std::to_string(r) + ": must be > 0");
+  auto a = std::make_shared<LinearImpl>(in_features, r, false);
+  auto b = std::make_shared<LinearImpl>(r, out_features, false);
+  for (auto* m : {a.get(), b.get()}) {
+    m->to(device, torch::kFloat32);
+    torch::NoGradGuard no_grad;
+    m->weight.zero_();
+  }
+  lora_A = register_module("lora_A", a);
+  lora_B = register_module("lora_B", b);
+}
+
+torch::Tensor LoraFactorsImpl::delta(const torch::Tensor& x) {
+  auto h = x.to(torch::kFloat32);
+  if (lora_dropout > 0.0 && is_training()) h = torch::dropout(h, lora_dropout, /*train=*/true);
+  return torch::nn::functional::linear(torch::nn::functional::linear(h, lora_A->weight), lora_B->weight) * lora_scale;
+}
+
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
@@ -273,6 +294,48 @@ LlamaBodyImpl::LlamaBodyImpl(const LlamaConfig& cfg) {
   norm = register_module("norm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps));
 }
 
+torch::Tensor LlamaBodyImpl::embed(const torch::Tensor& tokens) {
+  const auto& w = embed_tokens->weight;
+  auto h = torch::embedding(w, tokens);
+  if (!embed_lora_A.defined() || embed_lora_merged) return h;
+  // PEFT's lora.Embedding: F.embedding(x, A^T) @ B^T * scale, added to the base lookup.
+  auto delta = torch::matmul(torch::embedding(embed_lora_A.t(), tokens), embed_lora_B.t()) * embed_lora_scale;
+  return (h + delta).to(w.scalar_type());  // + promotes bf16 to float32
+}
+
+void LlamaBodyImpl::add_embedding_lora(int64_t r, double scale) {
+  if (embed_lora_A.defined()) throw std::invalid_argument("add_embedding_lora: the embedding already has a LoRA adapter");
+  if (r <= 0) throw std::invalid_argument("add_embedding_lora: r = " + std::to_string(r) + ": must be > 0");
+  const auto& w = embed_tokens->weight;
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(w.device());
+  embed_lora_A = embed_tokens->register_parameter("lora_embedding_A", torch::zeros({r, w.size(0)}, opts));
+  embed_lora_B = embed_tokens->register_parameter("lora_embedding_B", torch::zeros({w.size(1), r}, opts));
+  embed_lora_scale = scale;
+  embed_lora_merged = false;
+}
+
+torch::Tensor LlamaBodyImpl::embedding_lora_delta() const {
+  return torch::matmul(embed_lora_B, embed_lora_A).t() * embed_lora_scale;
+}
+
+void LlamaBodyImpl::merge_embedding_lora() {
+  if (!embed_lora_A.defined()) throw std::logic_error("merge_embedding_lora(): no adapter");
+  if (embed_lora_merged) return;
+  torch::NoGradGuard no_grad;
+  auto& w = embed_tokens->weight;
+  w.copy_(w.to(torch::kFloat32) + embedding_lora_delta());
+  embed_lora_merged = true;
+}
+
+void LlamaBodyImpl::unmerge_embedding_lora() {
+  if (!embed_lora_A.defined()) throw std::logic_error("unmerge_embedding_lora(): no adapter");
+  if (!embed_lora_merged) return;
+  torch::NoGradGuard no_grad;
+  auto& w = embed_tokens->weight;
+  w.copy_(w.to(torch::kFloat32) - embedding_lora_delta());
+  embed_lora_merged = false;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Causal LM
 
@@ -306,7 +369,7 @@ torch::Tensor LlamaForCausalLMImpl::forward_hidden(const torch::Tensor& tokens,
                     .to(emb.device());
   }
   auto [cos, sin] = rope_cos_sin(inv_freq_.to(emb.device()), positions);
-  auto h = torch::embedding(emb, tokens.to(emb.device()));
+  auto h = model->embed(tokens.to(emb.device()));
   const bool recompute = gradient_checkpointing && is_training() && !cache && torch::GradMode::is_enabled();
   // A checkpointed layer only back-propagates when its input requires grad; with frozen
   // embeddings (LoRA) the first layer's input is made a leaf that does.
@@ -321,7 +384,17 @@ torch::Tensor LlamaForCausalLMImpl::forward_hidden(const torch::Tensor& tokens,
 }
 
 torch::Tensor LlamaForCausalLMImpl::project(const torch::Tensor& hidden) {
-  return torch::matmul(hidden, lm_head_weight().t()).to(torch::kFloat32);
+  if (lm_head && lm_head->has_lora()) return lm_head->forward(hidden).to(torch::kFloat32);
+  auto logits = torch::matmul(hidden, lm_head_weight().t()).to(torch::kFloat32);
+  if (tied_head_lora) logits = logits + tied_head_lora->delta(hidden);
+  return logits;
+}
+
+void LlamaForCausalLMImpl::add_tied_head_lora(int64_t r, double scale, double dropout) {
+  if (!cfg_.tie_word_embeddings) throw std::invalid_argument("add_tied_head_lora: lm_head is not tied");
+  if (tied_head_lora) throw std::invalid_argument("add_tied_head_lora: lm_head already has a LoRA adapter");
+  const auto& w = model->embed_tokens->weight;
+  tied_head_lora = register_module("lm_head", LoraFactors(w.size(1), w.size(0), r, scale, dropout, w.device()));
 }
 
 KVCache LlamaForCausalLMImpl::make_cache(int64_t batch, int64_t capacity) const {

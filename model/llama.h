@@ -55,6 +55,21 @@ class LinearImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Linear);
 
+// A LoRA adapter without a base weight of its own: submodules "lora_A" (weight [r, in]) and
+// "lora_B" (weight [out, r]), float32. The output-side adapter of a tied lm_head (whose base weight
+// is embed_tokens'), registered as "lm_head" so its parameters carry PEFT's names
+// ("lm_head.lora_A.weight"). delta(x) = scale * (dropout(x) A^T) B^T, in float32.
+class LoraFactorsImpl : public torch::nn::Module {
+ public:
+  LoraFactorsImpl(int64_t in_features, int64_t out_features, int64_t r, double scale, double dropout,
+                  torch::Device device);
+  torch::Tensor delta(const torch::Tensor& x);
+  std::shared_ptr<LinearImpl> lora_A, lora_B;
+  double lora_scale = 0.0;
+  double lora_dropout = 0.0;
+};
+TORCH_MODULE(LoraFactors);
+
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps);
@@ -109,9 +124,26 @@ class DecoderLayerImpl : public torch::nn::Module {
 TORCH_MODULE(DecoderLayer);
 
 // "model.*": embeddings, decoder layers, final norm.
+//
+// The embedding may carry a LoRA adapter with PEFT's semantics for nn.Embedding: parameters
+// "embed_tokens.lora_embedding_A" [r, vocab] and "embed_tokens.lora_embedding_B" [dim, r] (float32),
+//   embed(x) = E[x] + scale * A^T[x] B^T   (a one-hot lookup into A^T; no dropout, as PEFT),
+// and after merge E holds E + scale * (B A)^T.
 class LlamaBodyImpl : public torch::nn::Module {
  public:
   explicit LlamaBodyImpl(const LlamaConfig& cfg);
+  // tokens int64 [B, T] -> [B, T, D] in the embedding's dtype.
+  torch::Tensor embed(const torch::Tensor& tokens);
+  // Registers a zero float32 adapter of rank r (the caller initialises it); invalid_argument when
+  // one is there or r <= 0.
+  void add_embedding_lora(int64_t r, double scale);
+  bool has_embedding_lora() const { return embed_lora_A.defined(); }
+  void merge_embedding_lora();    // no-op when merged; logic_error without an adapter
+  void unmerge_embedding_lora();
+  torch::Tensor embedding_lora_delta() const;  // scale * (B A)^T, float32 [vocab, dim]
+  torch::Tensor embed_lora_A, embed_lora_B;  // undefined without an adapter
+  double embed_lora_scale = 0.0;
+  bool embed_lora_merged = false;
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -149,6 +181,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   LlamaBody model{nullptr};
   Linear lm_head{nullptr};
+  // Tied embeddings only: LoRA on the output projection (target lm_head), registered as "lm_head".
+  // It acts on the logits alone; the embedding's own adapter (target embed_tokens) on the input.
+  LoraFactors tied_head_lora{nullptr};
+  void add_tied_head_lora(int64_t r, double scale, double dropout);
 
  private:
   LlamaConfig cfg_;

@@ -81,13 +81,14 @@ void validate_lora_options(const LoraOptions& o) {
                                 join(lora_target_names()) + " (or all-linear)");
   }
   for (const auto& t : o.target_modules) {
-    if (t == "all-linear" || contains(lora_target_names(), t)) continue;
-    std::string hint = t == "lm_head" ? " (lm_head is never adapted, as in PEFT; to train it, "
-                                        "list it in modules_to_save)"
-                                      : "";
-    throw std::invalid_argument("target_modules: unknown module \"" + t + "\"" + hint +
-                                "; valid: " + join(lora_target_names()) + ", all-linear");
+    if (t == "all-linear" || contains(lora_target_names(), t) || contains(modules_to_save_names(), t)) continue;
+    throw std::invalid_argument("target_modules: unknown module \"" + t + "\"; valid: " + join(lora_target_names()) +
+                                ", embed_tokens, lm_head, all-linear");
   }
+  for (const auto& m : o.modules_to_save)
+    if (contains(o.target_modules, m))
+      throw std::invalid_argument("\"" + m + "\" is both a LoRA target (target_modules) and trained in full "
+                                  "(modules_to_save); choose one");
   if (o.init_lora_weights != "true" && o.init_lora_weights != "gaussian" &&
       o.init_lora_weights != "false") {
     throw std::invalid_argument("init_lora_weights = \"" + o.init_lora_weights +
@@ -159,6 +160,13 @@ std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraOptions& 
   const auto targets = expanded_targets(o.target_modules);
   const double scale = lora_scale(o);
 
+  const bool tied = model->config().tie_word_embeddings;
+  const bool embed_target = targets.count("embed_tokens") > 0;
+  const bool tied_head_target = tied && targets.count("lm_head") > 0;
+  if (embed_target && model->model->has_embedding_lora())
+    throw std::invalid_argument("apply_lora: embed_tokens already has a LoRA adapter");
+  if (tied_head_target && model->tied_head_lora)
+    throw std::invalid_argument("apply_lora: lm_head already has a LoRA adapter");
   std::vector<std::pair<std::string, LinearImpl*>> chosen;
   for (const auto& [name, lin] : base_linears(model)) {
     if (!name_matches(name, targets)) continue;
@@ -167,7 +175,7 @@ std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraOptions& 
     }
     chosen.emplace_back(name, lin);
   }
-  if (chosen.empty()) {
+  if (chosen.empty() && !embed_target && !tied_head_target) {
     throw std::invalid_argument("apply_lora: target_modules (" + join(o.target_modules) +
                                 ") match no Linear layer of the model");
   }
@@ -177,11 +185,32 @@ std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraOptions& 
 
   auto gen = at::detail::createCPUGenerator(o.seed);
   std::vector<std::string> adapted;
+  if (embed_target) {  // module order: the embedding comes first
+    // PEFT's lora.Embedding: A zero and B ~ N(0, 1) (the reverse of Linear's) for true and
+    // gaussian; false leaves both N(0, 1).
+    model->model->add_embedding_lora(o.r, scale);
+    torch::NoGradGuard no_grad;
+    auto& a = model->model->embed_lora_A;
+    auto& b = model->model->embed_lora_B;
+    if (o.init_lora_weights == "false") normal_init(a, 1.0, gen);
+    normal_init(b, 1.0, gen);
+    adapted.push_back("model.embed_tokens");
+  }
   for (auto& [name, lin] : chosen) {
     lin->add_lora(o.r, scale, o.lora_dropout);
     init_adapter(*lin, o, gen);
     if (o.bias == "lora_only" && lin->bias.defined()) lin->bias.set_requires_grad(true);
     adapted.push_back(name);
+  }
+
+  if (tied_head_target) {  // tied: an output-side adapter of its own (the embedding's is separate)
+    model->add_tied_head_lora(o.r, scale, o.lora_dropout);
+    auto& f = *model->tied_head_lora;
+    torch::NoGradGuard no_grad;
+    kaiming_uniform_sqrt5(f.lora_A->weight, gen);
+    if (o.init_lora_weights == "false") kaiming_uniform_sqrt5(f.lora_B->weight, gen);
+    else if (o.init_lora_weights == "gaussian") normal_init(f.lora_A->weight, 1.0 / static_cast<double>(o.r), gen);
+    adapted.push_back("lm_head");
   }
 
   if (o.bias == "all") {
@@ -199,8 +228,24 @@ std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraOptions& 
   return adapted;
 }
 
+namespace {
+// Merging an adapter of a tied model's embedding or output projection into the one shared matrix
+// would change both ends.
+void check_mergeable(LlamaForCausalLM& model) {
+  if (model->config().tie_word_embeddings && (model->model->has_embedding_lora() || model->tied_head_lora))
+    throw std::invalid_argument(
+        "this model ties lm_head to embed_tokens: a LoRA adapter on either cannot be merged into the one shared "
+        "matrix without changing the other end; use the PEFT adapter unmerged");
+}
+}  // namespace
+
 int64_t merge_lora(LlamaForCausalLM& model) {
+  check_mergeable(model);
   int64_t n = 0;
+  if (model->model->has_embedding_lora()) {
+    model->model->merge_embedding_lora();
+    ++n;
+  }
   for (const auto& [name, lin] : base_linears(model)) {
     if (lin->has_lora()) {
       lin->merge();
@@ -213,6 +258,10 @@ int64_t merge_lora(LlamaForCausalLM& model) {
 int64_t set_lora_dropout(LlamaForCausalLM& model, double dropout) {
   if (!(dropout >= 0.0 && dropout < 1.0)) throw std::invalid_argument("lora_dropout must be in [0, 1)");
   int64_t n = 0;
+  if (model->tied_head_lora) {
+    model->tied_head_lora->lora_dropout = dropout;
+    ++n;
+  }
   for (const auto& [name, lin] : base_linears(model)) {
     if (lin->has_lora()) {
       lin->lora_dropout = dropout;
@@ -224,6 +273,10 @@ int64_t set_lora_dropout(LlamaForCausalLM& model, double dropout) {
 
 int64_t unmerge_lora(LlamaForCausalLM& model) {
   int64_t n = 0;
+  if (model->model->has_embedding_lora()) {
+    model->model->unmerge_embedding_lora();
+    ++n;
+  }
   for (const auto& [name, lin] : base_linears(model)) {
     if (lin->has_lora()) {
       lin->unmerge();

@@ -16,7 +16,10 @@ struct LoraOptions {
   double lora_alpha = 16.0;
   double lora_dropout = 0.05;  // on the adapter input only, in training mode; [0, 1)
   // Names of Linear modules (matched against the end of the module name, as PEFT does for a list),
-  // or "all-linear": every projection of attention and MLP, never lm_head.
+  // or "all-linear": every projection of attention and MLP, never lm_head. Also, as PEFT,
+  // "embed_tokens" (an nn.Embedding adapter: lora_embedding_A [r, vocab], lora_embedding_B
+  // [dim, r]) and "lm_head" (with tied embeddings an output-side adapter of its own, so targeting
+  // both on a tied model gives two independent adapters on the one shared matrix).
   std::vector<std::string> target_modules{"q_proj", "v_proj"};
   bool use_rslora = false;                 // scale alpha / sqrt(r) instead of alpha / r
   std::string init_lora_weights = "true";  // "true" | "gaussian" | "false" (see apply_lora)
@@ -47,7 +50,9 @@ void validate_lora_options(const LoraOptions& options);
 // is named with the list of valid ones) and leaves the model unchanged.
 std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraOptions& options);
 
-// merge() / unmerge() on every adapted Linear; returns how many there are.
+// merge() / unmerge() on every adapter (the embedding's included); returns how many there are.
+// merge_lora throws std::invalid_argument on a tied model with an embed_tokens or lm_head adapter
+// (folding it into the shared matrix would change both ends).
 int64_t merge_lora(LlamaForCausalLM& model);
 // Sets the dropout probability of every attached adapter (e.g. to continue training an adapter
 // with another lora_dropout). Returns the number of adapters.

@@ -123,6 +123,20 @@ TEST(ChatTemplate, LossOnAssistantContentAndEndOfTurnOnly) {
   EXPECT_TRUE(r.writes_bos());
 }
 
+TEST(ChatTemplate, ToolResultsReachTheTemplateAsRoleTool) {
+  // This Llama 3.1 template writes a tool result under its own header; it carries no loss.
+  const Tokenizer& tok = tokenizer("llama3-hf");
+  const ChatTemplateRenderer r = renderer("llama3_1", "llama3-hf");
+  const Conversation conv = {{Role::user, "Weather in Paris?"}, {Role::assistant, "get_weather(\"Paris\")"},
+                             {Role::tool, "sunny"}, {Role::assistant, "It is sunny."}};
+  RenderOptions o;
+  const RenderedPrompt rendered = r.render(conv, o);
+  EXPECT_NE(rendered.text.find("<|eot_id|><|start_header_id|>tool<|end_header_id|>\n\nsunny<|eot_id|>"), std::string::npos)
+      << rendered.text;
+  EXPECT_EQ(supervised_runs(tok, tokenize_rendered(tok, rendered)),
+            (std::vector<std::string>{"get_weather(\"Paris\")<|eot_id|>", "It is sunny.<|eot_id|>"}));
+}
+
 TEST(ChatTemplate, ContentSpellingSpecialTokensStaysText) {
   const Tokenizer& tok = tokenizer("llama3-hf");
   const ChatTemplateRenderer r = renderer("llama3_1", "llama3-hf");

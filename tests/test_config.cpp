@@ -318,7 +318,7 @@ TEST(ConfigErrors, EnumErrorsListAllowedValues) {
                      "    - q_proj\n"
                      "    - v_prj\n"),
             "cfg.yaml:7: key \"lora_config.target_modules\": \"v_prj\" is not one of q_proj, "
-            "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, all-linear (did you mean "
+            "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, embed_tokens, lm_head, all-linear (did you mean "
             "\"v_proj\"?)");
 }
 

@@ -240,8 +240,18 @@ std::vector<BadCase> bad_cases() {
       {"missing_role", {msgs(R"({"content":"hi"})")}, "messages[0] has no \"role\"", "missing_role"},
       {"role_not_string", {msgs(R"({"role":1,"content":"hi"})")}, "messages[0].role must be a string, got number",
        "role_not_string"},
-      {"unknown_role", {msgs(U + R"(,{"role":"tool","content":"x"})")},
-       "messages[1].role \"tool\" is not one of system, user, assistant", "unknown_role"},
+      {"unknown_role", {msgs(U + R"(,{"role":"function","content":"x"})")},
+       "messages[1].role \"function\" is not one of system, user, assistant, tool", "unknown_role"},
+      {"tool_after_user", {msgs(U + R"(,{"role":"tool","content":"x"},)" + A)},
+       "messages[1]: a tool message must follow an assistant message (its tool call) or another tool message, not user",
+       "tool_without_call"},
+      {"tool_first", {msgs(R"({"role":"tool","content":"x"},)" + U + "," + A)},
+       "messages[0]: the conversation must start with a user message, not tool", "tool_without_call"},
+      {"user_after_tool", {msgs(U + "," + A + R"(,{"role":"tool","content":"x"},)" + U + "," + A)},
+       "messages[3]: a user message right after a tool message (the assistant answers the tool's result first)",
+       "not_alternating"},
+      {"ends_with_tool", {msgs(U + "," + A + R"(,{"role":"tool","content":"x"})")},
+       "messages[2]: the last message must be from the assistant for training, not tool", "ends_with_user"},
       {"missing_content", {msgs(U + R"(,{"role":"assistant"})")}, "messages[1] has no \"content\"", "missing_content"},
       {"null_content", {msgs(U + R"(,{"role":"assistant","content":null})")}, "messages[1].content must be a string, got null",
        "content_not_string"},
@@ -267,7 +277,8 @@ std::vector<BadCase> bad_cases() {
       {"sharegpt_from_not_string", {sg(R"({"from":true,"value":"hi"})")}, "conversations[0].from must be a string, got boolean",
        "role_not_string"},
       {"sharegpt_unknown_from", {sg(R"({"from":"human","value":"hi"},{"from":"bot","value":"x"})")},
-       "conversations[1].from \"bot\" is not one of system, human, gpt, user, assistant", "unknown_role"},
+       "conversations[1].from \"bot\" is not one of system, human, gpt, user, assistant, tool, function_call, "
+       "observation", "unknown_role"},
       {"sharegpt_missing_value", {sg(R"({"from":"human","value":"hi"},{"from":"gpt"})")}, "conversations[1] has no \"value\"",
        "missing_content"},
       {"sharegpt_value_not_string", {sg(R"({"from":"human","value":7})")}, "conversations[0].value must be a string, got number",
@@ -600,7 +611,8 @@ TEST(DatasetFiles, MalformedJsonArraysNameFileIndexAndLine) {
       {"scalar_record", "[" + ok + ",\n 7]", "[1] (line 2): expected a JSON object (one sample), got number"},
       {"bad_json_in_record", "[{\"dialogue\": tru}]", "[0] (line 1): invalid JSON at byte 17: syntax error while parsing value - invalid literal; last read: '\"dialogue\": tru}'"},
       {"bad_role_in_record", "[\n" + ok + ",\n" + dialogue("a", "b").replace(dialogue("a", "b").find("gpt"), 3, "robot") + "\n]",
-       "[1] (line 3): dialogue[1].from \"robot\" is not one of system, human, gpt, user, assistant"},
+       "[1] (line 3): dialogue[1].from \"robot\" is not one of system, human, gpt, user, assistant, tool, "
+       "function_call, observation"},
       {"column_not_array", R"([{"dialogue": "hi"}])", "[0] (line 1): \"dialogue\" must be an array, got string"},
       {"column_empty", R"([{"dialogue": []}])", "[0] (line 1): \"dialogue\" is an empty array"},
       {"record_too_long", "[" + dialogue(std::string(400, 'x'), "y") + "]", "[0] (line 1): the record is longer than 300 bytes"},
@@ -780,6 +792,36 @@ TEST(DatasetFiles, ResponseTemplateThroughTheConfig) {
   apply_response_template(sample, ids, "");
   EXPECT_EQ(ringtune_test::supervised_runs(t, sample).size(), 1u);
   EXPECT_EQ(t.decode(std::vector<int32_t>(sample.ids.end() - 3, sample.ids.end() - 1)), "4");
+}
+
+TEST(DatasetFiles, ColumnMapRenamesAlpacaColumnsAndToolRolesAreMapped) {
+  TempDir d;
+  DataOptions o;
+  o.alpaca_columns.instruction = "question";
+  o.alpaca_columns.input = "context";
+  o.alpaca_columns.output = "answer";
+  const std::string renamed = d.write_lines("r.jsonl", {R"({"question":"say hi","context":"politely","answer":"hi"})"});
+  const std::string plain = d.write_lines("p.jsonl", {R"({"instruction":"say hi","input":"politely","output":"hi"})"});
+  auto a = read_all({renamed}, o, prompt_format_preset("chatml"));
+  auto b = read_all({plain}, DataOptions{}, prompt_format_preset("chatml"));
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(a[0].text, b[0].text);
+  EXPECT_EQ(a[0].ids, b[0].ids);
+  const std::string missing = d.write_lines("m.jsonl", {R"({"question":"x","output":"y"})"});
+  o.dataset_format = DatasetFormat::alpaca;
+  EXPECT_EQ(error_of({missing}, o), missing + ":1: missing key \"answer\"");
+
+  // Tool results (OpenAI "tool", ShareGPT "tool" / "observation" with "function_call") reach a chat
+  // template as role "tool"; a preset cannot render them.
+  const std::string tools = d.write_lines(
+      "t.jsonl", {R"x({"conversations":[{"from":"human","value":"weather?"},{"from":"function_call","value":"get()"},)x"
+                  R"x({"from":"observation","value":"sunny"},{"from":"gpt","value":"It is sunny."}]})x"});
+  const std::string err = error_of({tools}, DataOptions{});
+  EXPECT_NE(err.find(tools + ":1: message 2 is a tool result, which a prompt format of system, user and assistant "
+                             "templates cannot render"),
+            std::string::npos)
+      << err;
 }
 
 }  // namespace

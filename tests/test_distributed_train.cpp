@@ -159,6 +159,14 @@ TEST(DistributedTrain, ElasticResumeTwoThenThreeThenOneRanks) {
   expect_elastic({{2, 3}, {3, 5}, {1, 0}}, kLora, 1);
 }
 
+TEST(DistributedTrain, ElasticResumeWithEmbeddingAndOutputAdapters) {
+  // LoRA on embed_tokens and lm_head beside q_proj, ZeRO-1: two ranks stop at step 4, one finishes.
+  expect_elastic({{2, 4}, {1, 0}},
+                 " lora_config.r=4 lora_config.lora_alpha=8 lora_config.target_modules=[q_proj,embed_tokens,lm_head]"
+                 " lora_config.lora_dropout=0",
+                 1);
+}
+
 TEST(DistributedTrain, ElasticResumeFourThenOneRanks) {
   expect_elastic({{4, 4}, {1, 0}}, " learning_rate=0.002", 1);
 }

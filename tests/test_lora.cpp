@@ -451,7 +451,7 @@ TEST(Lora, UnknownTargetIsRejectedWithItsName) {
   auto model = tiny_model(61);
   auto msg = message_of([&] { apply_lora(model, options({"q_proj", "qproj"})); });
   EXPECT_NE(msg.find("\"qproj\""), std::string::npos) << msg;
-  EXPECT_NE(msg.find("q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, all-linear"),
+  EXPECT_NE(msg.find("q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, embed_tokens, lm_head, all-linear"),
             std::string::npos)
       << msg;
   // Nothing was changed: no adapter, nothing frozen.
@@ -459,8 +459,10 @@ TEST(Lora, UnknownTargetIsRejectedWithItsName) {
     EXPECT_EQ(p.key().find(".lora_"), std::string::npos) << p.key();
     EXPECT_TRUE(p.value().requires_grad()) << p.key();
   }
-  msg = message_of([&] { apply_lora(model, options({"lm_head"})); });
-  EXPECT_NE(msg.find("lm_head is never adapted"), std::string::npos) << msg;
+  auto both = options({"lm_head"});
+  both.modules_to_save = {"lm_head"};
+  msg = message_of([&] { apply_lora(model, both); });
+  EXPECT_NE(msg.find("\"lm_head\" is both a LoRA target (target_modules) and trained in full"), std::string::npos) << msg;
 
   auto bad = options({"q_proj"});
   bad.r = 0;
@@ -702,4 +704,173 @@ TEST(Lora, TiedLmHeadInModulesToSaveIsExportedAndReloaded) {
   auto fresh = tiny_model(91, /*tied=*/true);
   load_adapter(fresh, dir.file("adapter"));
   EXPECT_TRUE(torch::equal(fresh->model->embed_tokens->weight, trained->model->embed_tokens->weight));
+}
+
+// ---------------------------------------------------------------------------------------------
+// LoRA on embed_tokens and lm_head (PEFT's lora.Embedding and lora.Linear on the output layer)
+
+namespace {
+
+// Training-like values for every adapter factor of the embedding and the output layer.
+void randomize_embedding_and_head(LlamaForCausalLM& m, uint64_t seed) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(seed);
+  m->model->embed_lora_A.normal_(0.0, 0.3);
+  m->model->embed_lora_B.normal_(0.0, 0.3);
+  if (m->lm_head && m->lm_head->has_lora()) m->lm_head->lora_B->weight.normal_(0.0, 0.05);
+  if (m->tied_head_lora) m->tied_head_lora->lora_B->weight.normal_(0.0, 0.05);
+}
+
+}  // namespace
+
+TEST(LoraEmbedding, InitialAdaptersLeaveLogitsUnchanged) {
+  for (const bool tied : {false, true}) {
+    auto base = tiny_model(31, tied);
+    auto m = tiny_model(31, tied);
+    const auto adapted = apply_lora(m, options({"q_proj", "embed_tokens", "lm_head"}));
+    EXPECT_EQ(adapted.front(), "model.embed_tokens") << tied;
+    EXPECT_EQ(adapted.back(), "lm_head") << tied;
+    // PEFT: embedding A zero, B ~ N(0, 1); output layer as any Linear (B zero).
+    EXPECT_EQ(m->model->embed_lora_A.abs().max().item<float>(), 0.0f);
+    EXPECT_GT(m->model->embed_lora_B.std().item<float>(), 0.5f);
+    const auto tokens = random_tokens(61, 2, 9, 4);
+    torch::NoGradGuard ng;
+    EXPECT_TRUE(torch::equal(m->forward(tokens), base->forward(tokens))) << "tied " << tied;
+    auto names = m->named_parameters();
+    EXPECT_TRUE(names.contains("model.embed_tokens.lora_embedding_A"));
+    EXPECT_EQ(names["model.embed_tokens.lora_embedding_A"].sizes().vec(), (std::vector<int64_t>{4, 61}));
+    EXPECT_EQ(names["model.embed_tokens.lora_embedding_B"].sizes().vec(), (std::vector<int64_t>{32, 4}));
+    EXPECT_EQ(names["lm_head.lora_A.weight"].sizes().vec(), (std::vector<int64_t>{4, 32}));
+    EXPECT_EQ(names["lm_head.lora_B.weight"].sizes().vec(), (std::vector<int64_t>{61, 4}));
+    for (const auto& p : names)  // only adapters train
+      EXPECT_EQ(p.value().requires_grad(), p.key().find(".lora_") != std::string::npos) << p.key();
+  }
+}
+
+TEST(LoraEmbedding, AdapterGradientsFollowFromTheFullEmbeddingGradient) {
+  // E_eff = E + s (B A)^T, so with G = dL/dE: dL/dA = s B^T G^T and dL/dB = s G^T A^T.
+  auto m = tiny_model(32);
+  auto o = options({"embed_tokens"}, 4, 12.0);
+  apply_lora(m, o);
+  randomize_embedding_and_head(m, 5);
+  auto& E = m->model->embed_tokens->weight;
+  E.set_requires_grad(true);
+  const auto tokens = random_tokens(61, 2, 12, 6);
+  const auto loss = next_token_loss(m->forward(tokens), tokens);
+  loss.backward();
+  const double s = lora_scale(o);
+  const auto G = E.grad().to(torch::kFloat64);
+  const auto A = m->model->embed_lora_A.detach().to(torch::kFloat64), B = m->model->embed_lora_B.detach().to(torch::kFloat64);
+  EXPECT_LT(rel_err(m->model->embed_lora_A.grad(), s * B.t().matmul(G.t())), 1e-5);
+  EXPECT_LT(rel_err(m->model->embed_lora_B.grad(), s * G.t().matmul(A.t())), 1e-5);
+  // And against central finite differences of the loss in float64 for a few entries of A and B.
+  auto m64 = tiny_model(32);
+  apply_lora(m64, o);
+  m64->to(torch::kFloat64);
+  {
+    torch::NoGradGuard ng;
+    m64->model->embed_lora_A.copy_(m->model->embed_lora_A);
+    m64->model->embed_lora_B.copy_(m->model->embed_lora_B);
+  }
+  auto loss_of = [&] {
+    torch::NoGradGuard ng;
+    return next_token_loss(m64->forward(tokens), tokens).item<double>();
+  };
+  const double h = 1e-2;  // norms and logits are float32 even in a float64 model: no smaller step
+  for (auto* t : {&m64->model->embed_lora_A, &m64->model->embed_lora_B}) {
+    const bool is_a = t == &m64->model->embed_lora_A;
+    const auto& grad = is_a ? m->model->embed_lora_A.grad() : m->model->embed_lora_B.grad();
+    // An entry whose token occurs (A's columns are per token): the token at position 0.
+    const int64_t col = is_a ? tokens[0][0].item<int64_t>() : 3;
+    for (int64_t row : {0, 2}) {
+      torch::NoGradGuard ng;
+      auto v = t->index({row, col});
+      const double x = v.item<double>();
+      v.fill_(x + h);
+      const double up = loss_of();
+      v.fill_(x - h);
+      const double down = loss_of();
+      v.fill_(x);
+      const double fd = (up - down) / (2 * h), got = grad.index({row, col}).item<double>();
+      EXPECT_NEAR(got, fd, 2e-5 + 1e-2 * std::abs(fd)) << (is_a ? "A" : "B") << "[" << row << "," << col << "]";
+      EXPECT_GT(std::abs(fd), 1e-4) << "a vacuous check";
+    }
+  }
+}
+
+TEST(LoraEmbedding, TiedOutputAdapterEqualsTheUntiedOne) {
+  // On a tied model lm_head's adapter acts on the logits only, as PEFT's lora.Linear on lm_head:
+  // the same as on an untied copy whose lm_head holds the embedding matrix.
+  auto tied = tiny_model(33, true);
+  LlamaForCausalLM untied(tiny_config(false));
+  {
+    torch::NoGradGuard ng;
+    auto src = tied->named_parameters();
+    for (auto& p : untied->named_parameters())
+      p.value().copy_(p.key() == "lm_head.weight" ? src["model.embed_tokens.weight"] : src[p.key()]);
+  }
+  const auto o = options({"embed_tokens", "lm_head"});
+  apply_lora(tied, o);
+  apply_lora(untied, o);
+  randomize_embedding_and_head(tied, 8);
+  {
+    torch::NoGradGuard ng;
+    untied->model->embed_lora_A.copy_(tied->model->embed_lora_A);
+    untied->model->embed_lora_B.copy_(tied->model->embed_lora_B);
+    untied->lm_head->lora_A->weight.copy_(tied->tied_head_lora->lora_A->weight);
+    untied->lm_head->lora_B->weight.copy_(tied->tied_head_lora->lora_B->weight);
+  }
+  const auto tokens = random_tokens(61, 2, 10, 9);
+  const auto lt = next_token_loss(tied->forward(tokens), tokens), lu = next_token_loss(untied->forward(tokens), tokens);
+  EXPECT_NEAR(lt.item<double>(), lu.item<double>(), 1e-6);
+  lt.backward();
+  lu.backward();
+  EXPECT_LT(rel_err(tied->tied_head_lora->lora_B->weight.grad(), untied->lm_head->lora_B->weight.grad()), 1e-5);
+  EXPECT_LT(rel_err(tied->tied_head_lora->lora_A->weight.grad(), untied->lm_head->lora_A->weight.grad()), 1e-5);
+  EXPECT_LT(rel_err(tied->model->embed_lora_A.grad(), untied->model->embed_lora_A.grad()), 1e-5);
+  // Merging into the shared matrix would change both ends: refused.
+  EXPECT_NE(message_of([&] { merge_lora(tied); }).find("ties lm_head to embed_tokens"), std::string::npos);
+}
+
+TEST(LoraEmbedding, MergedAndUnmergedLogitsAgree) {
+  auto m = tiny_model(34);
+  apply_lora(m, options({"q_proj", "embed_tokens", "lm_head"}));
+  randomize_embedding_and_head(m, 10);
+  const auto tokens = random_tokens(61, 2, 11, 12);
+  torch::NoGradGuard ng;
+  const auto before = m->forward(tokens);
+  const auto base_embed = m->model->embed_tokens->weight.clone();
+  EXPECT_EQ(merge_lora(m), 4);  // the embedding, q_proj of 2 layers, lm_head
+  const auto merged = m->forward(tokens);
+  EXPECT_LT(max_abs(merged, before), 1e-4);
+  EXPECT_GT(max_abs(m->model->embed_tokens->weight, base_embed), 1e-3);  // folded in
+  EXPECT_EQ(unmerge_lora(m), 4);
+  EXPECT_LT(max_abs(m->model->embed_tokens->weight, base_embed), 1e-6);
+  EXPECT_LT(max_abs(m->forward(tokens), before), 1e-5);
+}
+
+TEST(LoraEmbedding, PeftNamesExportAndReload) {
+  for (const bool tied : {false, true}) {
+    TempDir dir("ringtune-embed-lora");
+    auto m = tiny_model(35, tied);
+    const auto o = options({"v_proj", "embed_tokens", "lm_head"});
+    apply_lora(m, o);
+    randomize_embedding_and_head(m, 13);
+    write_peft_adapter(dir.file("adapter"), m, o, "tiny");
+    SafeTensorsFile f(dir.file("adapter/adapter_model.safetensors"));
+    EXPECT_EQ(f.info("base_model.model.model.embed_tokens.lora_embedding_A").shape, (std::vector<int64_t>{4, 61}));
+    EXPECT_EQ(f.info("base_model.model.model.embed_tokens.lora_embedding_B").shape, (std::vector<int64_t>{32, 4}));
+    EXPECT_EQ(f.info("base_model.model.lm_head.lora_A.weight").shape, (std::vector<int64_t>{4, 32}));
+    EXPECT_EQ(f.info("base_model.model.lm_head.lora_B.weight").shape, (std::vector<int64_t>{61, 4}));
+    EXPECT_FALSE(f.contains("base_model.model.model.embed_tokens.weight"));  // the base is not saved
+    const auto cfg = read_file(dir.file("adapter/adapter_config.json"));
+    EXPECT_NE(cfg.find("\"embed_tokens\""), std::string::npos);
+    EXPECT_NE(cfg.find("\"lm_head\""), std::string::npos);
+    auto fresh = tiny_model(35, tied);
+    LoraOptions loaded;
+    load_adapter(fresh, dir.file("adapter"), &loaded);
+    const auto tokens = random_tokens(61, 2, 8, 14);
+    torch::NoGradGuard ng;
+    EXPECT_TRUE(torch::equal(fresh->forward(tokens), m->forward(tokens))) << "tied " << tied;
+  }
 }

@@ -1,5 +1,6 @@
 // `ringtune export`: a training checkpoint as a PEFT adapter directory or as a merged Hugging
 // Face model directory (LoRA folded into the base weights; sharded with an index when large).
+#include <stdexcept>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -56,7 +57,13 @@ int cmd_export(const Args& args) {
   if (format == "peft") {
     write_peft_adapter(tmp.path(), model, lo, name);
   } else {
-    if (lora) merge_lora(model);
+    if (lora) {
+      try {
+        merge_lora(model);
+      } catch (const std::invalid_argument& e) {
+        throw InputError(path + ": --format merged: " + e.what());
+      }
+    }
     write_hf_model_dir(tmp.path(), model, base, shard_mb << 20);
   }
   install_directory(tmp, out);

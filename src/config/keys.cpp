@@ -82,6 +82,10 @@ void declare_keys(Registry& r) {
             "is encoded alone, without bos; a list of token ids, e.g. [835, 673, 29901], is matched "
             "as given (a template can tokenize differently in context than alone). Unset: loss on "
             "every token.");
+  r.declare("column_map", T::Map, "data",
+            "Alpaca records whose keys have other names, as torchtune's column_map: {instruction: "
+            "question, input: context, output: answer, system: sys} (each optional; unset ones keep "
+            "their Alpaca name).");
   r.declare("context_length", T::Int, "data",
             "Tokens per training sequence; longer samples are handled by truncation, shorter "
             "ones are packed or padded.")
@@ -178,10 +182,11 @@ void declare_keys(Registry& r) {
       .def(0.05)
       .only_if_set("lora_config.r");
   r.declare("lora_config.target_modules", T::StringList, "lora",
-            "Linear layers that get adapters; all-linear means every one of them.")
+            "Layers that get adapters: projections (q_proj ... down_proj; all-linear means every "
+            "one of them), and as in PEFT embed_tokens (PEFT's lora_embedding_A/B) and lm_head.")
       .def({"q_proj", "v_proj"})
       .one_of({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-               "all-linear"})
+               "embed_tokens", "lm_head", "all-linear"})
       .only_if_set("lora_config.r");
   r.declare("lora_config.use_rslora", T::Bool, "lora",
             "Rank-stabilised LoRA: scale by lora_alpha / sqrt(r).")

@@ -1,5 +1,6 @@
 // Conversation rules: non-empty content, known roles, at most one system message and only first,
-// user/assistant alternating from user, at least one of each, and the right last speaker.
+// user/assistant alternating from user (tool results after an assistant turn), at least one user
+// and one assistant message, and the right last speaker.
 #include "src/data/conversation.h"
 
 #include "src/data/utf8.h"
@@ -11,6 +12,7 @@ const char* role_name(Role role) {
     case Role::system: return "system";
     case Role::user: return "user";
     case Role::assistant: return "assistant";
+    case Role::tool: return "tool";
   }
   return "?";
 }
@@ -36,10 +38,12 @@ void validate_conversation(const Conversation& conversation, ConversationUse use
   if (!has_assistant && use == ConversationUse::training)
     throw InvalidSample("no_assistant", "the conversation has no assistant message (nothing to train on)");
 
-  // Order: [system] user assistant user assistant ... (training ends with assistant).
+  // Order: [system] user assistant user assistant ... (training ends with assistant); tool
+  // results come right after an assistant turn (its tool call) or another tool result, and the
+  // assistant speaks after them.
   size_t i = 0;
   if (conversation[0].role == Role::system) i = 1;
-  Role expected = Role::user;
+  const size_t first = i;
   for (; i < conversation.size(); ++i) {
     const Role role = conversation[i].role;
     if (role == Role::system) {
@@ -47,22 +51,31 @@ void validate_conversation(const Conversation& conversation, ConversationUse use
         throw InvalidSample("multiple_system", label(i) + ": a second system message (only one is allowed)");
       throw InvalidSample("system_not_first", label(i) + ": the system message must come first");
     }
-    if (role != expected) {
-      if (expected == Role::user && i == (conversation[0].role == Role::system ? 1u : 0u))
-        throw InvalidSample("starts_with_assistant",
-                            label(i) + ": the conversation must start with a user message, not assistant");
+    if (i == first) {
+      if (role != Role::user)
+        throw InvalidSample(role == Role::tool ? "tool_without_call" : "starts_with_assistant",
+                            label(i) + ": the conversation must start with a user message, not " + role_name(role));
+      continue;
+    }
+    const Role prev = conversation[i - 1].role;
+    if (role == Role::tool && prev != Role::assistant && prev != Role::tool)
+      throw InvalidSample("tool_without_call", label(i) + ": a tool message must follow an assistant message (its "
+                                                          "tool call) or another tool message, not " + role_name(prev));
+    if (prev == Role::tool && role == Role::user)
+      throw InvalidSample("not_alternating", label(i) + ": a user message right after a tool message (the "
+                                                        "assistant answers the tool's result first)");
+    if (role == prev && role != Role::tool)
       throw InvalidSample("not_alternating", label(i) + ": two " + role_name(role) +
                                                  " messages in a row (user and assistant must alternate)");
-    }
-    expected = expected == Role::user ? Role::assistant : Role::user;
   }
   const Role last = conversation.back().role;
   if (use == ConversationUse::training && last != Role::assistant)
     throw InvalidSample("ends_with_user", label(conversation.size() - 1) +
-                                              ": the last message must be from the assistant for training, not user");
-  if (use == ConversationUse::generation && last != Role::user)
+                                              ": the last message must be from the assistant for training, not " +
+                                              role_name(last));
+  if (use == ConversationUse::generation && last == Role::assistant)
     throw InvalidSample("ends_with_assistant", label(conversation.size() - 1) +
-                                                   ": the last message must be from the user for generation");
+                                                   ": the last message must be from the user (or a tool) for generation");
 }
 
 }  // namespace ringtune

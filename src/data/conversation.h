@@ -11,7 +11,7 @@
 
 namespace ringtune {
 
-enum class Role { system, user, assistant };
+enum class Role { system, user, assistant, tool };  // tool: a tool's result, after an assistant turn
 
 const char* role_name(Role role);
 

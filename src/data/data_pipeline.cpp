@@ -81,6 +81,9 @@ std::string DataPipeline::format_hash() const {
   h.add(dataset_format_name(options.dataset_format));
   h.add(options.conversation_column);
   h.add(dataset_format_name(options.conversation_style));
+  if (!(options.alpaca_columns == AlpacaColumns{}))
+    h.add("alpaca:" + options.alpaca_columns.instruction + "\x1f" + options.alpaca_columns.input + "\x1f" +
+          options.alpaca_columns.output + "\x1f" + options.alpaca_columns.system);
   h.add(task_name(options.task));
   h.add(train_on_name(options.train_on));
   h.add(truncation_name(options.truncation));

@@ -95,7 +95,7 @@ DatasetReader::DatasetReader(std::vector<std::string> paths, DataOptions options
       tokenizer_(tokenizer),
       turn_end_ids_(renderer_->turn_end_ids(tokenizer)),
       parser_(options.dataset_format, conversation_use(options), options.conversation_column,
-              options.conversation_style) {}
+              options.conversation_style, options.alpaca_columns) {}
 
 DatasetReader::DatasetReader(std::vector<std::string> paths, DataOptions options, PromptFormat format,
                              const Tokenizer& tokenizer)

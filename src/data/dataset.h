@@ -46,6 +46,7 @@ struct DataOptions {
   // conversation_column), and how its messages are written (auto_detect, openai or sharegpt).
   std::string conversation_column;
   DatasetFormat conversation_style = DatasetFormat::auto_detect;
+  AlpacaColumns alpaca_columns;  // torchtune's column_map for Alpaca records
   // Completion-only loss for causal_lm (TRL's DataCollatorForCompletionOnlyLM): the loss falls only
   // on the tokens after the last occurrence of this token sequence in each sample; a sample
   // without it is invalid ("response_template_missing"). Empty: every token carries loss.

@@ -346,6 +346,11 @@ RenderedPrompt PromptRenderer::render(const Conversation& conversation,
     switch (m.role) {
       case Role::system:
         break;
+      case Role::tool:
+        throw InvalidSample("tool_role_unsupported",
+                            "message " + std::to_string(i) + " is a tool result, which a prompt format of system, user "
+                            "and assistant templates cannot render; use the model's chat template "
+                            "(generation_config.prompt_format: auto) or set chat_template");
       case Role::user:
         b.expand(user_, content, [&] {
           if (system_pending) render_system();

@@ -57,11 +57,11 @@ std::string chat_key(DatasetFormat f, const std::string& column) {
   return f == DatasetFormat::sharegpt ? "conversations" : "messages";
 }
 
-std::string format_keys(DatasetFormat f, const std::string& column) {
+std::string format_keys(DatasetFormat f, const std::string& column, const AlpacaColumns& alpaca = {}) {
   switch (f) {
     case DatasetFormat::openai:
     case DatasetFormat::sharegpt: return "\"" + chat_key(f, column) + "\"";
-    case DatasetFormat::alpaca: return "\"instruction\"/\"output\"";
+    case DatasetFormat::alpaca: return "\"" + alpaca.instruction + "\"/\"" + alpaca.output + "\"";
     case DatasetFormat::text: return "\"text\"";
     case DatasetFormat::prompt_completion: return "\"prompt\"/\"completion\"";
     default: return "";
@@ -79,7 +79,8 @@ DatasetFormat style_of(const json& messages, DatasetFormat style) {
 }
 
 // The formats whose key the object has.
-std::vector<DatasetFormat> formats_of(const json& obj, const std::string& column, DatasetFormat style) {
+std::vector<DatasetFormat> formats_of(const json& obj, const std::string& column, DatasetFormat style,
+                                      const AlpacaColumns& alpaca) {
   std::vector<DatasetFormat> out;
   if (!column.empty()) {
     if (obj.contains(column)) out.push_back(style_of(obj[column], style));
@@ -87,18 +88,19 @@ std::vector<DatasetFormat> formats_of(const json& obj, const std::string& column
     if (obj.contains("messages")) out.push_back(DatasetFormat::openai);
     if (obj.contains("conversations")) out.push_back(DatasetFormat::sharegpt);
   }
-  if (obj.contains("instruction") || obj.contains("output")) out.push_back(DatasetFormat::alpaca);
+  if (obj.contains(alpaca.instruction) || obj.contains(alpaca.output)) out.push_back(DatasetFormat::alpaca);
   if (obj.contains("text")) out.push_back(DatasetFormat::text);
   // Both keys: UltraChat-style records carry a "prompt" beside their "messages".
   if (obj.contains("prompt") && obj.contains("completion")) out.push_back(DatasetFormat::prompt_completion);
   return out;
 }
 
-std::string describe_formats(const std::vector<DatasetFormat>& formats, const std::string& column) {
+std::string describe_formats(const std::vector<DatasetFormat>& formats, const std::string& column,
+                             const AlpacaColumns& alpaca) {
   std::string out;
   for (size_t i = 0; i < formats.size(); ++i) {
     if (i) out += i + 1 == formats.size() ? " and " : ", ";
-    out += std::string(dataset_format_name(formats[i])) + " (" + format_keys(formats[i], column) + ")";
+    out += std::string(dataset_format_name(formats[i])) + " (" + format_keys(formats[i], column, alpaca) + ")";
   }
   return out;
 }
@@ -140,9 +142,10 @@ Conversation parse_openai(const json& obj, const std::string& key) {
     if (r == "system") msg.role = Role::system;
     else if (r == "user") msg.role = Role::user;
     else if (r == "assistant") msg.role = Role::assistant;
+    else if (r == "tool") msg.role = Role::tool;
     else
       throw InvalidSample("unknown_role", label + ".role " + quote_for_error(r) +
-                                              " is not one of system, user, assistant");
+                                              " is not one of system, user, assistant, tool");
     if (!m.contains("content")) throw InvalidSample("missing_content", label + " has no \"content\"");
     const json& content = m["content"];
     if (!content.is_string())
@@ -153,7 +156,8 @@ Conversation parse_openai(const json& obj, const std::string& key) {
   return conv;
 }
 
-// ShareGPT: {"conversations": [{"from": "system|human|gpt|user|assistant", "value": "..."}]}
+// ShareGPT: {"conversations": [{"from": "system|human|gpt|user|assistant", "value": "..."}]}; tool
+// results as "tool" (or LLaMA-Factory's "observation", whose "function_call" is the assistant's).
 Conversation parse_sharegpt(const json& obj, const std::string& key) {
   const json& arr = array_field(obj, key);
   Conversation conv;
@@ -169,10 +173,12 @@ Conversation parse_sharegpt(const json& obj, const std::string& key) {
     Message msg;
     if (r == "system") msg.role = Role::system;
     else if (r == "human" || r == "user") msg.role = Role::user;
-    else if (r == "gpt" || r == "assistant") msg.role = Role::assistant;
+    else if (r == "gpt" || r == "assistant" || r == "function_call") msg.role = Role::assistant;
+    else if (r == "tool" || r == "observation") msg.role = Role::tool;
     else
       throw InvalidSample("unknown_role", label + ".from " + quote_for_error(r) +
-                                              " is not one of system, human, gpt, user, assistant");
+                                              " is not one of system, human, gpt, user, assistant, tool, "
+                                              "function_call, observation");
     if (!m.contains("value")) throw InvalidSample("missing_content", label + " has no \"value\"");
     const json& value = m["value"];
     if (!value.is_string())
@@ -191,17 +197,18 @@ void check_text(const std::string& text, const std::string& where) {
 // Alpaca: {"instruction": "...", "input": "..." (optional), "output": "...", "system": optional}.
 // The user message is the instruction, then a blank line and the input when the input is not
 // blank; an empty or absent "system" means no system message.
-Conversation parse_alpaca(const json& obj) {
-  for (const char* key : {"instruction", "output"})
-    if (!obj.contains(key)) throw InvalidSample("missing_key", std::string("missing key \"") + key + "\"");
-  const std::string& instruction = string_field(obj, "instruction", "\"instruction\"");
-  check_text(instruction, "\"instruction\"");
+Conversation parse_alpaca(const json& obj, const AlpacaColumns& c) {
+  const auto q = [](const std::string& k) { return "\"" + k + "\""; };
+  for (const std::string* key : {&c.instruction, &c.output})
+    if (!obj.contains(*key)) throw InvalidSample("missing_key", "missing key " + q(*key));
+  const std::string& instruction = string_field(obj, c.instruction.c_str(), q(c.instruction));
+  check_text(instruction, q(c.instruction));
   std::string input;
-  if (obj.contains("input")) input = string_field(obj, "input", "\"input\"");
-  const std::string& output = string_field(obj, "output", "\"output\"");
-  check_text(output, "\"output\"");
+  if (obj.contains(c.input)) input = string_field(obj, c.input.c_str(), q(c.input));
+  const std::string& output = string_field(obj, c.output.c_str(), q(c.output));
+  check_text(output, q(c.output));
   std::string system;
-  if (obj.contains("system")) system = string_field(obj, "system", "\"system\"");
+  if (obj.contains(c.system)) system = string_field(obj, c.system.c_str(), q(c.system));
 
   Conversation conv;
   if (!is_blank(system)) conv.push_back({Role::system, system});
@@ -256,12 +263,13 @@ Sample parse_prompt_completion(const json& obj, ConversationUse use) {
 // SampleParser
 
 SampleParser::SampleParser(DatasetFormat format, ConversationUse use, std::string conversation_column,
-                           DatasetFormat conversation_style)
+                           DatasetFormat conversation_style, AlpacaColumns alpaca)
     : configured_(format),
       format_(format),
       use_(use),
       column_(std::move(conversation_column)),
-      style_(conversation_style) {}
+      style_(conversation_style),
+      alpaca_(std::move(alpaca)) {}
 
 void SampleParser::reset() {
   format_ = configured_;
@@ -283,17 +291,18 @@ Sample SampleParser::parse(std::string_view line, int64_t line_number) {
   if (!obj.is_object())
     throw InvalidSample("not_object", "expected a JSON object (one sample), got " + type_of(obj));
 
-  const std::vector<DatasetFormat> found = formats_of(obj, column_, style_);
+  const std::vector<DatasetFormat> found = formats_of(obj, column_, style_, alpaca_);
   if (format_ == DatasetFormat::auto_detect) {
     if (found.empty())
       throw InvalidSample("unknown_format",
                           "cannot tell the dataset format: no " +
                               (column_.empty() ? std::string("\"messages\", \"conversations\"")
                                                : "\"" + column_ + "\" (conversation_column)") +
-                              ", \"instruction\"/\"output\", \"text\" or \"prompt\"/\"completion\" key (or set dataset_format)");
+                              ", " + format_keys(DatasetFormat::alpaca, "", alpaca_) +
+                              ", \"text\" or \"prompt\"/\"completion\" key (or set dataset_format)");
     if (found.size() > 1)
       throw InvalidSample("ambiguous_format", "cannot tell the dataset format: the object has keys of " +
-                                                  describe_formats(found, column_) + "; set dataset_format");
+                                                  describe_formats(found, column_, alpaca_) + "; set dataset_format");
     // Detected from this line; kept only if the line turns out valid (first *valid* line).
     format_ = found[0];
     detected_at_ = line_number;
@@ -311,8 +320,9 @@ Sample SampleParser::parse(std::string_view line, int64_t line_number) {
                   std::to_string(detected_at_)
             : std::string("dataset_format: ") + dataset_format_name(format_);
     if (!found.empty())
-      throw InvalidSample("format_mismatch", "this sample is " + describe_formats(found, column_) + ", but " + origin);
-    const std::string key = format_ == DatasetFormat::alpaca ? "\"instruction\"" : format_keys(format_, column_);
+      throw InvalidSample("format_mismatch", "this sample is " + describe_formats(found, column_, alpaca_) + ", but " + origin);
+    const std::string key =
+        format_ == DatasetFormat::alpaca ? "\"" + alpaca_.instruction + "\"" : format_keys(format_, column_);
     throw InvalidSample("missing_key", "missing key " + key + " (" + origin + ")");
   }
 
@@ -330,7 +340,7 @@ Sample SampleParser::parse_as_format(const nlohmann::json& obj) const {
       break;
     }
     case DatasetFormat::alpaca:
-      sample.messages = parse_alpaca(obj);  // valid by construction once its fields are
+      sample.messages = parse_alpaca(obj, alpaca_);  // valid by construction once its fields are
       break;
     case DatasetFormat::text:
       sample.text = string_field(obj, "text", "\"text\"");

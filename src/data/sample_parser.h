@@ -17,6 +17,14 @@ enum class DatasetFormat { auto_detect, openai, sharegpt, alpaca, text, prompt_c
 DatasetFormat parse_dataset_format(const std::string& value);  // throws InputError naming the key
 const char* dataset_format_name(DatasetFormat format);          // "auto", "openai", ...
 
+// The keys of an Alpaca record (torchtune's column_map renames them, e.g. {output: answer}).
+struct AlpacaColumns {
+  std::string instruction = "instruction", input = "input", output = "output", system = "system";
+  bool operator==(const AlpacaColumns& o) const {
+    return instruction == o.instruction && input == o.input && output == o.output && system == o.system;
+  }
+};
+
 struct Sample {
   Conversation messages;  // chat formats (Alpaca becomes [system] user assistant)
   std::string text;       // the `text` format, or a plain prompt/completion as prompt + completion
@@ -32,7 +40,7 @@ class SampleParser {
   // conversation_style says how its messages are written (openai: role/content, sharegpt:
   // from/value; auto_detect: ShareGPT when the first message has "from" or "value").
   SampleParser(DatasetFormat format, ConversationUse use, std::string conversation_column = "",
-               DatasetFormat conversation_style = DatasetFormat::auto_detect);
+               DatasetFormat conversation_style = DatasetFormat::auto_detect, AlpacaColumns alpaca = {});
 
   // Parses one non-blank line. With DatasetFormat::auto_detect the first line that parses fixes
   // the format (line_number is remembered for messages); every later line must have it.
@@ -51,6 +59,7 @@ class SampleParser {
   ConversationUse use_;
   std::string column_;
   DatasetFormat style_;
+  AlpacaColumns alpaca_;
   int64_t detected_at_ = 0;
 };
 

@@ -30,7 +30,8 @@ namespace {
 // Shared: checks and copies
 
 bool is_lora_parameter(const std::string& name) {
-  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos ||
+         name.find(".lora_embedding_A") != std::string::npos || name.find(".lora_embedding_B") != std::string::npos;
 }
 
 bool has_lora(LlamaForCausalLM& model) {
@@ -132,6 +133,9 @@ std::string peft_to_param_name(std::string name) {
     size_t pos;
     while ((pos = name.find(seg)) != std::string::npos) name.replace(pos, seg.size(), ".");
   }
+  const std::string tail = ".default";  // lora_embedding_A.default (a ParameterDict's key)
+  if (name.size() > tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0)
+    name.resize(name.size() - tail.size());
   return name;
 }
 

@@ -18,7 +18,8 @@ namespace ringtune {
 
 namespace {
 bool is_lora_parameter(const std::string& name) {
-  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos ||
+         name.find(".lora_embedding_A") != std::string::npos || name.find(".lora_embedding_B") != std::string::npos;
 }
 }  // namespace
 

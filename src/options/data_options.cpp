@@ -1,6 +1,8 @@
 // Data options from a Config; see data_options.h.
 #include "src/options/data_options.h"
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -81,6 +83,23 @@ DataSpec data_spec_from_config(const Config& c) {
                                               dataset_format_name(o.dataset_format));
   }
   o.conversation_style = parse_dataset_format(c.get_string("conversation_style"));
+  if (c.is_set("column_map")) {
+    const auto map = nlohmann::json::parse(c.get_string("column_map"));
+    for (const auto& [field, column] : map.items()) {
+      std::string* slot = field == "instruction" ? &o.alpaca_columns.instruction
+                          : field == "input"     ? &o.alpaca_columns.input
+                          : field == "output"    ? &o.alpaca_columns.output
+                          : field == "system"    ? &o.alpaca_columns.system
+                                                 : nullptr;
+      if (!slot) origins.fail("column_map", "\"" + field + "\" is not one of instruction, input, output, system");
+      if (!column.is_string() || column.get<std::string>().empty())
+        origins.fail("column_map", "\"" + field + "\" must name a column (a non-empty string)");
+      *slot = column.get<std::string>();
+    }
+    if (o.dataset_format != DatasetFormat::alpaca && o.dataset_format != DatasetFormat::auto_detect)
+      origins.fail("column_map", std::string("renames Alpaca columns, but dataset_format is ") +
+                                     dataset_format_name(o.dataset_format));
+  }
   o.task = parse_task(c.get_string("task"));
   o.train_on = parse_train_on(c.get_string("train_on"));
   o.truncation = parse_truncation(c.get_string("truncation"));

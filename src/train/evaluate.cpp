@@ -122,7 +122,7 @@ ExactMatchResult evaluate_exact_match(LlamaForCausalLM& model, const DataPipelin
   const int64_t limit = model->config().max_position_embeddings;
   const int64_t vocab = model->config().vocab_size;
   SampleParser parser(pipe.options.dataset_format, ConversationUse::training, pipe.options.conversation_column,
-                      pipe.options.conversation_style);
+                      pipe.options.conversation_style, pipe.options.alpaca_columns);
   RecordReader reader(path, pipe.options.max_line_bytes);
   ExactMatchResult result;
   std::string line;
