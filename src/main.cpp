@@ -85,6 +85,9 @@ int main(int argc, char** argv) {
   } catch (const ringtune::InputError& e) {
     std::cerr << "error: " << e.what() << std::endl;
     return 2;
+  } catch (const ringtune::EnvironmentError& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "internal error: " << e.what() << std::endl;
     return 1;

@@ -7,10 +7,11 @@
 //   RINGTUNE_TEST_TERM_AT_STEP=<n>        SIGTERM to itself after step n: a Slurm stop
 //   RINGTUNE_TEST_KILL_IN_CHECKPOINT=<n>  SIGKILL once step n's checkpoint is complete under its
 //                                         temporary name, before the rename makes it visible
-//   RINGTUNE_TEST_FAULT=<kill|throw>:<rank>:<step>
-//                                         rank <rank> dies (SIGKILL) or throws an Error between
-//                                         the backward passes and the gradient reduction of
-//                                         step <step> (1-based): a failing peer
+//   RINGTUNE_TEST_FAULT=<kill|throw|nan>:<rank>:<step>
+//                                         rank <rank> dies (SIGKILL), throws an Error, or has a
+//                                         NaN loss between the backward passes and the gradient
+//                                         reduction of step <step> (1-based): a failing peer, or
+//                                         numbers that stopped being numbers
 //   RINGTUNE_TEST_SAMPLE_LOG=<dir>        every rank appends "epoch step sample" lines for the
 //                                         samples it trains on to <dir>/samples.rank<r>
 //
@@ -25,8 +26,9 @@ namespace ringtune::test_hooks {
 // After optimizer step `step` (1-based) and its checkpoint: KILL_AT_STEP, then TERM_AT_STEP.
 void after_step(int64_t step);
 
-// Between the backward passes and the gradient reduction of step `step` (1-based): FAULT.
-void before_gradient_reduction(int64_t step, int rank);
+// Between the backward passes and the gradient reduction of step `step` (1-based): FAULT. True
+// when the rank's loss is to be NaN.
+bool before_gradient_reduction(int64_t step, int rank);
 
 // The checkpoint of step `step` is written under its temporary name: KILL_IN_CHECKPOINT.
 void checkpoint_written(int64_t step);

@@ -12,6 +12,7 @@
 #include "src/data/jsonl_reader.h"
 #include "src/io/prepared_dataset.h"
 #include "src/error.h"
+#include "src/config/key_origins.h"
 #include "src/io/atomic_file.h"
 #include "src/options/data_options.h"
 
@@ -155,6 +156,7 @@ int cmd_prepare(const Args& args) {
     std::cout << cfg.dump_yaml();
     return 0;
   }
+  check_output_dir(cfg.get_string("output_dir"), KeyOrigins(cfg).where("output_dir"));
   const DataPipeline pipe = make_data_pipeline(cfg);
   std::cout << "prompt format: " << pipe.renderer->describe() << "\n";
   for (const char* split : {"train", "valid", "test"}) {

@@ -71,6 +71,9 @@ int cmd_eval(const Args& args) {
   std::string gen_path = summary_path;
   if (gen_path.size() > 5 && gen_path.compare(gen_path.size() - 5, 5, ".json") == 0) gen_path.resize(gen_path.size() - 5);
   gen_path += "_generations.jsonl";
+  // Where eval writes, checked before any work (the summary, and the prepared cache in output_dir).
+  check_output_dir(out_dir, o.model.origins.where("output_dir"));
+  if (p.has("output")) check_output_dir(fs::path(summary_path).parent_path().string(), "--output");
 
   // Model and weights.
   const DataPipeline pipe = make_data_pipeline(o.data);

@@ -157,6 +157,12 @@ void declare_keys(Registry& r) {
   r.declare("max_grad_norm", T::Float, "training",
             "Clip the global gradient norm to this value; 0 disables clipping.")
       .def(1.0);
+  r.declare("on_nonfinite", T::String, "training",
+            "A step whose loss or gradient norm is NaN or infinite: stop the run (exit 1, the weights "
+            "not updated and no checkpoint of that state written; the last checkpoint stays), or "
+            "skip_step (drop that optimizer step, warn, and count it).")
+      .def("stop")
+      .one_of({"stop", "skip_step"});
   r.declare("seed", T::Int, "training",
             "Seed for data order, dropout and weight initialisation; the same seed gives the "
             "same run on any number of ranks.")

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "src/error.h"  // defines: Error, InputError
+#include "src/utf8.h"   // defines: utf8::first_invalid
 
 namespace fs = std::filesystem;
 
@@ -632,9 +633,35 @@ class ConfigLoader {
     }
   }
 
+  // Every string in a value is UTF-8 (paths, names and templates end up in JSON and file names).
+  static void check_utf8(const YAML::Node& node, const std::string& name, const Origin& origin) {
+    if (node.IsScalar()) {
+      const std::string& s = node.Scalar();
+      const size_t bad = utf8::first_invalid(s);
+      if (bad < s.size()) {
+        char hex[8];
+        std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(s[bad])));
+        Origin o = origin;
+        if (o.kind == Origin::Kind::File) o.line = line_of(node, origin.line);
+        throw InputError(o.describe() + ": key " + in_quotes(name) + ": the value is not valid UTF-8 (byte " + hex +
+                         " at offset " + std::to_string(bad) + ")");
+      }
+    } else if (node.IsMap() || node.IsSequence()) {
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        if (node.IsMap()) {
+          check_utf8(it->first, name, origin);
+          check_utf8(it->second, name, origin);
+        } else {
+          check_utf8(*it, name, origin);
+        }
+      }
+    }
+  }
+
   // One `name: node` pair: a key, a section to descend into, or an unknown key.
   void add_pair(const std::string& name, const YAML::Node& node, const Origin& origin,
                 int value_line, std::vector<Assignment>& out) {
+    if (!node.IsMap()) check_utf8(node, name, origin);
     const KeyDef* def = registry_.find(name);
     bool section = registry_.is_section(name);
     if (node.IsNull()) value_line = origin.line;  // yaml-cpp marks a missing value oddly
@@ -643,6 +670,7 @@ class ConfigLoader {
       return;
     }
     if (def) {  // a Map key takes its whole map as one value
+      if (node.IsMap()) check_utf8(node, name, origin);
       out.push_back(Assignment{name, node, origin, value_line});
       return;
     }

@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -31,16 +33,54 @@ std::string parent_of(const std::string& path) {
 
 void fsync_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(path + ": cannot open to flush: " + reason());
+  if (fd < 0) throw EnvironmentError(path + ": cannot open to flush: " + reason());
   if (::fsync(fd) != 0) {
-    const std::string why = reason();
+    const int e = errno;
     ::close(fd);
-    throw Error(path + ": fsync failed: " + why);
+    throw EnvironmentError(path + ": " + write_failure(path, e, std::string("fsync failed: ") + std::strerror(e)));
   }
   ::close(fd);
 }
 
+std::string lowered(std::string s) {
+  if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
+  return s;
+}
+
 }  // namespace
+
+std::string write_failure(const std::string& path, int errno_value, const std::string& fallback) {
+  if (errno_value == ENOSPC || errno_value == EDQUOT || errno_value == EROFS || errno_value == EACCES ||
+      errno_value == EIO || errno_value == EFBIG)
+    return lowered(std::strerror(errno_value));
+  // HDF5 does not pass errno on: ask the filesystem (the nearest existing directory).
+  fs::path dir = fs::path(path).parent_path();
+  std::error_code ec;
+  while (!dir.empty() && !fs::exists(dir, ec)) dir = dir.parent_path();
+  struct statvfs st;
+  if (::statvfs(dir.empty() ? "." : dir.c_str(), &st) == 0) {
+    if (st.f_flag & ST_RDONLY) return lowered(std::strerror(EROFS));
+    if (static_cast<double>(st.f_bavail) * static_cast<double>(st.f_bsize) < 1024.0 * 1024.0)
+      return lowered(std::strerror(ENOSPC));
+  }
+  return fallback;
+}
+
+void check_output_dir(const std::string& dir, const std::string& where) {
+  std::error_code ec;
+  fs::path p = fs::absolute(dir, ec);
+  if (fs::exists(p, ec) && !fs::is_directory(p, ec))
+    throw InputError(where + ": " + dir + " exists and is not a directory");
+  while (!p.empty() && !fs::exists(p, ec)) p = p.parent_path();
+  if (p.empty()) p = ".";
+  if (!fs::is_directory(p, ec))
+    throw InputError(where + ": " + dir + " cannot be created: " + p.string() + " is not a directory");
+  struct statvfs st;
+  if (::statvfs(p.c_str(), &st) == 0 && (st.f_flag & ST_RDONLY))
+    throw InputError(where + ": " + dir + " is on a read-only file system (" + p.string() + ")");
+  if (::access(p.c_str(), W_OK | X_OK) != 0)
+    throw InputError(where + ": " + dir + " is not writable (" + p.string() + ": " + lowered(reason()) + ")");
+}
 
 // ---------------------------------------------------------------------------------------------
 // Files
@@ -130,14 +170,16 @@ void AtomicFile::commit() {
   if (committed_) throw Error(path_ + ": committed twice");
   if (buf_) {
     buf_->flush_buffer();
-    if (buf_->error() == 0 && ::fsync(buf_->fd()) != 0) throw Error(temp_ + ": fsync failed: " + reason());
+    if (buf_->error() == 0 && ::fsync(buf_->fd()) != 0)
+      throw EnvironmentError(path_ + ": " + write_failure(path_, errno, "fsync failed: " + reason()));
     buf_->close();
-    if (buf_->error() != 0) throw Error(path_ + ": write failed: " + std::strerror(buf_->error()));
+    if (buf_->error() != 0)
+      throw EnvironmentError(path_ + ": " + write_failure(path_, buf_->error(), std::strerror(buf_->error())));
   } else {
     fsync_file(temp_);  // written by someone else (HDF5)
   }
   if (std::rename(temp_.c_str(), path_.c_str()) != 0)
-    throw Error(temp_ + ": cannot rename to " + path_ + ": " + reason());
+    throw EnvironmentError(temp_ + ": cannot rename to " + path_ + ": " + reason());
   committed_ = true;
   fsync_directory(parent_of(path_));
 }

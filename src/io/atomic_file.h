@@ -9,13 +9,24 @@
 // Every writer of a final file goes through AtomicFile (HDF5 writes its temporary file itself and
 // commits through it). Failures are errors naming the path and the system's reason
 // ("out/adapter/adapter_config.json: No space left on device").
-// defines: AtomicFile, atomic_write, atomic_copy, ScratchDir, install_directory, fsync_directory
+// defines: AtomicFile, atomic_write, atomic_copy, ScratchDir, install_directory, fsync_directory,
+//          write_failure
 #pragma once
 #include <memory>
 #include <ostream>
 #include <string>
 
 namespace ringtune {
+
+// An EnvironmentError-worthy reason for a failed write under `path`: `errno_value`'s text when it
+// is a known cause (ENOSPC, EDQUOT, EROFS, EACCES, EIO), else what the filesystem of `path` says
+// (no space left, read-only), else `fallback`. Lower case, e.g. "no space left on device".
+std::string write_failure(const std::string& path, int errno_value, const std::string& fallback);
+
+// Checks, before any work, that files can be created under `dir` (made later if absent): it is a
+// directory or does not exist yet, and its nearest existing ancestor is a writable directory on a
+// writable filesystem. InputError "<where>: <dir> ..." otherwise (`where` names the key).
+void check_output_dir(const std::string& dir, const std::string& where);
 
 class AtomicFile {
  public:

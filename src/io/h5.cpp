@@ -1,6 +1,8 @@
 // HDF5 helpers: see h5.h.
 #include "src/io/h5.h"
 
+#include <cerrno>
+
 #include <hdf5.h>
 
 #include <filesystem>
@@ -15,7 +17,12 @@ namespace {
 
 void quiet_hdf5() {
   static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  std::call_once(once, [] {
+    // No exit handler: a file whose close failed (a full disk) stays open inside HDF5, and its
+    // handler would try to flush it again at exit and crash. Every file is closed explicitly.
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  });
 }
 
 template <typename T>
@@ -58,7 +65,7 @@ hid_t create_chunked(hid_t file, const std::string& name, hid_t type, hsize_t si
   Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
   H5Pset_create_intermediate_group(lcpl.id, 1);
   hid_t ds = H5Dcreate2(file, name.c_str(), type, space.id, lcpl.id, dcpl.id, H5P_DEFAULT);
-  if (ds < 0) throw Error(path + ": cannot create dataset " + name);
+  if (ds < 0) throw EnvironmentError(path + ": " + write_failure(path, errno, "cannot create dataset " + name));
   return ds;
 }
 
@@ -75,7 +82,7 @@ H5File H5File::create(const std::string& path) {
                                           ? std::filesystem::path(".")
                                           : std::filesystem::path(path).parent_path());
   f.id_ = H5Fcreate(f.write_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f.id_ < 0) throw InputError(f.write_path_ + ": cannot create HDF5 file");
+  if (f.id_ < 0) throw EnvironmentError(path + ": " + write_failure(f.write_path_, errno, "cannot create HDF5 file"));
   return f;
 }
 
@@ -111,7 +118,8 @@ void H5File::commit() {
   const bool flushed = H5Fflush(id_, H5F_SCOPE_GLOBAL) >= 0;
   const bool closed = H5Fclose(id_) >= 0;
   id_ = -1;
-  if (!flushed || !closed) throw Error(write_path_ + ": HDF5 flush/close failed");
+  if (!flushed || !closed)
+    throw EnvironmentError(path_ + ": " + write_failure(write_path_, errno, "HDF5 flush/close failed"));
   atomic_->commit();  // on disk before the rename makes it visible
 }
 
@@ -124,7 +132,7 @@ void H5File::set_attr(const std::string& name, const std::string& value) {
   Handle attr{H5Acreate2(id_, name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
   const std::string padded = value.empty() ? std::string(1, '\0') : value;
   if (attr.id < 0 || H5Awrite(attr.id, type.id, padded.data()) < 0)
-    throw Error(write_path_ + ": cannot write attribute " + name);
+    throw EnvironmentError(path_ + ": " + write_failure(write_path_, errno, "cannot write attribute " + name));
 }
 
 void H5File::set_attr(const std::string& name, int64_t value) {
@@ -132,7 +140,7 @@ void H5File::set_attr(const std::string& name, int64_t value) {
   if (H5Aexists(id_, name.c_str()) > 0) H5Adelete(id_, name.c_str());
   Handle attr{H5Acreate2(id_, name.c_str(), H5T_STD_I64LE, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
   if (attr.id < 0 || H5Awrite(attr.id, H5T_NATIVE_INT64, &value) < 0)
-    throw Error(write_path_ + ": cannot write attribute " + name);
+    throw EnvironmentError(path_ + ": " + write_failure(write_path_, errno, "cannot write attribute " + name));
 }
 
 void H5File::set_attr(const std::string& name, double value) {
@@ -140,7 +148,7 @@ void H5File::set_attr(const std::string& name, double value) {
   if (H5Aexists(id_, name.c_str()) > 0) H5Adelete(id_, name.c_str());
   Handle attr{H5Acreate2(id_, name.c_str(), H5T_IEEE_F64LE, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
   if (attr.id < 0 || H5Awrite(attr.id, H5T_NATIVE_DOUBLE, &value) < 0)
-    throw Error(write_path_ + ": cannot write attribute " + name);
+    throw EnvironmentError(path_ + ": " + write_failure(write_path_, errno, "cannot write attribute " + name));
 }
 
 bool H5File::has_attr(const std::string& name) const { return H5Aexists(id_, name.c_str()) > 0; }
@@ -206,9 +214,9 @@ void H5File::write_f32(const std::string& name, const float* data, const std::ve
   Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
   H5Pset_create_intermediate_group(lcpl.id, 1);
   Handle ds{H5Dcreate2(id_, name.c_str(), H5T_IEEE_F32LE, space.id, lcpl.id, dcpl.id, H5P_DEFAULT), H5Dclose};
-  if (ds.id < 0) throw Error(write_path_ + ": cannot create dataset " + name);
+  if (ds.id < 0) throw EnvironmentError(path_ + ": " + write_failure(write_path_, errno, "cannot create dataset " + name));
   if (numel > 0 && H5Dwrite(ds.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-    throw Error(write_path_ + ": cannot write dataset " + name);
+    throw EnvironmentError(path_ + ": " + write_failure(write_path_, errno, "cannot write dataset " + name));
 }
 
 std::vector<float> H5File::read_f32(const std::string& name, std::vector<int64_t>& shape) const {
@@ -245,10 +253,10 @@ std::vector<std::string> H5File::list(const std::string& group) const {
 template <typename T>
 void H5File::write(const std::string& name, const std::vector<T>& data) {
   const hsize_t chunk = std::max<hsize_t>(1, std::min<hsize_t>(data.size(), 1 << 16));
-  Handle ds{create_chunked(id_, name, file_type<T>(), data.size(), chunk, write_path_), H5Dclose};
+  Handle ds{create_chunked(id_, name, file_type<T>(), data.size(), chunk, path_), H5Dclose};
   if (!data.empty() &&
       H5Dwrite(ds.id, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) < 0)
-    throw Error(write_path_ + ": cannot write dataset " + name);
+    throw EnvironmentError(path_ + ": " + write_failure(write_path_, errno, "cannot write dataset " + name));
 }
 
 template <typename T>
@@ -287,13 +295,13 @@ template <typename T>
 void H5Appender<T>::flush() {
   if (buffer_.empty()) return;
   hsize_t new_size[1] = {static_cast<hsize_t>(written_ + static_cast<int64_t>(buffer_.size()))};
-  if (H5Dset_extent(dataset_, new_size) < 0) throw Error(file_.path() + ": cannot extend " + name_);
+  if (H5Dset_extent(dataset_, new_size) < 0) throw EnvironmentError(file_.path() + ": " + write_failure(file_.path(), errno, "cannot extend " + name_));
   Handle fspace{H5Dget_space(dataset_), H5Sclose};
   hsize_t start[1] = {static_cast<hsize_t>(written_)}, count[1] = {buffer_.size()};
   H5Sselect_hyperslab(fspace.id, H5S_SELECT_SET, start, nullptr, count, nullptr);
   Handle mspace{H5Screate_simple(1, count, nullptr), H5Sclose};
   if (H5Dwrite(dataset_, native_type<T>(), mspace.id, fspace.id, H5P_DEFAULT, buffer_.data()) < 0)
-    throw Error(file_.path() + ": cannot append to " + name_);
+    throw EnvironmentError(file_.path() + ": " + write_failure(file_.path(), errno, "cannot append to " + name_));
   written_ += static_cast<int64_t>(buffer_.size());
   buffer_.clear();
 }

@@ -105,6 +105,17 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
   }
 
   DatasetReader reader(abs_inputs, pipeline.options, pipeline.renderer, *pipeline.tokenizer);
+  // A failed preparation leaves nothing behind: its temporary file goes with `file`, and the
+  // prepared/ directory it created goes with this guard (destroyed after `file`).
+  struct CreatedDir {
+    fs::path dir;
+    bool created = false, kept = false;
+    ~CreatedDir() {
+      std::error_code ec;
+      if (created && !kept && fs::is_empty(dir, ec)) fs::remove(dir, ec);
+    }
+  } created_dir{fs::path(out_path).parent_path()};
+  created_dir.created = !created_dir.dir.empty() && !fs::exists(created_dir.dir);
   H5File file = H5File::create(out_path);
   std::vector<int64_t> offsets{0}, lines, lengths;
   int64_t supervised = 0;
@@ -150,6 +161,7 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
   result.report = reader.report();
   file.set_attr("report", result.report.summary());
   file.commit();
+  created_dir.kept = true;
   spdlog::info("prepared {}: {}", out_path, st.describe());
   return result;
 }

@@ -49,6 +49,7 @@ TrainOptions train_options_from_config(const Config& c) {
   o.lr_schedule = c.get_string("lr_scheduler_type");
   o.warmup_steps = c.get_int("num_warmup_steps");
   o.max_grad_norm = c.get_double("max_grad_norm");
+  o.on_nonfinite = c.get_string("on_nonfinite");
 
   o.eval_steps = c.get_int("eval_steps");
   o.eval_batch = c.get_int("eval_batch_size_per_device");

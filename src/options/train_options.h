@@ -48,6 +48,7 @@ struct TrainOptions {
   std::string lr_schedule = "cosine";
   int64_t warmup_steps = 0;
   double max_grad_norm = 1.0;  // 0: no clipping
+  std::string on_nonfinite = "stop";  // stop | skip_step: a step whose loss or gradient norm is not finite
 
   // Validation and checkpoints.
   int64_t eval_steps = 0;  // 0: at each epoch's end

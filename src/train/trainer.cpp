@@ -41,6 +41,8 @@
 #include "src/train/loss.h"             // defines: batch_loss_sum
 #include "src/train/metrics.h"          // defines: MetricsLog, StepMetrics
 #include "src/train/model_setup.h"      // defines: setup_model, check_token_ids, padding_id
+#include "src/io/atomic_file.h"         // defines: check_output_dir
+#include "src/io/run_lock.h"            // defines: RunLock
 #include "src/train/packing.h"          // defines: PackedSequence, pack_sequences, SequenceBatch
 #include "src/train/step_plan.h"        // defines: StepPlan, Rows
 
@@ -166,6 +168,7 @@ class Trainer {
   std::unique_ptr<StepPlan> plan_;
   int64_t total_steps_ = 0;
   std::pair<int64_t, double> valid_loss_at_{-1, 0.0};  // (step, loss) of the latest validation
+  std::unique_ptr<RunLock> run_lock_;  // rank 0: this run owns output_dir
   int64_t packed_epoch_ = -1;
   std::vector<PackedSequence> packed_, valid_seqs_;
   // model
@@ -192,7 +195,11 @@ void Trainer::setup_process_group() {
   world_ = pg_->size();
   leader_ = rank_ == 0;
   check_same_everywhere(*pg_, o_.config_yaml);
-  if (leader_) fs::create_directories(o_.output_dir);
+  if (leader_) {
+    check_output_dir(o_.output_dir, o_.origins.where("output_dir"));
+    fs::create_directories(o_.output_dir);
+    run_lock_ = std::make_unique<RunLock>(o_.output_dir, o_.origins.where("output_dir"));
+  }
   pg_->barrier();
   if (o_.per_rank_log_files) init_logging(o_.log_level, rank_, world_, o_.output_dir);
 
@@ -377,19 +384,42 @@ StepMetrics Trainer::step(int64_t step) {
     dp_->accumulate_gradients();  // in float32, whatever the parameters' dtype
   }
   sample_log_.flush();
-  test_hooks::before_gradient_reduction(step + 1, rank_);
+  if (test_hooks::before_gradient_reduction(step + 1, rank_)) loss_sum = std::nan("");
 
   auto grad = dp_->reduce_gradients();
   const double grad_norm = dp_->global_norm(grad);
+  // One small collective per step for the statistics (before the update: a non-finite loss or
+  // gradient norm, the same on every rank, must not reach the weights).
+  const auto totals = dp_->sum({loss_sum, tokens, my_supervised});
+  const double mean_loss = supervised > 0 ? totals[0] / static_cast<double>(supervised) : 0.0;
+  const bool finite = std::isfinite(grad_norm) && std::isfinite(mean_loss);
+  const auto number = [](double x) {
+    return std::isnan(x) ? std::string("nan") : std::isinf(x) ? std::string(x > 0 ? "inf" : "-inf") : fmt::format("{:.6g}", x);
+  };
+  if (!finite && o_.on_nonfinite == "stop") {
+    const auto kept = list_checkpoints(o_.output_dir);
+    throw EnvironmentError("step " + std::to_string(step + 1) + ": the loss is " + number(mean_loss) +
+                           " and the gradient norm " + number(grad_norm) +
+                           ": training stopped (on_nonfinite: stop) without updating the weights or writing a "
+                           "checkpoint of this state; " +
+                           (kept.empty() ? std::string("no checkpoint was written before it")
+                                         : "the last checkpoint, " + kept.front() + ", is kept") +
+                           " (check the data and the base weights, lower learning_rate, or set on_nonfinite: "
+                           "skip_step)");
+  }
+  if (!finite) {
+    ++summary_.skipped_steps;
+    spdlog::warn("step {}: loss {} gradient norm {}: the optimizer step is skipped (on_nonfinite: skip_step; {} "
+                 "so far)",
+                 step + 1, number(mean_loss), number(grad_norm), summary_.skipped_steps);
+  }
   if (o_.max_grad_norm > 0 && grad_norm > o_.max_grad_norm) grad.mul_(o_.max_grad_norm / (grad_norm + 1e-6));
   const double lr = lr_at(o_.lr_schedule, o_.learning_rate, step, o_.warmup_steps, total_steps_);
-  if (supervised > 0) {
+  if (supervised > 0 && finite) {
     opt_->step_range(lr, grad);                   // the float32 master of this rank's range
     opt_->write_all(dp_->gather(opt_->master()));  // stage 1: every rank's range, all-gathered
   }
 
-  // One small collective per step for the statistics.
-  const auto totals = dp_->sum({loss_sum, tokens, my_supervised});
   if (static_cast<int64_t>(totals[2]) != supervised)
     throw Error("step " + std::to_string(step + 1) + ": ranks processed " + std::to_string(totals[2]) +
                 " supervised tokens, expected " + std::to_string(supervised));

@@ -18,6 +18,7 @@ struct TrainSummary {
   double final_valid_loss = -1;     // -1: no validation data
   std::string export_dir;
   std::string resumed_from;  // checkpoint path, empty for a fresh run
+  int64_t skipped_steps = 0;  // optimizer steps skipped for a non-finite loss (on_nonfinite: skip_step)
 };
 
 // Thrown after SIGTERM (or SIGINT): a checkpoint was written; `train` exits 143.
