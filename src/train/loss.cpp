@@ -3,21 +3,113 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <mutex>
+
 #include "model/llama.h"
 #include "src/train/packing.h"
 
 namespace ringtune {
+
+namespace {
+
+int64_t g_chunk_rows = 0;  // set_loss_chunk_rows
+
+// Rows of logits computed at once: about 64 Mi floats (256 MB in float32), at least one row.
+int64_t chunk_rows(int64_t vocab) {
+  if (g_chunk_rows > 0) return g_chunk_rows;
+  return std::max<int64_t>(1, (int64_t{64} << 20) / std::max<int64_t>(vocab, 1));
+}
+
+torch::Tensor cross_entropy_sum(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const torch::Tensor& labels) {
+  return torch::nn::functional::cross_entropy(
+      model.project(hidden), labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+}
+
+// The cross-entropy of the supervised rows, chunk by chunk, never holding more than one chunk of
+// logits [rows, vocab]: the forward pass keeps only the hidden states, and the backward pass
+// recomputes each chunk's logits (with the same dropout masks: the generator state is saved) and
+// back-propagates it at once, into the hidden states and the output layer's trainable parameters.
+// The liger/torchtune "chunked linear cross-entropy", as an autograd function.
+struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
+                               const torch::Tensor& labels, int64_t model_ptr) {
+    auto& model = *reinterpret_cast<LlamaForCausalLMImpl*>(model_ptr);
+    auto gen = at::globalContext().defaultGenerator(hidden.device());
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      ctx->saved_data["rng"] = gen.get_state();
+    }
+    ctx->saved_data["model"] = model_ptr;
+    ctx->save_for_backward({hidden, labels});
+    torch::NoGradGuard no_grad;
+    const int64_t n = hidden.size(0), step = chunk_rows(model.config().vocab_size);
+    auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat32));
+    for (int64_t i = 0; i < n; i += step)
+      total += cross_entropy_sum(model, hidden.slice(0, i, std::min(n, i + step)), labels.slice(0, i, std::min(n, i + step)));
+    return total;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    auto& model = *reinterpret_cast<LlamaForCausalLMImpl*>(ctx->saved_data["model"].toInt());
+    const auto& hidden = saved[0];
+    const auto& labels = saved[1];
+    auto gen = at::globalContext().defaultGenerator(hidden.device());
+    torch::Tensor now;
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      now = gen.get_state();
+      gen.set_state(ctx->saved_data["rng"].toTensor());
+    }
+    const int64_t n = hidden.size(0), step = chunk_rows(model.config().vocab_size);
+    std::vector<torch::Tensor> grads;
+    for (int64_t i = 0; i < n; i += step) {
+      auto h = hidden.slice(0, i, std::min(n, i + step)).detach().requires_grad_(true);
+      torch::Tensor loss;
+      {
+        torch::AutoGradMode grad_on(true);
+        loss = cross_entropy_sum(model, h, labels.slice(0, i, std::min(n, i + step)));
+      }
+      torch::autograd::backward({loss}, {grad_out[0]});
+      grads.push_back(h.grad());
+    }
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(now);
+    }
+    return {torch::cat(grads), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+void set_loss_chunk_rows(int64_t rows) { g_chunk_rows = rows; }
 
 at::Tensor batch_loss_sum(LlamaForCausalLM& model, const SequenceBatch& batch) {
   auto t = batch.tensors();
   const auto device = model->model->embed_tokens->weight.device();
   auto tokens = t[0].to(device), positions = t[1].to(device), segments = t[2].to(device),
        labels = t[3].to(device);
-  auto logits = model->forward(tokens, positions, AttentionMask{segments});
-  const int64_t v = logits.size(-1);
-  return torch::nn::functional::cross_entropy(
-      logits.reshape({-1, v}), labels.reshape({-1}),
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreLabel).reduction(torch::kSum));
+  auto hidden = model->forward_hidden(tokens, positions, AttentionMask{segments});
+  // Only the supervised positions need logits.
+  auto flat_labels = labels.reshape({-1});
+  const auto rows = (flat_labels != kIgnoreLabel).nonzero().reshape({-1});
+  auto h = hidden.reshape({-1, hidden.size(-1)}).index_select(0, rows);
+  auto y = flat_labels.index_select(0, rows);
+  LlamaForCausalLMImpl& impl = *model.get();
+  if (rows.numel() == 0)  // nothing supervised: zero, still connected to every trainable parameter
+    return impl.project(hidden.reshape({-1, hidden.size(-1)}).slice(0, 0, 1)).sum() * 0;
+  if (torch::GradMode::is_enabled() && h.requires_grad())
+    return ChunkedCrossEntropy::apply(h, y, reinterpret_cast<int64_t>(&impl));
+  // No gradient, or only the output layer trains (a frozen body): plain chunks, each kept for
+  // backward in the second case.
+  const int64_t n = h.size(0), step = chunk_rows(impl.config().vocab_size);
+  auto total = torch::zeros({}, h.options().dtype(torch::kFloat32));
+  for (int64_t i = 0; i < n; i += step)
+    total = total + cross_entropy_sum(impl, h.slice(0, i, std::min(n, i + step)), y.slice(0, i, std::min(n, i + step)));
+  return total;
 }
 
 }  // namespace ringtune
