@@ -22,7 +22,7 @@ set -u
 CONFIG_DIR=$(cd "$1" && pwd) || exit 2
 WORK=${2:-/tmp/llmforge_run}
 RINGTUNE=${RINGTUNE:-$(cd "$(dirname "$0")/.." && pwd)/build/ringtune}
-FIXTURES=${FIXTURES:-/work/shared/fixtures/tokenizers}
+FIXTURES=${FIXTURES:-$(cd "$(dirname "$0")/../.." && pwd)/shared/fixtures/tokenizers}
 TIMEOUT=${TIMEOUT:-300}
 MEM_KB=${MEM_KB:-12000000}
 VALID_SAMPLES=${VALID_SAMPLES:-8}
