@@ -425,8 +425,8 @@ void validate_config(const Config& c) {
     fail(c, "dataset_format", "text samples have no conversation; set task: causal_lm");
 
   if (task == "classification" || task == "preference_tuning")
-    fail(c, "task", "is an llmforge task ringtune does not do (it trains chat/instruction models and causal "
-                    "LMs by next-token loss); use chat, instruction_tuning or causal_lm");
+    fail(c, "task", task + " is an llmforge task ringtune does not do (it trains chat/instruction models and "
+                    "causal LMs by next-token loss); use chat, instruction_tuning or causal_lm");
   if (c.is_set("classifier_config"))
     fail(c, "classifier_config", "llmforge's LLM-classifier task is not supported by ringtune (it trains by "
                                  "next-token loss on chat or plain text); remove the key");

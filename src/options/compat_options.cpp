@@ -44,8 +44,12 @@ std::string deepspeed_warning(const Config& c, const KeyOrigins& origins) {
     if (!in)
       asked = path + " is not readable here, so the ZeRO stage it asks for is unknown";
     else if (ds.is_object() && ds.contains("zero_optimization") && ds["zero_optimization"].is_object() &&
-             ds["zero_optimization"].contains("stage") && ds["zero_optimization"]["stage"].is_number_integer())
-      asked = path + " asks for " + zero_stage_words(ds["zero_optimization"]["stage"].get<int64_t>());
+             ds["zero_optimization"].contains("stage") && ds["zero_optimization"]["stage"].is_number_integer()) {
+      const auto& zero = ds["zero_optimization"];
+      asked = path + " asks for " + zero_stage_words(zero["stage"].get<int64_t>());
+      for (const char* offload : {"offload_optimizer", "offload_param"})
+        if (zero.contains(offload)) asked += std::string(" with ") + offload + " (not done: state stays on the device)";
+    }
     else
       asked = path + " names no zero_optimization.stage";
   }

@@ -37,6 +37,7 @@ LossEval evaluate_loss(LlamaForCausalLM& model, const std::vector<PackedSequence
   const size_t batch = static_cast<size_t>(batch_size);
   for (size_t i = begin; i < end; i += batch) {
     SequenceBatch b;
+    b.pad_to_longest = true;  // no gradient, no dropout: the padding cut off changes nothing but time
     for (size_t j = i; j < std::min(end, i + batch); ++j) {
       b.rows.push_back(&seqs[j]);
       r.supervised_tokens += seqs[j].supervised;

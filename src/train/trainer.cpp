@@ -268,9 +268,9 @@ void Trainer::setup_data() {
   total_steps_ = plan_->total_steps(o_.max_steps, epochs);
   if (!o_.valid_path.empty()) valid_seqs_ = pack_in_file_order(valid_, context, o_.packing, pad_id_);
   const int64_t per_rank = (global + world_ - 1) / world_;
-  spdlog::info("{} sequences of {} tokens per epoch, {} steps per epoch, {} steps; global batch {} = {} rank(s) x "
+  spdlog::info("{} sequences of {}{} tokens per epoch, {} steps per epoch, {} steps; global batch {} = {} rank(s) x "
                "{} micro-batch(es) of <= {}",
-               plan_->sequences_in(0), context, plan_->steps_in(0), total_steps_, global, world_,
+               plan_->sequences_in(0), o_.pad_to_longest ? "up to " : "", context, plan_->steps_in(0), total_steps_, global, world_,
                (per_rank + o_.micro_batch - 1) / o_.micro_batch, o_.micro_batch);
 }
 
