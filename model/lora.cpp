@@ -63,6 +63,11 @@ const std::vector<std::string>& lora_target_names() {
   return names;
 }
 
+bool is_lora_parameter(const std::string& name) {
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos ||
+         name.find(".lora_embedding_A") != std::string::npos || name.find(".lora_embedding_B") != std::string::npos;
+}
+
 double lora_scale(const LoraOptions& o) {
   if (o.r <= 0) throw std::invalid_argument("lora r = " + std::to_string(o.r) + ": must be > 0");
   const double r = static_cast<double>(o.r);

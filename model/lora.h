@@ -33,6 +33,10 @@ struct LoraOptions {
 // The Linear names that target_modules may hold (besides "all-linear").
 const std::vector<std::string>& lora_target_names();
 
+// True for the parameter names of adapter factors: "...lora_A.weight", "...lora_B.weight",
+// "embed_tokens.lora_embedding_A" / "_B" (with or without PEFT's prefix).
+bool is_lora_parameter(const std::string& name);
+
 // PEFT's scaling: lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora.
 double lora_scale(const LoraOptions& options);
 

@@ -29,11 +29,6 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Shared: checks and copies
 
-bool is_lora_parameter(const std::string& name) {
-  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos ||
-         name.find(".lora_embedding_A") != std::string::npos || name.find(".lora_embedding_B") != std::string::npos;
-}
-
 bool has_lora(LlamaForCausalLM& model) {
   for (const auto& p : model->named_parameters())
     if (is_lora_parameter(p.key())) return true;

@@ -16,13 +16,6 @@ namespace fs = std::filesystem;
 
 namespace ringtune {
 
-namespace {
-bool is_lora_parameter(const std::string& name) {
-  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos ||
-         name.find(".lora_embedding_A") != std::string::npos || name.find(".lora_embedding_B") != std::string::npos;
-}
-}  // namespace
-
 void write_peft_adapter(const std::string& dir, LlamaForCausalLM& model, const LoraOptions& lora,
                         const std::string& base_model_name) {
   fs::create_directories(dir);

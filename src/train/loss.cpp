@@ -26,6 +26,24 @@ torch::Tensor cross_entropy_sum(LlamaForCausalLMImpl& model, const torch::Tensor
       model.project(hidden), labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
 }
 
+// Rows of hidden/labels in chunks of chunk_rows(vocab): `each` gets every chunk (hidden rows, labels).
+template <typename F>
+void for_each_chunk(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const torch::Tensor& labels, F each) {
+  const int64_t n = hidden.size(0), step = chunk_rows(model.config().vocab_size);
+  for (int64_t i = 0; i < n; i += step) {
+    const int64_t end = std::min(n, i + step);
+    each(hidden.slice(0, i, end), labels.slice(0, i, end));
+  }
+}
+
+// The plain chunked sum (kept in the graph when gradients are on).
+torch::Tensor chunked_sum(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const torch::Tensor& labels) {
+  auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat32));
+  for_each_chunk(model, hidden, labels,
+                 [&](const torch::Tensor& h, const torch::Tensor& y) { total = total + cross_entropy_sum(model, h, y); });
+  return total;
+}
+
 // The cross-entropy of the supervised rows, chunk by chunk, never holding more than one chunk of
 // logits [rows, vocab]: the forward pass keeps only the hidden states, and the backward pass
 // recomputes each chunk's logits (with the same dropout masks: the generator state is saved) and
@@ -43,11 +61,7 @@ struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntrop
     ctx->saved_data["model"] = model_ptr;
     ctx->save_for_backward({hidden, labels});
     torch::NoGradGuard no_grad;
-    const int64_t n = hidden.size(0), step = chunk_rows(model.config().vocab_size);
-    auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat32));
-    for (int64_t i = 0; i < n; i += step)
-      total += cross_entropy_sum(model, hidden.slice(0, i, std::min(n, i + step)), labels.slice(0, i, std::min(n, i + step)));
-    return total;
+    return chunked_sum(model, hidden, labels);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -63,18 +77,17 @@ struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntrop
       now = gen.get_state();
       gen.set_state(ctx->saved_data["rng"].toTensor());
     }
-    const int64_t n = hidden.size(0), step = chunk_rows(model.config().vocab_size);
     std::vector<torch::Tensor> grads;
-    for (int64_t i = 0; i < n; i += step) {
-      auto h = hidden.slice(0, i, std::min(n, i + step)).detach().requires_grad_(true);
+    for_each_chunk(model, hidden, labels, [&](const torch::Tensor& chunk, const torch::Tensor& y) {
+      auto h = chunk.detach().requires_grad_(true);
       torch::Tensor loss;
       {
         torch::AutoGradMode grad_on(true);
-        loss = cross_entropy_sum(model, h, labels.slice(0, i, std::min(n, i + step)));
+        loss = cross_entropy_sum(model, h, y);
       }
       torch::autograd::backward({loss}, {grad_out[0]});
       grads.push_back(h.grad());
-    }
+    });
     {
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(now);
@@ -105,11 +118,7 @@ at::Tensor batch_loss_sum(LlamaForCausalLM& model, const SequenceBatch& batch) {
     return ChunkedCrossEntropy::apply(h, y, reinterpret_cast<int64_t>(&impl));
   // No gradient, or only the output layer trains (a frozen body): plain chunks, each kept for
   // backward in the second case.
-  const int64_t n = h.size(0), step = chunk_rows(impl.config().vocab_size);
-  auto total = torch::zeros({}, h.options().dtype(torch::kFloat32));
-  for (int64_t i = 0; i < n; i += step)
-    total = total + cross_entropy_sum(impl, h.slice(0, i, std::min(n, i + step)), y.slice(0, i, std::min(n, i + step)));
-  return total;
+  return chunked_sum(impl, h, y);
 }
 
 }  // namespace ringtune
