@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "model/parameter_shapes.h"
+
 namespace ringtune {
 
 namespace {
@@ -60,16 +62,39 @@ void LlamaConfig::validate() const {
 }
 
 int64_t LlamaConfig::parameter_count() const {
-  const int64_t d = hidden_size, hd = resolved_head_dim();
-  const int64_t q = num_attention_heads * hd, kv = num_key_value_heads * hd;
-  int64_t attn = d * q + 2 * d * kv + q * d;
-  if (attention_bias) attn += q + 2 * kv;
-  int64_t mlp = 3 * d * intermediate_size;
-  if (mlp_bias) mlp += 2 * intermediate_size + d;
-  const int64_t layer = attn + mlp + 2 * d;
-  int64_t total = vocab_size * d + num_hidden_layers * layer + d;
-  if (!tie_word_embeddings) total += vocab_size * d;
+  int64_t total = 0;
+  for (const auto& [name, shape] : parameter_shapes(*this)) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    total += n;
+  }
   return total;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const LlamaConfig& c) {
+  const int64_t d = c.hidden_size, hd = c.resolved_head_dim(), ff = c.intermediate_size;
+  const int64_t q = c.num_attention_heads * hd, kv = c.num_key_value_heads * hd;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  out.push_back({"model.embed_tokens.weight", {c.vocab_size, d}});
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string l = "model.layers." + std::to_string(i) + ".";
+    auto linear = [&](const std::string& name, int64_t in, int64_t outf, bool bias) {
+      out.push_back({l + name + ".weight", {outf, in}});
+      if (bias) out.push_back({l + name + ".bias", {outf}});
+    };
+    linear("self_attn.q_proj", d, q, c.attention_bias);
+    linear("self_attn.k_proj", d, kv, c.attention_bias);
+    linear("self_attn.v_proj", d, kv, c.attention_bias);
+    linear("self_attn.o_proj", q, d, false);
+    linear("mlp.gate_proj", d, ff, c.mlp_bias);
+    linear("mlp.up_proj", d, ff, c.mlp_bias);
+    linear("mlp.down_proj", ff, d, c.mlp_bias);
+    out.push_back({l + "input_layernorm.weight", {d}});
+    out.push_back({l + "post_attention_layernorm.weight", {d}});
+  }
+  out.push_back({"model.norm.weight", {d}});
+  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, d}});
+  return out;
 }
 
 }  // namespace ringtune

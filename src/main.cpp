@@ -12,6 +12,7 @@
 #include "distributed/process_info.h"
 #include "src/error.h"
 #include "src/log.h"
+#include "src/stop_signal.h"
 
 namespace {
 
@@ -36,15 +37,15 @@ const std::map<std::string, Command>& commands() {
   return table;
 }
 
-void print_usage() {
-  std::cout << "ringtune: fine-tune Llama-family models (LoRA or full) from one process to mpirun.\n\n"
+void print_usage(std::ostream& out) {
+  out << "ringtune: fine-tune Llama-family models (LoRA or full) from one process to mpirun.\n\n"
                "usage: ringtune [--log-level LEVEL] <command> [args]\n\ncommands:\n";
   for (const auto& [name, c] : commands()) {
     std::string left = "  " + name;
     left.resize(14, ' ');
-    std::cout << left << c.summary << "\n";
+    out << left << c.summary << "\n";
   }
-  std::cout << "\n`ringtune <command> --help` describes a command's options.\n"
+  out << "\n`ringtune <command> --help` describes a command's options.\n"
                "Exit codes: 0 ok, 2 bad input, 1 internal error.\n";
 }
 
@@ -69,7 +70,7 @@ int main(int argc, char** argv) {
     const auto proc = ringtune::detect_process_info();
     ringtune::init_logging(level, proc.rank, proc.world_size);
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-      print_usage();
+      print_usage(args.empty() ? std::cerr : std::cout);  // no command is a usage error: stderr, exit 2
       return args.empty() ? 2 : 0;
     }
     auto it = commands().find(args[0]);
@@ -85,6 +86,9 @@ int main(int argc, char** argv) {
   } catch (const ringtune::InputError& e) {
     std::cerr << "error: " << e.what() << std::endl;
     return 2;
+  } catch (const ringtune::Interrupted& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return e.exit_code();
   } catch (const ringtune::EnvironmentError& e) {
     std::cerr << "error: " << e.what() << std::endl;
     return 1;

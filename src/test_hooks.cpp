@@ -16,7 +16,7 @@ namespace ringtune::test_hooks {
 namespace {
 
 struct Hooks {
-  int64_t kill_at_step = -1, term_at_step = -1, kill_in_checkpoint = -1;
+  int64_t kill_at_step = -1, term_at_step = -1, kill_in_checkpoint = -1, term_in_prepare = -1;
   std::string fault_kind;  // "kill" | "throw" | "" (none)
   int fault_rank = -1;
   int64_t fault_step = -1;
@@ -35,6 +35,7 @@ const Hooks& hooks() {
     h.kill_at_step = step_of("RINGTUNE_TEST_KILL_AT_STEP");
     h.term_at_step = step_of("RINGTUNE_TEST_TERM_AT_STEP");
     h.kill_in_checkpoint = step_of("RINGTUNE_TEST_KILL_IN_CHECKPOINT");
+    h.term_in_prepare = step_of("RINGTUNE_TEST_TERM_IN_PREPARE");
     if (const char* v = std::getenv("RINGTUNE_TEST_FAULT")) {
       char kind[16] = {0};
       int rank = -1;
@@ -64,6 +65,10 @@ bool before_gradient_reduction(int64_t step, int rank) {
   if (h.fault_kind == "nan") return true;
   if (h.fault_kind == "kill") ::kill(::getpid(), SIGKILL);
   throw Error("RINGTUNE_TEST_FAULT: rank " + std::to_string(rank) + " fails at step " + std::to_string(step));
+}
+
+void sample_prepared(int64_t n) {
+  if (hooks().term_in_prepare == n) ::kill(::getpid(), SIGTERM);
 }
 
 void checkpoint_written(int64_t step) {

@@ -7,6 +7,8 @@
 //   RINGTUNE_TEST_TERM_AT_STEP=<n>        SIGTERM to itself after step n: a Slurm stop
 //   RINGTUNE_TEST_KILL_IN_CHECKPOINT=<n>  SIGKILL once step n's checkpoint is complete under its
 //                                         temporary name, before the rename makes it visible
+//   RINGTUNE_TEST_TERM_IN_PREPARE=<n>    SIGTERM to itself once n samples are prepared: a stop
+//                                         during data preparation
 //   RINGTUNE_TEST_FAULT=<kill|throw|nan>:<rank>:<step>
 //                                         rank <rank> dies (SIGKILL), throws an Error, or has a
 //                                         NaN loss between the backward passes and the gradient
@@ -15,13 +17,16 @@
 //   RINGTUNE_TEST_SAMPLE_LOG=<dir>        every rank appends "epoch step sample" lines for the
 //                                         samples it trains on to <dir>/samples.rank<r>
 //
-// defines: after_step, before_gradient_reduction, checkpoint_written, SampleLog
+// defines: after_step, before_gradient_reduction, checkpoint_written, sample_prepared, SampleLog
 #pragma once
 #include <cstdint>
 #include <fstream>
 #include <vector>
 
 namespace ringtune::test_hooks {
+
+// After the n-th sample (1-based) of a data preparation: TERM_IN_PREPARE.
+void sample_prepared(int64_t n);
 
 // After optimizer step `step` (1-based) and its checkpoint: KILL_AT_STEP, then TERM_AT_STEP.
 void after_step(int64_t step);

@@ -277,13 +277,16 @@ TEST(ChatTemplateBinary, TheFidelityGateCatchesAnInconsistentTemplate) {
             std::string::npos)
       << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  // Skipped, every sample goes: no usable samples, refused with the report on its one line.
   auto skip = run_ringtune("prepare " + w.cfg() + " on_invalid_sample=skip");
-  EXPECT_EQ(skip.exit_code, 0) << skip.err;
-  EXPECT_NE(skip.out.find("6 invalid samples skipped:\n  fidelity_prefix: 6 (first: " + w.dir.file("train.jsonl") +
+  EXPECT_EQ(skip.exit_code, 2) << skip.err;
+  EXPECT_NE(skip.err.find("no usable samples (every sample was skipped: 0 samples from 6 lines (0 blank); 6 invalid "
+                          "samples skipped: fidelity_prefix: 6 (first: " + w.dir.file("train.jsonl") +
                           ":1: the prompt inference feeds"),
             std::string::npos)
-      << skip.out;
-  EXPECT_NE(skip.out.find("where inference has \"assistant<|end_header_id|>\\u000a\""), std::string::npos) << skip.out;
+      << skip.err;
+  EXPECT_NE(skip.err.find("where inference has \"assistant<|end_header_id|>\\u000a\""), std::string::npos) << skip.err;
+  EXPECT_EQ(std::count(skip.err.begin(), skip.err.end(), '\n'), 1) << skip.err;
 }
 
 TEST(ChatTemplateBinary, TheFidelityGateCatchesTokensOnlyTrainingSees) {
@@ -303,8 +306,8 @@ TEST(ChatTemplateBinary, TheFidelityGateCatchesTokensOnlyTrainingSees) {
   EXPECT_NE(r.err.find("\"Answer\")"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   auto skip = run_ringtune("prepare " + w.cfg() + " on_invalid_sample=skip");
-  EXPECT_EQ(skip.exit_code, 0) << skip.err;
-  EXPECT_NE(skip.out.find("fidelity_gap: 6 (first: "), std::string::npos) << skip.out;
+  EXPECT_EQ(skip.exit_code, 2) << skip.err;
+  EXPECT_NE(skip.err.find("6 invalid samples skipped: fidelity_gap: 6 (first: "), std::string::npos) << skip.err;
   auto shown = run_ringtune("render " + w.cfg() + " --n 1");  // render runs the same gate
   EXPECT_EQ(shown.exit_code, 2);
   EXPECT_NE(shown.err.find("train.jsonl:1: training has 2 unsupervised token(s)"), std::string::npos) << shown.err;

@@ -524,7 +524,8 @@ TEST(DatasetErrors, CliExitsTwoWithTheSameOneLineError) {
     const std::string path = d.write_lines(c.name + ".jsonl", c.lines);
     const std::string out_dir = (fs::path(path).parent_path() / ("out_" + c.name)).string();
     auto r = ringtune_test::run_ringtune(
-        "prepare " + cfg + " initial_base_model_ckpt_path=" + ringtune_test::stories_dir() +
+        // A model directory holding only the tokenizer: prepare reads no weights.
+        "prepare " + cfg + " initial_base_model_ckpt_path=" + ringtune_test::fixtures_dir() + "/tokenizers/llama2-sp" +
         " tokenizer_path=" + ringtune_test::fixtures_dir() + "/tokenizers/llama2-sp/tokenizer.model" +
         " generation_config.prompt_format=llama2 train_path=" + path + " output_dir=" + out_dir +
         " dataset_format=" + c.format + (c.format == "text" ? " task=causal_lm" : ""));
@@ -641,8 +642,8 @@ TEST(DatasetFiles, ConversationColumnThroughTheBinary) {
   TempDir d;
   const std::string data = d.write("chats.json", "[\n" + dialogue("hi", "hello") + ",\n" + dialogue("yo", "hey") + "\n]\n");
   const std::string cfg = d.write("cfg.yaml", "context_length: 256\nconversation_column: dialogue\n");
-  const std::string base = "render " + cfg + " initial_base_model_ckpt_path=" + ringtune_test::stories_dir() +
-                           " tokenizer_path=" + ringtune_test::fixtures_dir() + "/tokenizers/llama2-sp/tokenizer.model" +
+  const std::string base = "render " + cfg + " initial_base_model_ckpt_path=" + ringtune_test::fixtures_dir() +
+                           "/tokenizers/llama2-sp tokenizer_path=" + ringtune_test::fixtures_dir() + "/tokenizers/llama2-sp/tokenizer.model" +
                            " generation_config.prompt_format=llama2 train_path=" + data;
   auto r = ringtune_test::run_ringtune(base + " --n 5");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -220,14 +220,78 @@ TEST(Faults, ANonFiniteLossStopsWithoutACheckpointOfTheBadState) {
   EXPECT_NE(r.err.find("step 2: loss nan gradient norm"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("the optimizer step is skipped (on_nonfinite: skip_step; 1 so far)"), std::string::npos) << r.err;
 
-  // A NaN in the base weights: the first step stops, before any checkpoint.
+  // A NaN in the base weights is refused at load, naming the file and the tensor, before any data
+  // is prepared and before anything is written.
   std::string weights = read_file(w.dir.file("base/model.safetensors"));
   const uint64_t header = *reinterpret_cast<const uint64_t*>(weights.data());
   const float nan = std::nanf("");
-  std::memcpy(&weights[8 + header], &nan, sizeof(nan));  // the first value of the first tensor
+  std::memcpy(&weights[8 + header], &nan, sizeof(nan));  // the first value of the first stored tensor
   write_file(w.dir.file("base/model.safetensors"), weights);
   r = run_ringtune(run + " output_dir=" + w.dir.file("out3"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  const std::string line = error_lines(r.err);
+  EXPECT_EQ(lines_of(line), 1) << r.err;
+  EXPECT_NE(line.find("error: " + w.dir.file("base/model.safetensors") + ": tensor \""), std::string::npos) << r.err;
+  EXPECT_NE(line.find("holds 1 NaN and 0 infinite value(s)"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(w.dir.file("out3"))) << "the refused run left its output directory";
+}
+
+TEST(Faults, AStopSignalWhilePreparingExits143AndLeavesNothing) {
+  FaultWorkspace w;
+  for (const std::string cmd : {"prepare", "train"}) {
+    auto r = run_shell("RINGTUNE_TEST_TERM_IN_PREPARE=5 " + ringtune_binary() + " " + cmd + " " + w.cfg());
+    EXPECT_EQ(r.exit_code, 143) << cmd << ": " << r.err;
+    const std::string errors = error_lines(r.err);
+    EXPECT_EQ(lines_of(errors), 1) << r.err;
+    EXPECT_NE(errors.find("error: interrupted by SIGTERM while preparing " + w.dir.file("out/prepared/train.h5") +
+                          " (5 samples of "),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(errors.find("nothing was written; run again to prepare it"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(w.dir.file("out"))) << cmd << " left its output directory";
+  }
+  auto r = run_ringtune("train " + w.cfg());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(Faults, ResumeAutoWithCheckpointsOfWhichNoneLoadsIsAnError) {
+  FaultWorkspace w;
+  auto r = run_ringtune("train " + w.cfg() + " checkpoint_every_n_steps=2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto kept = list_checkpoints(w.dir.file("out"));
+  ASSERT_EQ(kept.size(), 2u);
+  for (const auto& c : kept) {  // both cut in half
+    const std::string bytes = read_file(c);
+    write_file(c, bytes.substr(0, bytes.size() / 2));
+  }
+  r = run_ringtune("train " + w.cfg() + " checkpoint_every_n_steps=2 max_steps=6");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  const std::string errors = error_lines(r.err);
+  EXPECT_EQ(lines_of(errors), 1) << r.err;
+  EXPECT_NE(errors.find("resume: auto found checkpoints but none loads (step-00000004.h5, step-00000002.h5); fix or "
+                        "remove them, or set resume: none to start over"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(metrics_losses(w.dir.file("out")).size(), 4u) << "the refused run wrote metrics";
+  r = run_ringtune("train " + w.cfg() + " checkpoint_every_n_steps=2 resume=none");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(Faults, DiskFullWhileExportingLeavesNothing) {
+  FaultWorkspace w;
+  auto r = run_ringtune("train " + w.cfg() + " checkpoint_every_n_steps=4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  SmallDisk disk(w.dir.file("disk"), "64k");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here";
+  const std::string out = w.dir.file("disk/merged");
+  r = run_ringtune("export --checkpoint " + w.dir.file("out") + " --format merged --output " + out);
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_NE(error_lines(r.err).find("error: step 1: the loss is nan"), std::string::npos) << r.err;
-  EXPECT_TRUE(list_checkpoints(w.dir.file("out3")).empty());
+  const std::string errors = error_lines(r.err);
+  EXPECT_EQ(lines_of(errors), 1) << r.err;
+  EXPECT_NE(errors.find("no space left on device"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_empty(w.dir.file("disk"))) << "export left something on the full disk";
+  ASSERT_TRUE(disk.grow("64m"));
+  r = run_ringtune("export --checkpoint " + w.dir.file("out") + " --format merged --output " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out + "/model.safetensors"));
 }

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "model/llama.h"
+#include "model/parameter_shapes.h"
 #include "model/rope.h"
 #include "test_util.h"
 
@@ -182,6 +183,26 @@ TEST(ModelUnit, UntiedHeadAndBiasesHaveHuggingFaceNames) {
   int64_t n = 0;
   for (const auto& p : params) n += p.value().numel();
   EXPECT_EQ(n, cfg.parameter_count());
+}
+
+// parameter_shapes() (what `inspect` and the loaders check files against without building the
+// model) lists exactly the parameters the model registers, with their shapes.
+TEST(ModelUnit, ParameterShapesAreThoseTheModelRegisters) {
+  for (int variant = 0; variant < 4; ++variant) {
+    auto cfg = tiny_config();
+    cfg.tie_word_embeddings = variant % 2 == 0;
+    cfg.attention_bias = variant == 1;
+    cfg.mlp_bias = variant == 2;
+    if (variant == 3) cfg.head_dim = 2 * cfg.hidden_size / cfg.num_attention_heads;
+    LlamaForCausalLM model(cfg);
+    const auto params = model->named_parameters();
+    const auto shapes = parameter_shapes(cfg);
+    EXPECT_EQ(shapes.size(), params.size()) << "variant " << variant;
+    for (const auto& [name, shape] : shapes) {
+      ASSERT_TRUE(params.contains(name)) << name << " (variant " << variant << ")";
+      EXPECT_EQ(params[name].sizes().vec(), shape) << name << " (variant " << variant << ")";
+    }
+  }
 }
 
 TEST(ModelUnit, ConfigValidationNamesTheField) {

@@ -36,8 +36,8 @@ struct Workspace {
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
       fs::copy_file(fixtures_dir() + "/tokenizers/llama3-hf/" + f, tokenizer_dir + "/" + f);
     write_file(dir.file("train.jsonl"), std::string(kChat).substr(0, std::string(kChat).rfind("{\"messages")));
-    write_file(dir.file("cfg.yaml"), "initial_base_model_ckpt_path: " + stories_dir() +
-                                         "\ntokenizer_path: tok\ntrain_path: train.jsonl\n"
+    // The model directory holds only the tokenizer: prepare, render and tokenize read no weights.
+    write_file(dir.file("cfg.yaml"), "initial_base_model_ckpt_path: tok\ntokenizer_path: tok\ntrain_path: train.jsonl\n"
                                          "generation_config:\n  prompt_format: llama3\n"
                                          "context_length: 64\noutput_dir: out\n");
   }

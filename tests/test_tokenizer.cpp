@@ -603,18 +603,30 @@ TEST(TokenizerComponents, MetaspaceMatchesMistralNormalizer) {
 
 TEST(TokenizerComponents, AddedTokensStripAndNonSpecial) {
   nlohmann::json j = tiny_bpe({"a", "b", " ", "x"}, {});
-  j["added_tokens"] = {{{"id", 10}, {"content", "<sep>"}, {"special", true}, {"lstrip", true},
+  j["added_tokens"] = {{{"id", 4}, {"content", "<sep>"}, {"special", true}, {"lstrip", true},
                         {"rstrip", true}},
-                       {{"id", 11}, {"content", "xx"}, {"special", false}}};
+                       {{"id", 5}, {"content", "xx"}, {"special", false}}};
   JsonTokenizer t(j);
-  EXPECT_EQ(t.tok->encode("a <sep> b", true), (Ids{0, 10, 1}));
+  EXPECT_EQ(t.tok->encode("a <sep> b", true), (Ids{0, 4, 1}));
   // Not matched: plain characters ('<', 's', ... are not in the vocabulary and are dropped).
   EXPECT_EQ(t.tok->encode("a <sep> b", false), (Ids{0, 2, 2, 1}));
   // Non-special added tokens match everywhere, as in the reference.
-  EXPECT_EQ(t.tok->encode("axxxb", false), (Ids{0, 11, 3, 1}));
-  EXPECT_FALSE(t.tok->is_special(11));
-  EXPECT_TRUE(t.tok->is_special(10));
-  EXPECT_EQ(t.tok->vocab_size(), 12);
+  EXPECT_EQ(t.tok->encode("axxxb", false), (Ids{0, 5, 3, 1}));
+  EXPECT_FALSE(t.tok->is_special(5));
+  EXPECT_TRUE(t.tok->is_special(4));
+  EXPECT_EQ(t.tok->vocab_size(), 6);
+  // Ids must run without gaps: added tokens at 10 and 11 over a vocabulary of 4 leave 4..9 empty.
+  j["added_tokens"][0]["id"] = 10;
+  j["added_tokens"][1]["id"] = 11;
+  try {
+    JsonTokenizer gap(j);
+    ADD_FAILURE() << "a tokenizer with an id gap was accepted";
+  } catch (const ringtune::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("no token has id 4 (ids of model.vocab and added_tokens must run from 0 to 11 "
+                                         "without gaps)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(TokenizerComponents, UnicodeNormalizationMatchesReference) {

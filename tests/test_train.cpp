@@ -117,7 +117,7 @@ TEST(Train, BadConfigsAreRefusedBeforeTraining) {
       {"lora_config.lora_alpha=8", "lora_config"},
       {"max_steps=null num_epochs=0", "num_epochs"},
       {"train_batch_size_per_device=0", "train_batch_size_per_device"},
-      {"tokenizer_path=" + fixtures_dir() + "/tokenizers/llama3-hf", "outside the model's vocabulary"},
+      {"tokenizer_path=" + fixtures_dir() + "/tokenizers/llama3-hf", "more than the model's vocab_size 32000"},
       {"generation_config.prompt_format=alpaca", "prompt_format"},
       {"dtype=float64", "dtype"},
   };

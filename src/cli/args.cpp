@@ -2,6 +2,7 @@
 #include "src/cli/args.h"
 
 #include <algorithm>
+#include <cmath>
 #include <iostream>
 #include <sstream>
 
@@ -122,10 +123,10 @@ double ArgParser::get_double(const std::string& name) const {
   try {
     size_t used = 0;
     const double x = std::stod(v, &used);
-    if (used == v.size()) return x;
+    if (used == v.size() && std::isfinite(x)) return x;
   } catch (...) {
   }
-  throw InputError("ringtune " + command_ + ": --" + name + " expects a number, got \"" + v + "\"");
+  throw InputError("ringtune " + command_ + ": --" + name + " expects a finite number, got \"" + v + "\"");
 }
 
 bool ArgParser::flag(const std::string& name) const { return values_.count(name) != 0; }

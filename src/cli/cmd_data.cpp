@@ -15,10 +15,20 @@
 #include "src/config/key_origins.h"
 #include "src/io/atomic_file.h"
 #include "src/options/data_options.h"
+#include "src/options/model_options.h"
+#include "src/stop_signal.h"
+#include "src/train/model_setup.h"
 
 namespace ringtune {
 
 namespace {
+
+// What needs only the config and config.json (context_length, the tokenizer's ids) is checked
+// before any data is read.
+void check_config_fits_model(const Config& cfg, const DataPipeline& pipe) {
+  if (!cfg.is_set("initial_base_model_ckpt_path")) return;
+  check_data_fits_model(model_options_from_config(cfg, /*training=*/false), *pipe.tokenizer, pipe.tokenizer_path);
+}
 
 const OptionSpec kDumpConfig{"dump-config", "", "print the resolved configuration as YAML and exit", ""};
 
@@ -73,7 +83,7 @@ int cmd_tokenize(const Args& args) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers beyond double's range
       throw InputError(where + ": invalid JSON: " + e.what());
     }
     if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
@@ -106,7 +116,9 @@ int cmd_render(const Args& args) {
   const std::string format = p.get("format");
   if (format != "text" && format != "json") throw InputError("--format must be text or json, got \"" + format + "\"");
   const int64_t n = p.get_int("n");
+  if (n < 1) throw InputError("ringtune render: --n must be >= 1, got " + std::to_string(n));
   const DataPipeline pipe = make_data_pipeline(cfg);
+  check_config_fits_model(cfg, pipe);
   const std::string input = p.has("input") ? p.get("input") : cfg.get_string("train_path");
   DatasetReader reader({input}, pipe.options, pipe.renderer, *pipe.tokenizer);
   reader.set_keep_text(true);
@@ -157,7 +169,9 @@ int cmd_prepare(const Args& args) {
     return 0;
   }
   check_output_dir(cfg.get_string("output_dir"), KeyOrigins(cfg).where("output_dir"));
+  install_stop_handlers();  // a stop signal ends the preparation cleanly (Interrupted)
   const DataPipeline pipe = make_data_pipeline(cfg);
+  check_config_fits_model(cfg, pipe);
   std::cout << "prompt format: " << pipe.renderer->describe() << "\n";
   for (const char* split : {"train", "valid", "test"}) {
     const std::string key = std::string(split) + "_path";

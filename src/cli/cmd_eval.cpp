@@ -77,6 +77,7 @@ int cmd_eval(const Args& args) {
 
   // Model and weights.
   const DataPipeline pipe = make_data_pipeline(o.data);
+  check_data_fits_model(o.model, *pipe.tokenizer, pipe.tokenizer_path);
   const std::string& base = o.model.base_dir;
   std::string weights = p.has("checkpoint") ? p.get("checkpoint") : "";
   if (!p.has("checkpoint") && !list_checkpoints(out_dir).empty()) weights = out_dir;

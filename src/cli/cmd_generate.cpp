@@ -27,7 +27,7 @@
 namespace ringtune {
 
 namespace {
-std::vector<int64_t> parse_ids(const std::string& text, int64_t vocab) {
+std::vector<int64_t> parse_ids(const std::string& flag, const std::string& text, int64_t vocab) {
   std::vector<int64_t> ids;
   std::stringstream ss(text);
   std::string item;
@@ -40,13 +40,13 @@ std::vector<int64_t> parse_ids(const std::string& text, int64_t vocab) {
       used = 0;
     }
     if (used == 0 || used != item.size())
-      throw InputError("--prompt-ids: \"" + item + "\" is not an integer (expected e.g. 1,2,3)");
+      throw InputError(flag + ": \"" + item + "\" is not an integer (expected e.g. 1,2,3)");
     if (v < 0 || v >= vocab)
-      throw InputError("--prompt-ids: id " + item + " outside the vocabulary [0, " +
+      throw InputError(flag + ": id " + item + " outside the vocabulary [0, " +
                        std::to_string(vocab) + ")");
     ids.push_back(v);
   }
-  if (ids.empty()) throw InputError("--prompt-ids: empty list");
+  if (ids.empty()) throw InputError(flag + ": empty list");
   return ids;
 }
 
@@ -55,8 +55,9 @@ std::vector<int64_t> parse_ids(const std::string& text, int64_t vocab) {
 Conversation read_messages(const std::string& path) {
   nlohmann::json j = read_json_file(path);
   if (j.is_array()) j = nlohmann::json{{"messages", j}};
-  if (!j.is_object() || !j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
+  if (!j.is_object() || !j.contains("messages") || !j["messages"].is_array())
     throw InputError(path + ": expected {\"messages\": [...]} or a JSON array of messages");
+  if (j["messages"].empty()) throw InputError(path + ": no messages (an empty list); give at least one user message");
   const auto& last = j["messages"].back();
   const bool ends_with_assistant = last.is_object() && last.value("role", std::string()) == "assistant";
   SampleParser parser(DatasetFormat::openai, ends_with_assistant ? ConversationUse::training : ConversationUse::generation);
@@ -97,6 +98,15 @@ int cmd_generate(const Args& args) {
                {"dtype", "TYPE", "float32 | bfloat16 | float16", "float32"},
                {"device", "DEV", "cpu, cuda, cuda:N, or auto (a GPU when one is visible)", "cpu"}});
   if (!p.parse(args)) return 0;
+  GenerateOptions opt;  // the numeric options are checked before the model loads
+  opt.max_new_tokens = p.get_int("max-new-tokens");
+  opt.temperature = p.get_double("temperature");
+  opt.top_p = p.get_double("top-p");
+  opt.seed = static_cast<uint64_t>(p.get_int("seed"));
+  opt.use_cache = !p.flag("no-cache");
+  if (opt.max_new_tokens < 0) throw InputError("--max-new-tokens must be >= 0");
+  if (opt.temperature < 0) throw InputError("--temperature must be >= 0");
+  if (!(opt.top_p > 0 && opt.top_p <= 1)) throw InputError("--top-p must be in (0, 1]");
   ModelOptions mo;
   mo.base_dir = p.get("model");
   mo.dtype = p.get("dtype");
@@ -158,23 +168,14 @@ int cmd_generate(const Args& args) {
     for (int32_t id : tok->encode(p.get("prompt"), false)) prompt.push_back(id);
     check_token_ids(prompt, cfg.vocab_size, "--prompt");
   } else if (p.has("prompt-ids")) {
-    prompt = parse_ids(p.get("prompt-ids"), cfg.vocab_size);
+    prompt = parse_ids("--prompt-ids", p.get("prompt-ids"), cfg.vocab_size);
   } else {
     if (cfg.bos_token_id < 0)
       throw InputError(p.get("model") + "/config.json: no bos_token_id; pass --prompt-ids");
     prompt = {cfg.bos_token_id};
   }
-  GenerateOptions opt;
-  opt.max_new_tokens = p.get_int("max-new-tokens");
-  opt.temperature = p.get_double("temperature");
-  opt.top_p = p.get_double("top-p");
-  opt.seed = static_cast<uint64_t>(p.get_int("seed"));
-  opt.use_cache = !p.flag("no-cache");
-  if (p.has("stop-ids")) opt.stop_ids = parse_ids(p.get("stop-ids"), cfg.vocab_size);
+  if (p.has("stop-ids")) opt.stop_ids = parse_ids("--stop-ids", p.get("stop-ids"), cfg.vocab_size);
   opt.stop_ids.insert(opt.stop_ids.end(), turn_end.begin(), turn_end.end());
-  if (opt.max_new_tokens < 0) throw InputError("--max-new-tokens must be >= 0");
-  if (opt.temperature < 0) throw InputError("--temperature must be >= 0");
-  if (!(opt.top_p > 0 && opt.top_p <= 1)) throw InputError("--top-p must be in (0, 1]");
   const auto seq = generate(model, prompt, opt);
   if (p.has("messages")) {  // the reply only, as `eval` compares it
     const std::vector<int64_t> reply(seq.begin() + static_cast<std::ptrdiff_t>(prompt.size()), seq.end());

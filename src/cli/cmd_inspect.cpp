@@ -6,6 +6,7 @@
 #include <map>
 #include <sstream>
 
+#include "model/parameter_shapes.h"
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
 #include "src/error.h"
@@ -52,9 +53,10 @@ std::string layer_pattern(const std::string& name) {
   return name.substr(0, start) + "*" + name.substr(end);
 }
 
+// One line per name pattern, dtype and shape: a layer whose tensor differs from its siblings gets
+// a line of its own.
 void print_tensors(const std::vector<const SafeTensorsFile*>& files) {
-  std::map<std::string, std::pair<std::string, std::vector<int64_t>>> rows;
-  std::map<std::string, int> counts;
+  std::map<std::string, int> rows;  // "pattern  dtype [shape]" -> count
   std::map<std::string, int64_t> dtype_params;
   int64_t total = 0;
   for (const auto* f : files) {
@@ -63,17 +65,15 @@ void print_tensors(const std::vector<const SafeTensorsFile*>& files) {
       for (auto d : info.shape) n *= d;
       total += n;
       dtype_params[info.dtype] += n;
-      const std::string pat = layer_pattern(name);
-      rows[pat] = {info.dtype, info.shape};
-      counts[pat]++;
+      rows[layer_pattern(name) + "  " + info.dtype + " " + shape_str(info.shape)]++;
     }
   }
   std::cout << "tensors: stored parameters " << total << " (" << human(total) << ")";
   for (const auto& [dt, n] : dtype_params) std::cout << ", " << dt << " " << human(n);
   std::cout << "\n";
-  for (const auto& [pat, row] : rows) {
-    std::cout << "  " << pat << "  " << row.first << " " << shape_str(row.second);
-    if (counts[pat] > 1) std::cout << "  x" << counts[pat];
+  for (const auto& [row, count] : rows) {
+    std::cout << "  " << row;
+    if (count > 1) std::cout << "  x" << count;
     std::cout << "\n";
   }
 }
@@ -108,6 +108,34 @@ void inspect_model_dir(const std::string& dir) {
   }
   std::cout << "weight files: " << files.size() << "\n";
   print_tensors(ptrs);
+  // Each stored tensor against what config.json describes: every difference is listed with both
+  // shapes, then the first one ends the command (exit 2), as loading the model would.
+  std::map<std::string, std::vector<int64_t>> expected;
+  for (auto& [name, shape] : parameter_shapes(c)) expected[name] = shape;
+  std::vector<std::string> problems;
+  for (const auto* f : ptrs)
+    for (const auto& [name, info] : f->tensors()) {
+      auto it = expected.find(name);
+      if (it == expected.end()) {
+        const bool ignored = name.find("rotary_emb.inv_freq") != std::string::npos ||
+                             (name == "lm_head.weight" && c.tie_word_embeddings);
+        if (!ignored) problems.push_back(f->path() + ": tensor \"" + name + "\" is not part of this config.json's model");
+      } else {
+        if (info.shape != it->second)
+          problems.push_back(f->path() + ": tensor \"" + name + "\" has shape " + shape_str(info.shape) +
+                             ", config.json implies " + shape_str(it->second));
+        expected.erase(it);
+      }
+    }
+  for (const auto& [name, shape] : expected) problems.push_back(dir + ": missing tensor \"" + name + "\"");
+  if (problems.empty()) {
+    std::cout << "check: every tensor has the shape config.json implies\n";
+    return;
+  }
+  std::cout << "MISMATCH: " << problems.size() << " tensor(s) do not fit config.json:\n";
+  for (const auto& line : problems) std::cout << "  " << line << "\n";
+  throw InputError(problems.front() + (problems.size() > 1 ? " (and " + std::to_string(problems.size() - 1) +
+                                                                  " more: see the listing)" : ""));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "src/cli/config_args.h"
 #include "src/config/registry.h"
 #include "src/options/train_options.h"
+#include "src/stop_signal.h"
 #include "src/train/trainer.h"
 
 namespace ringtune {
@@ -40,9 +41,10 @@ int cmd_train(const Args& args) {
     // down (MPI_Abort) rather than return and leave them hanging.
     if (ProcessGroup::initialized() && ProcessGroup::init().size() > 1) {
       const bool input = dynamic_cast<const InputError*>(&e) != nullptr;
-      std::cerr << (input ? "error: " : "internal error: ") << "rank " << ProcessGroup::init().rank() << ": "
+      const auto* stop = dynamic_cast<const Interrupted*>(&e);
+      std::cerr << (input || stop ? "error: " : "internal error: ") << "rank " << ProcessGroup::init().rank() << ": "
                 << e.what() << std::endl;
-      ProcessGroup::init().abort(input ? 2 : 1);
+      ProcessGroup::init().abort(stop ? stop->exit_code() : input ? 2 : 1);
     }
     throw;
   }

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>  // defines: YAML::Load, YAML::Node, YAML::Emitter, YAML::Mark
+#include <yaml-cpp/depthguard.h>  // defines: YAML::DeepRecursion
+#include <yaml-cpp/eventhandler.h>  // defines: YAML::EventHandler
 
 #include <algorithm>
 #include <cctype>
@@ -813,12 +815,51 @@ class ConfigLoader {
   std::string base_dir_;  // directory that relative paths in the file are relative to
 };
 
+namespace {
+
+// yaml-cpp 0.7's LoadAll never returns on a document that starts with a token it cannot start a
+// node with (a stray ','): the parser reports an empty document without consuming the token, again
+// and again, while memory grows. The documents' starts are checked first with an event handler
+// that builds nothing: a document starting where the one before started is that case.
+struct DocumentStarts : YAML::EventHandler {
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+void check_documents_advance(const std::string& yaml_text) {
+  std::istringstream in(yaml_text);
+  YAML::Parser parser(in);
+  DocumentStarts starts;
+  while (parser.HandleNextDocument(starts)) {
+    const size_t n = starts.starts.size();
+    if (n >= 2 && starts.starts[n - 1].pos == starts.starts[n - 2].pos) {
+      const YAML::Mark& m = starts.starts.back();
+      const char c = m.pos >= 0 && static_cast<size_t>(m.pos) < yaml_text.size() ? yaml_text[m.pos] : '?';
+      throw YAML::ParserException(m, std::string("unexpected \"") + c + "\"");
+    }
+  }
+}
+
+}  // namespace
+
 // Builds a Config: defaults, then the file's document, then each override in turn.
 Config ConfigLoader::load(const std::string& yaml_text, const std::vector<std::string>& overrides,
                           const std::string& source_name, const std::string& base_dir) {
   std::vector<YAML::Node> docs;
   try {
+    check_documents_advance(yaml_text);
     docs = YAML::LoadAll(yaml_text);
+  } catch (const YAML::DeepRecursion& e) {  // yaml-cpp's own message for it is "bad file"
+    throw InputError(source_name + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: nested more than " +
+                     std::to_string(e.depth() - 1) + " levels deep");
   } catch (const YAML::ParserException& e) {
     throw InputError(source_name + ":" + std::to_string(e.mark.line + 1) +
                      ": invalid YAML: " + e.msg);

@@ -122,7 +122,7 @@ jinja::Dict template_variables(const std::string& dir, const Tokenizer& tokenize
   };
   const nlohmann::ordered_json kwargs = nlohmann::ordered_json::parse(kwargs_json);
   for (const auto& [k, v] : kwargs.items()) {
-    vars.erase(std::remove_if(vars.begin(), vars.end(), [&](const auto& kv) { return kv.first == k; }), vars.end());
+    vars.erase(std::remove_if(vars.begin(), vars.end(), [&key = k](const auto& kv) { return kv.first == key; }), vars.end());
     vars.emplace_back(k, convert(v));
   }
   return vars;

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "src/data/conversation.h"
 #include "src/data/utf8.h"
@@ -19,6 +20,9 @@ bool json_space(int c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }  // namespace
 
 RecordReader::RecordReader(const std::string& path, size_t max_record_bytes) : path_(path), max_bytes_(max_record_bytes) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw InputError(path + ": is a directory; expected a JSONL or JSON data file");
   const bool jsonl_name = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
   if (!jsonl_name) {
     in_.open(path, std::ios::binary);

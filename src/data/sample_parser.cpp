@@ -287,6 +287,12 @@ Sample SampleParser::parse(std::string_view line, int64_t line_number) {
     if (colon != std::string::npos) detail = detail.substr(colon + 2);
     if (detail.size() > 160) detail = detail.substr(0, 160) + "...";
     throw InvalidSample("invalid_json", "invalid JSON at byte " + std::to_string(e.byte) + ": " + detail);
+  } catch (const json::exception& e) {  // e.g. out_of_range.406: a number beyond double's range (1e99999)
+    std::string detail = e.what();
+    const size_t close = detail.find("] ");
+    if (close != std::string::npos) detail = detail.substr(close + 2);
+    if (detail.size() > 160) detail = detail.substr(0, 160) + "...";
+    throw InvalidSample("invalid_json", "invalid JSON: " + detail);
   }
   if (!obj.is_object())
     throw InvalidSample("not_object", "expected a JSON object (one sample), got " + type_of(obj));

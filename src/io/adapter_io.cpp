@@ -15,8 +15,10 @@
 #include "src/config/registry.h"
 #include "src/error.h"
 #include "src/io/checkpoint.h"
+#include "src/io/finite_check.h"
 #include "src/io/hf_model.h"
 #include "src/io/json_file.h"
+#include "src/io/peft_config.h"
 #include "src/io/safetensors.h"
 #include "src/options/model_options.h"  // defines: lora_options_if_set (of the stored config)
 
@@ -57,6 +59,7 @@ int64_t copy_named(LlamaForCausalLM& model, const std::vector<std::pair<std::str
                        shape_str(dst) + hint);
     if (!t.is_floating_point())
       throw InputError(file + ": tensor " + name + " is not a floating-point tensor");
+    require_finite(t, file, name);
     dst.copy_(t);
   }
   for (const auto& name : required)
@@ -66,56 +69,6 @@ int64_t copy_named(LlamaForCausalLM& model, const std::vector<std::pair<std::str
 
 // ---------------------------------------------------------------------------------------------
 // PEFT adapter directories
-
-std::string json_where(const std::string& file, const std::string& key) { return file + ": " + key; }
-
-LoraOptions read_peft_config(const std::string& file) {
-  const nlohmann::json j = read_json_file(file);
-  if (!j.is_object()) throw InputError(file + ": expected a JSON object");
-  LoraOptions o;
-  o.init_lora_weights = "true";  // irrelevant: every adapter weight is then overwritten
-  o.lora_dropout = 0.0;
-  try {
-    const std::string type = j.value("peft_type", std::string("LORA"));
-    if (type != "LORA") throw InputError(json_where(file, "peft_type") + ": \"" + type + "\" is not supported (only LORA)");
-    if (!j.contains("r")) throw InputError(json_where(file, "r") + ": missing");
-    o.r = j.at("r").get<int64_t>();
-    o.lora_alpha = j.contains("lora_alpha") ? j.at("lora_alpha").get<double>() : 8.0;  // PEFT's default
-    if (j.contains("lora_dropout") && !j.at("lora_dropout").is_null()) o.lora_dropout = j.at("lora_dropout").get<double>();
-    if (j.contains("use_rslora") && !j.at("use_rslora").is_null()) o.use_rslora = j.at("use_rslora").get<bool>();
-    if (j.contains("bias") && !j.at("bias").is_null()) o.bias = j.at("bias").get<std::string>();
-    const auto& tm = j.contains("target_modules") ? j.at("target_modules") : nlohmann::json();
-    if (tm.is_string()) {
-      if (tm.get<std::string>() != "all-linear")
-        throw InputError(json_where(file, "target_modules") + ": a regular expression (\"" + tm.get<std::string>() +
-                         "\") is not supported; give a list of module names");
-      o.target_modules = {"all-linear"};
-    } else if (tm.is_array() && !tm.empty()) {
-      o.target_modules = tm.get<std::vector<std::string>>();
-    } else {
-      throw InputError(json_where(file, "target_modules") + ": missing or empty");
-    }
-    o.modules_to_save.clear();
-    if (j.contains("modules_to_save") && !j.at("modules_to_save").is_null())
-      o.modules_to_save = j.at("modules_to_save").get<std::vector<std::string>>();
-    if (j.value("use_dora", false)) throw InputError(json_where(file, "use_dora") + ": DoRA adapters are not supported");
-    if (j.value("fan_in_fan_out", false))
-      throw InputError(json_where(file, "fan_in_fan_out") + ": true is not supported (Llama uses nn.Linear)");
-    for (const char* k : {"rank_pattern", "alpha_pattern"})
-      if (j.contains(k) && !j.at(k).is_null() && !j.at(k).empty())
-        throw InputError(json_where(file, k) + ": per-module ranks/alphas are not supported");
-    if (j.contains("layers_to_transform") && !j.at("layers_to_transform").is_null())
-      throw InputError(json_where(file, "layers_to_transform") + ": not supported (adapters on every layer only)");
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(file + ": a field has the wrong type (" + std::string(e.what()) + ")");
-  }
-  try {
-    validate_lora_options(o);
-  } catch (const std::invalid_argument& e) {
-    throw InputError(file + ": " + e.what());
-  }
-  return o;
-}
 
 // PEFT's saved name -> ringtune parameter name: drops "base_model.model.", an adapter name
 // segment ".default", and modules_to_save's wrapper ".modules_to_save" (PEFT versions differ in

@@ -125,6 +125,7 @@ std::string find_resume_checkpoint(const std::string& output_dir, CheckpointStat
   }
   for (const auto& c : list_checkpoints(output_dir))
     if (std::find(candidates.begin(), candidates.end(), c) == candidates.end()) candidates.push_back(c);
+  std::string unusable;
   for (const auto& c : candidates) {
     if (!fs::exists(c)) {
       spdlog::warn("checkpoint {} named by {} does not exist; trying older ones", c, latest.string());
@@ -135,8 +136,13 @@ std::string find_resume_checkpoint(const std::string& output_dir, CheckpointStat
       return c;
     } catch (const InputError& e) {
       spdlog::warn("checkpoint {} cannot be used ({}); trying the previous one", c, e.what());
+      unusable += (unusable.empty() ? "" : ", ") + fs::path(c).filename().string();
     }
   }
+  // Checkpoints that exist but none loads: starting over silently would throw their steps away.
+  if (!unusable.empty())
+    throw InputError(ckpt_dir(output_dir).string() + ": resume: auto found checkpoints but none loads (" + unusable +
+                     "); fix or remove them, or set resume: none to start over");
   return "";
 }
 

@@ -39,7 +39,8 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointState
 CheckpointState load_checkpoint(const std::string& path);
 
 // For `resume: auto`: the newest checkpoint in OUTPUT_DIR/checkpoints that loads, trying `latest`
-// first and then older ones by step, with a warning naming each file that fails. Empty if none.
+// first and then older ones by step, with a warning naming each file that fails. Empty if there
+// are none; InputError listing them if there are some and none loads.
 std::string find_resume_checkpoint(const std::string& output_dir, CheckpointState& state);
 
 // Keeps `keep` checkpoints (keep <= 0: all), as llmforge's num_checkpoints_to_keep: when some

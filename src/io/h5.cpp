@@ -69,6 +69,21 @@ hid_t create_chunked(hid_t file, const std::string& name, hid_t type, hsize_t si
   return ds;
 }
 
+// H5Aread fills the attribute's whole dataspace: the attribute readers hold one value.
+void check_single_value(hid_t attr, const std::string& path, const std::string& name) {
+  Handle space{H5Aget_space(attr), H5Sclose};
+  if (attr < 0 || space.id < 0 || H5Sget_simple_extent_npoints(space.id) != 1)
+    throw InputError(path + ": attribute " + name + " is not a single value (corrupted?)");
+}
+
+// The most elements of `elem_size` bytes a dataset of `path` can hold: ringtune writes datasets
+// uncompressed, so their data fits in the file. A corrupted dataspace may claim any size.
+hsize_t max_elements(const std::string& path, size_t elem_size) {
+  std::error_code ec;
+  const uintmax_t bytes = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<hsize_t>(bytes / elem_size);
+}
+
 }  // namespace
 
 H5File H5File::create(const std::string& path) {
@@ -156,6 +171,7 @@ bool H5File::has_attr(const std::string& name) const { return H5Aexists(id_, nam
 std::string H5File::attr_string(const std::string& name) const {
   if (!has_attr(name)) throw InputError(path_ + ": missing attribute " + name);
   Handle attr{H5Aopen(id_, name.c_str(), H5P_DEFAULT), H5Aclose};
+  check_single_value(attr.id, path_, name);
   Handle type{H5Aget_type(attr.id), H5Tclose};
   if (H5Tget_class(type.id) != H5T_STRING || H5Tis_variable_str(type.id) > 0)
     throw InputError(path_ + ": attribute " + name + " is not a fixed-length string");
@@ -168,6 +184,7 @@ std::string H5File::attr_string(const std::string& name) const {
 int64_t H5File::attr_int(const std::string& name) const {
   if (!has_attr(name)) throw InputError(path_ + ": missing attribute " + name);
   Handle attr{H5Aopen(id_, name.c_str(), H5P_DEFAULT), H5Aclose};
+  check_single_value(attr.id, path_, name);
   int64_t v = 0;
   if (H5Aread(attr.id, H5T_NATIVE_INT64, &v) < 0) throw InputError(path_ + ": cannot read attribute " + name);
   return v;
@@ -176,6 +193,7 @@ int64_t H5File::attr_int(const std::string& name) const {
 double H5File::attr_double(const std::string& name) const {
   if (!has_attr(name)) throw InputError(path_ + ": missing attribute " + name);
   Handle attr{H5Aopen(id_, name.c_str(), H5P_DEFAULT), H5Aclose};
+  check_single_value(attr.id, path_, name);
   double v = 0;
   if (H5Aread(attr.id, H5T_NATIVE_DOUBLE, &v) < 0) throw InputError(path_ + ": cannot read attribute " + name);
   return v;
@@ -227,8 +245,13 @@ std::vector<float> H5File::read_f32(const std::string& name, std::vector<int64_t
   std::vector<hsize_t> dims(static_cast<size_t>(std::max(nd, 0)));
   if (nd > 0) H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
   shape.assign(dims.begin(), dims.end());
+  const hsize_t limit = max_elements(path_, sizeof(float));
   size_t numel = 1;
-  for (auto d : dims) numel *= d;
+  for (auto d : dims) {
+    if (d != 0 && numel > limit / d)
+      throw InputError(path_ + ": dataset " + name + " claims more elements than the file holds (corrupted)");
+    numel *= d;
+  }
   std::vector<float> out(numel);
   if (numel > 0 && H5Dread(ds.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
     throw InputError(path_ + ": dataset " + name + " failed its checksum or cannot be read (corrupted)");
@@ -243,8 +266,10 @@ std::vector<std::string> H5File::list(const std::string& group) const {
   if (g.id < 0 || H5Gget_info(g.id, &info) < 0) throw InputError(path_ + ": cannot list " + group);
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     const ssize_t n = H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (n < 0) throw InputError(path_ + ": cannot list " + group + " (corrupted?)");
     std::string name(static_cast<size_t>(n), '\0');
-    H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    if (H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT) < 0)
+      throw InputError(path_ + ": cannot list " + group + " (corrupted?)");
     names.push_back(name);
   }
   return names;
@@ -262,6 +287,8 @@ void H5File::write(const std::string& name, const std::vector<T>& data) {
 template <typename T>
 std::vector<T> H5File::read(const std::string& name) const {
   const int64_t n = dataset_size(name);
+  if (n < 0 || static_cast<hsize_t>(n) > max_elements(path_, sizeof(T)))
+    throw InputError(path_ + ": dataset " + name + " claims more elements than the file holds (corrupted)");
   std::vector<T> out(static_cast<size_t>(n));
   Handle ds{H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose};
   if (n > 0 && H5Dread(ds.id, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)

@@ -3,7 +3,11 @@
 // tensors are errors naming the tensor and the file.
 #include "src/io/hf_model.h"
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -12,6 +16,7 @@
 
 #include "src/error.h"
 #include "src/io/atomic_file.h"
+#include "src/io/finite_check.h"
 #include "src/io/json_file.h"
 #include "src/io/safetensors.h"
 #include "model/llama.h"
@@ -182,6 +187,22 @@ std::vector<std::string> hf_weight_files(const std::string& dir) {
   throw InputError(dir + ": no model.safetensors or model.safetensors.index.json");
 }
 
+namespace {
+
+// Where a safetensors file's data section starts: after the 8-byte little-endian header length
+// and the header (SafeTensorsFile has validated both).
+uint64_t data_section_start(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  unsigned char len[8] = {0};
+  in.read(reinterpret_cast<char*>(len), 8);
+  if (!in) throw EnvironmentError(file + ": cannot read the header length");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len[i];
+  return 8 + n;
+}
+
+}  // namespace
+
 void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
   std::vector<std::unique_ptr<SafeTensorsFile>> files;
   std::map<std::string, const SafeTensorsFile*> where;
@@ -195,6 +216,9 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
   }
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
+  const auto t0 = std::chrono::steady_clock::now();
+  double check_s = 0;
+  int fused = 0;
   for (auto& p : model->named_parameters()) {
     const std::string& name = p.key();
     auto it = where.find(name);
@@ -210,7 +234,22 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
       throw InputError(it->second->path() + ": tensor \"" + name + "\" has dtype " + info.dtype +
                        ", expected a floating type");
     }
-    dst.copy_(it->second->load(name, static_cast<int>(dst.scalar_type())));
+    const auto st = dst.scalar_type();
+    const int stored = info.dtype == "F32" ? static_cast<int>(torch::kFloat32)
+                       : info.dtype == "BF16" ? static_cast<int>(torch::kBFloat16)
+                       : info.dtype == "F16"  ? static_cast<int>(torch::kFloat16)
+                                              : -1;
+    const bool float_dst = st == torch::kFloat32 || st == torch::kBFloat16 || st == torch::kFloat16;
+    const std::string& file = it->second->path();
+    if (stored >= 0 && float_dst && dst.device().is_cpu() && dst.is_contiguous()) {
+      // One pass from the file into the parameter, the NaN/infinity test riding on it.
+      if (read_floats_checked(file, data_section_start(file) + info.begin, stored, dst, &check_s) > 0)
+        require_finite(dst, file, name);
+      ++fused;
+    } else {  // converted (or to a GPU): the test is a pass of its own
+      dst.copy_(it->second->load(name, static_cast<int>(st)));
+      require_finite(dst, file, name, &check_s);
+    }
     used.insert(name);
   }
   for (const auto& [name, file] : where) {
@@ -221,6 +260,10 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
     throw InputError(file->path() + ": unexpected tensor \"" + name + "\" (not part of a " +
                      model->config().model_type + " model with this config.json)");
   }
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::debug("weights of {} loaded in {:.3f} s ({} of {} tensors read in one pass); testing them for NaN and "
+                "infinity took {:.3f} s ({:.2f}% of the load)",
+                dir, load_s, fused, used.size(), check_s, load_s > 0 ? 100.0 * check_s / load_s : 0.0);
 }
 
 LlamaForCausalLM load_hf_model(const std::string& dir, const std::string& dtype,

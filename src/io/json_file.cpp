@@ -13,7 +13,7 @@ nlohmann::json read_json_file(const std::string& path) {
   if (!in) throw InputError(path + ": cannot open (no such file or not readable)");
   try {
     return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers beyond double's range
     throw InputError(path + ": invalid JSON: " + e.what());
   }
 }

@@ -9,6 +9,8 @@
 
 #include "src/error.h"
 #include "src/io/h5.h"
+#include "src/stop_signal.h"
+#include "src/test_hooks.h"
 
 namespace fs = std::filesystem;
 
@@ -106,16 +108,24 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
 
   DatasetReader reader(abs_inputs, pipeline.options, pipeline.renderer, *pipeline.tokenizer);
   // A failed preparation leaves nothing behind: its temporary file goes with `file`, and the
-  // prepared/ directory it created goes with this guard (destroyed after `file`).
+  // directories it created (prepared/, and output_dir when that is new) go with this guard
+  // (destroyed after `file`) when they hold no file.
   struct CreatedDir {
-    fs::path dir;
-    bool created = false, kept = false;
+    fs::path dir;  // the outermost directory this call creates; empty if none
+    bool kept = false;
     ~CreatedDir() {
       std::error_code ec;
-      if (created && !kept && fs::is_empty(dir, ec)) fs::remove(dir, ec);
+      if (dir.empty() || kept) return;
+      for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+           it.increment(ec))
+        if (!it->is_directory()) return;
+      if (!ec) fs::remove_all(dir, ec);
     }
-  } created_dir{fs::path(out_path).parent_path()};
-  created_dir.created = !created_dir.dir.empty() && !fs::exists(created_dir.dir);
+  } created_dir;
+  for (fs::path d = fs::absolute(out_path).parent_path(); !d.empty() && !fs::exists(d); d = d.parent_path()) {
+    created_dir.dir = d;
+    if (d == d.parent_path()) break;
+  }
   H5File file = H5File::create(out_path);
   std::vector<int64_t> offsets{0}, lines, lengths;
   int64_t supervised = 0;
@@ -130,7 +140,21 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
       offsets.push_back(offsets.back() + static_cast<int64_t>(s.ids.size()));
       lines.push_back(s.line);
       lengths.push_back(static_cast<int64_t>(s.ids.size()));
+      test_hooks::sample_prepared(static_cast<int64_t>(lengths.size()));
+      if (stop_signalled())
+        throw_if_stop_signalled("preparing " + out_path + " (" + std::to_string(lengths.size()) + " samples of " + sources +
+                                  " done)",
+                              "nothing was written; run again to prepare it");
     }
+  }
+  if (lengths.empty()) {  // nothing to train on: refused here rather than as an empty cache
+    std::string why = "the file holds no sample";
+    const DataReport& rep = reader.report();
+    if (rep.samples > 0 || rep.invalid_total() > 0 || rep.dropped_too_long > 0 || rep.dropped_no_supervised > 0) {
+      why = "every sample was skipped: " + rep.summary();  // the report, on one line
+      for (size_t at; (at = why.find("\n  ")) != std::string::npos;) why.replace(at, 3, " ");
+    }
+    throw InputError(join(inputs) + ": no usable samples (" + why + ")");
   }
   file.write("offsets", offsets);
   file.write("source_line", lines);

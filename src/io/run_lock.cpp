@@ -27,7 +27,8 @@ std::string read_holder(int fd) {
 
 }  // namespace
 
-RunLock::RunLock(const std::string& dir, const std::string& where) {
+RunLock::RunLock(const std::string& dir, const std::string& where, bool created_dir)
+    : dir_(dir), created_dir_(created_dir) {
   const std::string path = (std::filesystem::path(dir) / ".lock").string();
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw EnvironmentError(path + ": cannot open the run lock: " + std::strerror(errno));
@@ -50,7 +51,17 @@ RunLock::RunLock(const std::string& dir, const std::string& where) {
 }
 
 RunLock::~RunLock() {
-  if (fd_ >= 0) ::close(fd_);  // releases the lock
+  if (fd_ < 0) return;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  bool only_lock = created_dir_;
+  for (auto it = fs::directory_iterator(dir_, ec); only_lock && !ec && it != fs::directory_iterator(); it.increment(ec))
+    only_lock = it->path().filename() == ".lock";
+  if (only_lock && !ec) {  // unlinked while still held, so no other run can take it in between
+    fs::remove(fs::path(dir_) / ".lock", ec);
+    fs::remove(dir_, ec);
+  }
+  ::close(fd_);  // releases the lock
 }
 
 }  // namespace ringtune

@@ -12,14 +12,17 @@ namespace ringtune {
 class RunLock {
  public:
   // Takes the lock or throws InputError "<where>: <dir> is in use by another ringtune run (host H,
-  // pid P) ...". `dir` must exist.
-  RunLock(const std::string& dir, const std::string& where);
+  // pid P) ...". `dir` must exist. `created_dir`: this run made `dir`; if the run ends with nothing
+  // in it but the lock file (a bad input found before anything was written), both are removed.
+  RunLock(const std::string& dir, const std::string& where, bool created_dir = false);
   ~RunLock();
   RunLock(const RunLock&) = delete;
   RunLock& operator=(const RunLock&) = delete;
 
  private:
   int fd_ = -1;
+  std::string dir_;
+  bool created_dir_ = false;
 };
 
 }  // namespace ringtune

@@ -56,4 +56,11 @@ void write_safetensors(const std::string& path,
 // Element size in bytes of a safetensors dtype string; 0 if unknown.
 size_t safetensors_dtype_size(const std::string& dtype);
 
+// The header checks of SafeTensorsFile on a file's bytes in memory (`data`, `size`: the whole
+// file), without libtorch (src/io/safetensors_header.cpp): fills `tensors` and `metadata` and
+// returns where the data section starts. InputError "PATH: ..." as SafeTensorsFile.
+uint64_t parse_safetensors_header(const uint8_t* data, size_t size, const std::string& path,
+                                  std::map<std::string, TensorInfo>& tensors,
+                                  std::map<std::string, std::string>& metadata);
+
 }  // namespace ringtune

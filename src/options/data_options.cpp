@@ -19,6 +19,12 @@ DataSpec data_spec_from_config(const Config& c) {
   const KeyOrigins origins(c);
   DataSpec s;
   s.model_dir = c.is_set("initial_base_model_ckpt_path") ? c.get_string("initial_base_model_ckpt_path") : "";
+  std::error_code ec;
+  if (!s.model_dir.empty() && !fs::exists(s.model_dir, ec))
+    origins.fail("initial_base_model_ckpt_path", s.model_dir + " does not exist");
+  if (!s.model_dir.empty() && !fs::is_directory(s.model_dir, ec))
+    origins.fail("initial_base_model_ckpt_path",
+                 s.model_dir + " is a file; expected a Hugging Face model directory (config.json + *.safetensors)");
   if (c.is_set("model_id")) s.model_id = c.get_string("model_id");
   const std::string tok_key = c.is_set("tokenizer_path") ? "tokenizer_path" : "initial_base_model_ckpt_path";
   if (!c.is_set(tok_key)) throw InputError(c.source_name() + ": set tokenizer_path or initial_base_model_ckpt_path");

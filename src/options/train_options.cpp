@@ -1,6 +1,10 @@
 // TrainOptions from a Config; see train_options.h.
 #include "src/options/train_options.h"
 
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
 #include "src/config/registry.h"
 #include "src/options/data_options.h"
 
@@ -22,6 +26,11 @@ TrainOptions train_options_from_config(const Config& c) {
   o.data = data_spec_from_config(c);
   o.train_path = c.get_string("train_path");
   if (c.is_set("valid_path")) o.valid_path = c.get_string("valid_path");
+  for (const char* key : {"train_path", "valid_path"}) {  // checked now, before the model loads
+    const std::string& path = std::string(key) == "train_path" ? o.train_path : o.valid_path;
+    std::error_code ec;
+    if (!path.empty() && !std::filesystem::exists(path, ec)) o.origins.fail(key, path + ": no such data file");
+  }
   o.packing = c.get_bool("packing");
   if (c.is_set("padding")) {  // llmforge: no packing, batches padded to their longest or to context_length
     o.packing = false;
@@ -63,6 +72,18 @@ TrainOptions train_options_from_config(const Config& c) {
   if (c.is_set("checkpoint_every_n_epochs")) o.every_n_epochs = c.get_int("checkpoint_every_n_epochs");
   o.checkpoints_to_keep = c.get_int("num_checkpoints_to_keep");
   o.resume = c.get_string("resume");
+  if (o.resume != "auto" && o.resume != "none") {  // checked now, before any data is prepared
+    std::error_code ec;
+    if (!std::filesystem::exists(o.resume, ec))
+      o.origins.fail("resume", o.resume + ": no such checkpoint file (or use auto / none)");
+    if (!std::filesystem::is_regular_file(o.resume, ec))
+      o.origins.fail("resume", o.resume + ": not a checkpoint file (a .h5 file under output_dir/checkpoints)");
+    std::ifstream in(o.resume, std::ios::binary);
+    char sig[8] = {0};
+    in.read(sig, 8);
+    if (!in || std::memcmp(sig, "\x89HDF\r\n\x1a\n", 8) != 0)
+      o.origins.fail("resume", o.resume + ": not a ringtune checkpoint (not an HDF5 file)");
+  }
 
   o.device = c.get_string("device");
   o.backend = c.get_string("distributed.backend");

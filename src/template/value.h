@@ -96,12 +96,14 @@ class Value {
   bool as_bool() const { return b_; }
   int64_t as_int() const { return type_ == Type::Bool ? (b_ ? 1 : 0) : i_; }
   double as_double() const;  // int, float or bool
-  const TString& as_tstring() const { return *s_; }
-  const std::string& as_string() const { return s_->str(); }
-  const List& as_list() const { return *l_; }
-  const Dict& as_dict() const { return *d_; }
-  const Callable& as_callable() const { return *c_; }
-  Namespace& as_namespace() const { return *ns_; }
+  // TemplateError "expected a string, got int" (without a location) when the value is of another
+  // type: a template may pass anything where a builtin wants a string or a list.
+  const TString& as_tstring() const { return *held(s_, "a string"); }
+  const std::string& as_string() const { return held(s_, "a string")->str(); }
+  const List& as_list() const { return *held(l_, "a list"); }
+  const Dict& as_dict() const { return *held(d_, "a dict"); }
+  const Callable& as_callable() const { return *held(c_, "a callable"); }
+  Namespace& as_namespace() const { return *held(ns_, "a namespace"); }
 
   // Python's bool(x); an undefined value is false.
   bool truthy() const;
@@ -124,6 +126,11 @@ class Value {
 
  private:
   explicit Value(Type t) : type_(t) {}
+  template <typename P>
+  const P& held(const P& p, const char* expected) const {
+    if (!p) throw TemplateError(std::string("expected ") + expected + ", got " + type_name());
+    return p;
+  }
   Type type_ = Type::Undefined;
   bool b_ = false;
   bool tuple_ = false;

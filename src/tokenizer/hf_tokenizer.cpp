@@ -31,7 +31,7 @@ std::unique_ptr<HfTokenizer> HfTokenizer::load(const std::string& path) {
   nlohmann::json root;
   try {
     root = nlohmann::json::parse(buf.str());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers beyond double's range
     throw InputError(path + ": invalid JSON: " + e.what());
   }
   return std::make_unique<HfTokenizer>(root, path);
@@ -76,6 +76,11 @@ HfTokenizer::HfTokenizer(const nlohmann::json& root, const std::string& file) : 
       }
     }
     decoder_ = make_decoder(component("decoder"), file, &added_contents_);
+    // Ids run 0..N-1: a hole would be an id the model has an embedding row for and no token for.
+    for (int32_t id = 0, n = vocab_size(); id < n; ++id)
+      if (model_->id_to_token(id).empty() && !added_.by_id(id))
+        ctx.fail("no token has id " + std::to_string(id) + " (ids of model.vocab and added_tokens must run from 0 to " +
+                 std::to_string(n - 1) + " without gaps)");
   } catch (const nlohmann::json::exception& e) {
     throw InputError(file + ": malformed tokenizer: " + e.what());
   }

@@ -42,7 +42,7 @@ std::optional<nlohmann::json> read_json_if_present(const fs::path& path) {
     nlohmann::json j = nlohmann::json::parse(buf.str());
     if (!j.is_object()) throw InputError(path.string() + ": expected a JSON object");
     return j;
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers beyond double's range
     throw InputError(path.string() + ": invalid JSON: " + e.what());
   }
 }

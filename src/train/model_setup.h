@@ -48,6 +48,12 @@ std::string resolve_device(const std::string& value, const std::string& option =
 void check_token_ids(const std::vector<int32_t>& ids, int64_t vocab_size, const std::string& where);
 void check_token_ids(const std::vector<int64_t>& ids, int64_t vocab_size, const std::string& where);
 
+// The checks that need only config.json, run before any data is prepared: context_length within
+// the model's max_position_embeddings (InputError naming the key) and a tokenizer with no more ids
+// than the model's vocab_size (InputError naming `tokenizer_path`). Nothing to check (returns) when
+// o.base_dir has no config.json.
+void check_data_fits_model(const ModelOptions& o, const Tokenizer& tokenizer, const std::string& tokenizer_path);
+
 // The id that pads packed sequences: the tokenizer's pad id, else its eos id, else 0. Check it
 // against the model with check_token_ids like the data.
 int32_t padding_id(const Tokenizer& tokenizer);

@@ -1,5 +1,5 @@
 // The training run in phases; see trainer.h. run_training, at the bottom, is the table of
-// contents: setup (process group, data, model, optimizer, resume), then per optimizer step the
+// contents: setup (process group, model, data, optimizer, resume), then per optimizer step the
 // step itself, validation, metrics and checkpoints, then the export and teardown.
 //
 // Step arithmetic (StepPlan, step_plan.h): every optimizer step consumes the global batch of
@@ -43,6 +43,7 @@
 #include "src/train/model_setup.h"      // defines: setup_model, check_token_ids, padding_id
 #include "src/io/atomic_file.h"         // defines: check_output_dir
 #include "src/io/run_lock.h"            // defines: RunLock
+#include "src/stop_signal.h"            // defines: install_stop_handlers, stop_signalled
 #include "src/train/packing.h"          // defines: PackedSequence, pack_sequences, SequenceBatch
 #include "src/train/step_plan.h"        // defines: StepPlan, Rows
 
@@ -65,18 +66,6 @@ int64_t peak_rss_mib() {
   return -1;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Stops: SIGTERM (as Slurm sends before a time limit) or SIGINT only set a flag; the ranks agree
-// on it after each step, write one checkpoint and end with StopRequested.
-
-std::atomic<bool> g_stop{false};
-extern "C" void on_stop_signal(int) { g_stop = true; }
-
-void install_stop_handlers() {
-  g_stop = false;
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGINT, on_stop_signal);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Reproducibility: the torch CPU generator (dropout) is saved in checkpoints, and dropout draws
@@ -130,6 +119,7 @@ class Trainer {
   explicit Trainer(const TrainOptions& options) : o_(options), t_start_(Clock::now()) {}
 
   void setup_process_group();
+  void load_resume_file();
   void setup_data();
   void setup_model();
   void setup_optimizer();
@@ -144,7 +134,7 @@ class Trainer {
   bool checkpoint_due(int64_t step);
   bool periodic(int64_t every_steps, int64_t step);
   std::string save_checkpoint(int64_t steps_done);
-  bool stop_requested() const { return pg_->any(g_stop.load()); }
+  bool stop_requested() const { return pg_->any(stop_signalled() != 0); }
 
   void export_result();
   TrainSummary teardown();
@@ -164,6 +154,8 @@ class Trainer {
   // data
   DataPipeline pipe_;
   PreparedDataset train_, valid_;
+  CheckpointState resume_file_;  // resume: PATH, read by load_resume_file
+  std::vector<std::string> built_caches_;  // rank 0: caches this run built (not reused)
   int32_t pad_id_ = 0;
   std::unique_ptr<StepPlan> plan_;
   int64_t total_steps_ = 0;
@@ -197,8 +189,9 @@ void Trainer::setup_process_group() {
   check_same_everywhere(*pg_, o_.config_yaml);
   if (leader_) {
     check_output_dir(o_.output_dir, o_.origins.where("output_dir"));
+    const bool created = !fs::exists(o_.output_dir);
     fs::create_directories(o_.output_dir);
-    run_lock_ = std::make_unique<RunLock>(o_.output_dir, o_.origins.where("output_dir"));
+    run_lock_ = std::make_unique<RunLock>(o_.output_dir, o_.origins.where("output_dir"), created);
   }
   pg_->barrier();
   if (o_.per_rank_log_files) init_logging(o_.log_level, rank_, world_, o_.output_dir);
@@ -233,7 +226,7 @@ void Trainer::setup_process_group() {
 // Rank 0 tokenizes a split into the prepared cache; the others read it once it is there.
 PreparedDataset Trainer::prepared(const std::string& split, const std::string& path) {
   const std::string cache = prepared_dataset_path(o_.output_dir, split);
-  if (leader_) prepare_dataset(pipe_, {path}, cache);
+  if (leader_ && !prepare_dataset(pipe_, {path}, cache).reused) built_caches_.push_back(cache);
   pg_->barrier();
   return PreparedDataset::load(cache);
 }
@@ -252,11 +245,26 @@ const std::vector<PackedSequence>& Trainer::sequences(int64_t epoch) {
 // never on the world size) and the validation sequences.
 void Trainer::setup_data() {
   pipe_ = make_data_pipeline(o_.data);
+  check_data_fits_model(o_.model, *pipe_.tokenizer, pipe_.tokenizer_path);
   spdlog::info("prompt format: {}", pipe_.renderer->describe());
   train_ = prepared("train", o_.train_path);
   if (train_.size() == 0) o_.origins.fail("train_path", "no usable samples");
-  if (!o_.valid_path.empty()) valid_ = prepared("valid", o_.valid_path);
+  if (!o_.valid_path.empty()) {
+    try {
+      valid_ = prepared("valid", o_.valid_path);
+    } catch (const Error&) {  // a bad validation split: the run leaves no train cache it built either
+      std::error_code ec;
+      for (const auto& cache : built_caches_) fs::remove(cache, ec);
+      if (leader_ && fs::is_empty(fs::path(prepared_dataset_path(o_.output_dir, "train")).parent_path(), ec))
+        fs::remove(fs::path(prepared_dataset_path(o_.output_dir, "train")).parent_path(), ec);
+      throw;
+    }
+  }
   pad_id_ = padding_id(*pipe_.tokenizer);
+  const int64_t vocab = model_.model->config().vocab_size;
+  const std::string tokenizer = o_.origins.where("tokenizer_path");
+  check_token_ids(train_.ids, vocab, tokenizer);
+  check_token_ids(std::vector<int32_t>{pad_id_}, vocab, tokenizer + " (padding id)");
   const int64_t context = o_.data.options.context_length, global = o_.global_batch_at(world_);
   plan_ = std::make_unique<StepPlan>([this](int64_t e) { return static_cast<int64_t>(sequences(e).size()); }, global);
   int64_t epochs = o_.num_epochs;
@@ -274,14 +282,21 @@ void Trainer::setup_data() {
                (per_rank + o_.micro_batch - 1) / o_.micro_batch, o_.micro_batch);
 }
 
+// `resume: PATH` is read (checksums verified) before the model loads and data is prepared, so a
+// file that is not a good checkpoint costs nothing and leaves nothing behind.
+void Trainer::load_resume_file() {
+  if (o_.resume == "auto" || o_.resume == "none") return;
+  try {
+    resume_file_ = load_checkpoint(o_.resume);
+  } catch (const InputError& e) {
+    o_.origins.fail("resume", e.what());
+  }
+}
+
 void Trainer::setup_model() {
   ModelOptions mo = o_.model;
   mo.device = device_;
   model_ = ringtune::setup_model(mo);
-  const int64_t vocab = model_.model->config().vocab_size;
-  const std::string tokenizer = o_.origins.where("tokenizer_path");
-  check_token_ids(train_.ids, vocab, tokenizer);
-  check_token_ids(std::vector<int32_t>{pad_id_}, vocab, tokenizer + " (padding id)");
   if (!model_.adapter.kind.empty()) spdlog::info("initial adapter: {}", model_.adapter.describe());
   const LoraOptions& lora = model_.lora_options;
   if (!model_.adapted.empty())
@@ -321,7 +336,7 @@ void Trainer::resume() {
   if (o_.resume == "auto") {
     from = find_resume_checkpoint(o_.output_dir, ck);
   } else if (o_.resume != "none") {
-    ck = load_checkpoint(o_.resume);
+    ck = std::move(resume_file_);  // read by load_resume_file before any work
     from = o_.resume;
   }
   if (!from.empty()) {
@@ -539,16 +554,19 @@ TrainSummary Trainer::teardown() {
 
 TrainSummary run_training(const TrainOptions& options) {
   Trainer t(options);
+  // From here a stop signal sets a flag: data preparation ends with Interrupted, training stops
+  // after the current step with a checkpoint.
+  install_stop_handlers();
 
   // Setup. Every rank runs this same function.
   t.setup_process_group();
+  t.load_resume_file();
+  t.setup_model();  // first: bad weights or adapters are refused before any data is prepared
   t.setup_data();
-  t.setup_model();
   t.setup_optimizer();
   t.resume();
 
   // Training: one optimizer step at a time; validation, metrics and checkpoints between steps.
-  install_stop_handlers();
   for (int64_t step = t.first_step(); step < t.total_steps(); ++step) {
     StepMetrics m = t.step(step);
     if (t.evaluation_due(step)) m.valid_loss = t.evaluate(step + 1);
