@@ -206,8 +206,10 @@ uint64_t data_section_start(const std::string& file) {
 void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
   std::vector<std::unique_ptr<SafeTensorsFile>> files;
   std::map<std::string, const SafeTensorsFile*> where;
+  std::map<std::string, uint64_t> data_start;  // file -> where its data section starts, read once
   for (const auto& f : hf_weight_files(dir)) {
     files.push_back(std::make_unique<SafeTensorsFile>(f));
+    data_start[f] = data_section_start(f);
     for (const auto& [name, info] : files.back()->tensors()) {
       auto [it, fresh] = where.emplace(name, files.back().get());
       if (!fresh)
@@ -243,7 +245,7 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
     const std::string& file = it->second->path();
     if (stored >= 0 && float_dst && dst.device().is_cpu() && dst.is_contiguous()) {
       // One pass from the file into the parameter, the NaN/infinity test riding on it.
-      if (read_floats_checked(file, data_section_start(file) + info.begin, stored, dst, &check_s) > 0)
+      if (read_floats_checked(file, data_start.at(file) + info.begin, stored, dst, &check_s) > 0)
         require_finite(dst, file, name);
       ++fused;
     } else {  // converted (or to a GPU): the test is a pass of its own

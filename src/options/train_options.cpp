@@ -26,8 +26,8 @@ TrainOptions train_options_from_config(const Config& c) {
   o.data = data_spec_from_config(c);
   o.train_path = c.get_string("train_path");
   if (c.is_set("valid_path")) o.valid_path = c.get_string("valid_path");
-  for (const char* key : {"train_path", "valid_path"}) {  // checked now, before the model loads
-    const std::string& path = std::string(key) == "train_path" ? o.train_path : o.valid_path;
+  for (const auto& [key, path] : {std::pair<const char*, const std::string&>{"train_path", o.train_path},
+                                   {"valid_path", o.valid_path}}) {  // checked now, before the model loads
     std::error_code ec;
     if (!path.empty() && !std::filesystem::exists(path, ec)) o.origins.fail(key, path + ": no such data file");
   }
