@@ -11,6 +11,7 @@
 
 #include "distributed/comm_backends.h"
 #include "distributed/mpi_check.h"
+#include "distributed/progress.h"
 
 namespace ringtune {
 
@@ -84,6 +85,7 @@ class MpiCommunicator final : public Communicator {
       return;
     }
     const MPI_Datatype dt = mpi_type(t, "all_reduce", "tensor");
+    CollectiveScope waiting("all_reduce", t.numel());
     for_each_chunk(t, [&](char* p, int c) {
       mpi_check(MPI_Allreduce(MPI_IN_PLACE, p, c, dt, mpi_op(op), MPI_COMM_WORLD), "MPI_Allreduce");
     });
@@ -97,6 +99,7 @@ class MpiCommunicator final : public Communicator {
       return;
     }
     const MPI_Datatype dt = mpi_type(t, "broadcast", "tensor");
+    CollectiveScope waiting("broadcast", t.numel());
     if (root < 0 || root >= size_)
       throw std::invalid_argument("broadcast: root " + std::to_string(root) + " outside [0, " +
                                   std::to_string(size_) + ")");
@@ -119,6 +122,7 @@ class MpiCommunicator final : public Communicator {
     check_counts("reduce_scatter", counts, size_, rank_, in.numel(), out_arg.numel());
     // MPI forbids overlapping send and receive buffers: reduce into a temporary then.
     at::Tensor out = overlaps(in, out_arg) ? at::empty_like(out_arg) : out_arg;
+    CollectiveScope waiting("reduce_scatter", in.numel());
     const int64_t total = in.numel(), es = in.element_size();
     if (total <= max_count_) {
       const std::vector<int> c = to_int(counts);
@@ -171,6 +175,7 @@ class MpiCommunicator final : public Communicator {
     // overlap: send from a copy.
     const bool in_place = in_arg.numel() > 0 && bytes(in_arg) == bytes(out) + off[rank_] * es;
     const at::Tensor in = (!in_place && overlaps(in_arg, out)) ? in_arg.clone() : in_arg;
+    CollectiveScope waiting("all_gather", out.numel());
     if (total <= max_count_) {
       const std::vector<int> c = to_int(counts), d = to_int(off);
       mpi_check(MPI_Allgatherv(in_place ? MPI_IN_PLACE : bytes(in), c[rank_], dt, bytes(out),
@@ -200,7 +205,10 @@ class MpiCommunicator final : public Communicator {
     }
   }
 
-  void barrier() override { mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  void barrier() override {
+    CollectiveScope waiting("barrier", 0);
+    mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  }
 
  private:
   // Calls f(first byte, count) for consecutive pieces of t of at most max_count_ elements (MPI

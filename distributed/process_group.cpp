@@ -12,6 +12,7 @@
 
 #include "distributed/mpi_check.h"
 #include "distributed/process_info.h"
+#include "distributed/progress.h"
 
 namespace ringtune {
 
@@ -112,6 +113,7 @@ std::vector<std::string> ProcessGroup::all_gather_string(const std::string& s) c
     throw std::invalid_argument("all_gather_string: string of " + std::to_string(s.size()) +
                                 " bytes is over the 2 GiB MPI count limit");
   const int len = static_cast<int>(s.size());
+  CollectiveScope waiting("all_gather_string", len);
   std::vector<int> lens(size_), displs(size_);
   mpi_check(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD),
             "MPI_Allgather");
@@ -133,6 +135,7 @@ std::vector<std::string> ProcessGroup::all_gather_string(const std::string& s) c
 bool ProcessGroup::any(bool flag) const {
   if (!has_mpi_ || size_ == 1) return flag;
   int in = flag ? 1 : 0, out = 0;
+  CollectiveScope waiting("any", 1);
   mpi_check(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD), "MPI_Allreduce");
   return out != 0;
 }
@@ -140,6 +143,7 @@ bool ProcessGroup::any(bool flag) const {
 int64_t ProcessGroup::sum(int64_t v) const {
   if (!has_mpi_ || size_ == 1) return v;
   int64_t out = 0;
+  CollectiveScope waiting("sum", 1);
   mpi_check(MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
   return out;
 }
@@ -147,12 +151,14 @@ int64_t ProcessGroup::sum(int64_t v) const {
 double ProcessGroup::sum(double v) const {
   if (!has_mpi_ || size_ == 1) return v;
   double out = 0;
+  CollectiveScope waiting("sum", 1);
   mpi_check(MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
   return out;
 }
 
 void ProcessGroup::barrier() const {
   if (!has_mpi_ || size_ == 1) return;
+  CollectiveScope waiting("barrier", 0);
   mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs ringtune's build and test dependencies from Debian 12 packages.
 # Idempotent: packages already present are skipped; safe to run repeatedly.
+# Usage: scripts/install_deps.sh [--test]
 set -euo pipefail
 
 pkgs=(
@@ -12,6 +13,10 @@ pkgs=(
   nlohmann-json3-dev libgtest-dev libpcre2-dev
   python3
 )
+
+# --test: also what the multi-host and Slurm tests run on (tests/multihost, tests/slurm): network
+# namespaces (iproute2) and a one-node Slurm (slurm-wlm with munge).
+if [ "${1:-}" = --test ]; then pkgs+=(iproute2 slurm-wlm munge); fi
 
 missing=()
 for p in "${pkgs[@]}"; do

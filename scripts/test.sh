@@ -3,7 +3,7 @@
 # through ctest (unit, reference, CLI and multi-process tests). Exit code 0 only if all pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install_deps.sh
+bash scripts/install_deps.sh --test
 bash scripts/build.sh
 # One BLAS/OpenMP thread per test process: tests run two at a time on small machines.
 export OMP_NUM_THREADS=1

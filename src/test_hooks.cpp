@@ -17,6 +17,7 @@ namespace {
 
 struct Hooks {
   int64_t kill_at_step = -1, term_at_step = -1, kill_in_checkpoint = -1, term_in_prepare = -1;
+  int64_t slow_checkpoint_ms = -1;
   std::string fault_kind;  // "kill" | "throw" | "" (none)
   int fault_rank = -1;
   int64_t fault_step = -1;
@@ -36,6 +37,7 @@ const Hooks& hooks() {
     h.term_at_step = step_of("RINGTUNE_TEST_TERM_AT_STEP");
     h.kill_in_checkpoint = step_of("RINGTUNE_TEST_KILL_IN_CHECKPOINT");
     h.term_in_prepare = step_of("RINGTUNE_TEST_TERM_IN_PREPARE");
+    h.slow_checkpoint_ms = step_of("RINGTUNE_TEST_SLOW_CHECKPOINT_MS");
     if (const char* v = std::getenv("RINGTUNE_TEST_FAULT")) {
       char kind[16] = {0};
       int rank = -1;
@@ -64,11 +66,18 @@ bool before_gradient_reduction(int64_t step, int rank) {
   if (h.fault_kind.empty() || h.fault_rank != rank || h.fault_step != step) return false;
   if (h.fault_kind == "nan") return true;
   if (h.fault_kind == "kill") ::kill(::getpid(), SIGKILL);
+  if (h.fault_kind == "stop") ::kill(::getpid(), SIGSTOP);  // every thread stops: a vanished peer
+  if (h.fault_kind == "stop" || h.fault_kind == "hang")  // hang: its watchdog thread reports, but it
+    for (;;) ::pause();                                       // makes no progress
   throw Error("RINGTUNE_TEST_FAULT: rank " + std::to_string(rank) + " fails at step " + std::to_string(step));
 }
 
 void sample_prepared(int64_t n) {
   if (hooks().term_in_prepare == n) ::kill(::getpid(), SIGTERM);
+}
+
+void checkpoint_tensor_written() {
+  if (hooks().slow_checkpoint_ms > 0) ::usleep(static_cast<useconds_t>(hooks().slow_checkpoint_ms) * 1000);
 }
 
 void checkpoint_written(int64_t step) {

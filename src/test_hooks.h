@@ -7,17 +7,23 @@
 //   RINGTUNE_TEST_TERM_AT_STEP=<n>        SIGTERM to itself after step n: a Slurm stop
 //   RINGTUNE_TEST_KILL_IN_CHECKPOINT=<n>  SIGKILL once step n's checkpoint is complete under its
 //                                         temporary name, before the rename makes it visible
+//   RINGTUNE_TEST_SLOW_CHECKPOINT_MS=<ms> every tensor written to a checkpoint takes <ms> more
+//                                         milliseconds: a slow filesystem (the watchdog must not
+//                                         trip on it)
 //   RINGTUNE_TEST_TERM_IN_PREPARE=<n>    SIGTERM to itself once n samples are prepared: a stop
 //                                         during data preparation
-//   RINGTUNE_TEST_FAULT=<kill|throw|nan>:<rank>:<step>
-//                                         rank <rank> dies (SIGKILL), throws an Error, or has a
-//                                         NaN loss between the backward passes and the gradient
-//                                         reduction of step <step> (1-based): a failing peer, or
-//                                         numbers that stopped being numbers
+//   RINGTUNE_TEST_FAULT=<kill|throw|nan|stop|hang>:<rank>:<step>
+//                                         rank <rank> dies (SIGKILL), throws an Error, has a NaN
+//                                         loss, stops (SIGSTOP: a peer cut off) or hangs (its
+//                                         threads run but it makes no progress) between the
+//                                         backward passes and the gradient reduction of step
+//                                         <step> (1-based): a failing or stalled peer, or numbers
+//                                         that stopped being numbers
 //   RINGTUNE_TEST_SAMPLE_LOG=<dir>        every rank appends "epoch step sample" lines for the
 //                                         samples it trains on to <dir>/samples.rank<r>
 //
-// defines: after_step, before_gradient_reduction, checkpoint_written, sample_prepared, SampleLog
+// defines: after_step, before_gradient_reduction, checkpoint_written, checkpoint_tensor_written,
+//          sample_prepared, SampleLog
 #pragma once
 #include <cstdint>
 #include <fstream>
@@ -37,6 +43,9 @@ bool before_gradient_reduction(int64_t step, int rank);
 
 // The checkpoint of step `step` is written under its temporary name: KILL_IN_CHECKPOINT.
 void checkpoint_written(int64_t step);
+
+// A tensor of a checkpoint is written: SLOW_CHECKPOINT_MS.
+void checkpoint_tensor_written();
 
 // SAMPLE_LOG: which samples this rank trained on. Inactive (every call a no-op) when unset.
 class SampleLog {

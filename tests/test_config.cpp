@@ -101,7 +101,7 @@ TEST(ConfigRegistry, EveryKeyHasGroupHelpAndAFittingDefault) {
         "generation_config.prompt_format.bos", "generation_config.prompt_format.system_in_user",
         "generation_config.prompt_format.default_system_message", "eval_steps",
         "checkpoint_every_n_steps", "num_checkpoints_to_keep", "resume", "distributed.backend",
-        "distributed.zero_stage", "eval.generation", "eval.max_new_tokens", "logging.level",
+        "distributed.zero_stage", "distributed.timeout_s", "eval.generation", "eval.max_new_tokens", "logging.level",
         "logging.per_rank_files"}) {
     EXPECT_NE(reg.find(key), nullptr) << key;
   }
@@ -431,6 +431,11 @@ TEST(ConfigValidate, RangeChecksNameKeyValueAndLine) {
             "cfg.yaml:3: key \"max_steps\": must be > 0, got 0");
   EXPECT_EQ(error_of(kBase + "distributed:\n  zero_stage: 3\n"),
             "cfg.yaml:4: key \"distributed.zero_stage\": must be 0 or 1, got 3");
+  EXPECT_EQ(error_of(kBase + "distributed:\n  timeout_s: -5\n"),
+            "cfg.yaml:4: key \"distributed.timeout_s\": must be >= 0 seconds (0: no watchdog), got -5");
+  EXPECT_EQ(error_of(kBase + "distributed:\n  timeout_s: soon\n")
+                .rfind("cfg.yaml:4: key \"distributed.timeout_s\": expected float, got ", 0),
+            0u);
   EXPECT_EQ(error_of(kBase + "adam_beta2: 1\n"),
             "cfg.yaml:3: key \"adam_beta2\": must be in [0, 1), got 1");
   // max_steps replaces num_epochs.

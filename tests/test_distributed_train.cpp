@@ -3,8 +3,8 @@
 // full fine-tuning; elastic resume (2 -> 3 -> 1 ranks, 4 -> 1) continues as if uninterrupted;
 // every sample is seen exactly once per epoch; a killed or failing rank takes every rank down
 // (no hang: well within kNoHangSeconds) and the run resumes; SIGTERM to every rank writes a
-// checkpoint and exits 143; ranks
-// started with different configurations are refused. Global batch 5 so slices are uneven.
+// checkpoint and exits 143; ranks started with different configurations are refused; the
+// watchdog ends a job whose rank stopped or hangs, and slow checkpoints do not trip it. Global batch 5 so slices are uneven.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -306,4 +306,72 @@ TEST(DistributedFaults, RanksWithDifferentConfigurationsAreRefused) {
   EXPECT_NE(d.exit_code, 0);
   EXPECT_NE(d.err.find("ranks started differently from rank 0: rank 1 (config)"), std::string::npos) << d.err;
   EXPECT_FALSE(fs::exists(w.dir.file("out/metrics.jsonl")));
+}
+
+// The collective watchdog (distributed/watchdog.h). A rank that stops (SIGSTOP: every thread,
+// its heartbeats too, as a host cut off by a partition) or hangs (its watchdog thread reports but
+// it makes no progress) leaves the others waiting in the gradient all-reduce; with
+// distributed.timeout_s 3 they abort the job within the timeout plus a few seconds, naming the
+// collective and the peer, and the run resumes from its last checkpoint. A rank that is slow but
+// working (every checkpoint tensor takes 100 ms, a checkpoint ~8 s, timeout 1 s) trips nothing.
+namespace {
+
+void expect_watchdog_trips(const std::string& fault, const std::string& about_peer) {
+  DistWorkspace w;
+  const std::string ref = w.dir.file("ref"), out = w.dir.file("out");
+  ASSERT_EQ(run_ringtune("train " + w.cfg() + " output_dir=" + ref + kLora).exit_code, 0);
+  RunResult d;
+  const std::string args = "train " + w.cfg() + " output_dir=" + out + kLora + " checkpoint_every_n_steps=2";
+  const double secs = seconds_of([&] {
+    d = run_ringtune_mpi(3, args + " distributed.timeout_s=3", "RINGTUNE_TEST_FAULT=" + fault + ":1:5");
+  });
+  EXPECT_NE(d.exit_code, 0) << d.err;
+  // Start-up and four steps take ~3 s here; the stall begins at step 5.
+  EXPECT_LT(secs, 3 + 10 + 10) << d.err;
+  for (int r : {0, 2}) {
+    const std::string line = "watchdog: rank " + std::to_string(r) + " (host ";
+    const size_t at = d.err.find(line);
+    if (at == std::string::npos) continue;  // MPI_Abort of the first rank may end the other first
+    const std::string msg = d.err.substr(at, d.err.find('\n', at) - at);
+    EXPECT_NE(msg.find("in all_reduce ("), std::string::npos) << msg;
+    EXPECT_NE(msg.find("at step 5"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(about_peer), std::string::npos) << msg;
+    EXPECT_NE(msg.find("distributed.timeout_s 3.0"), std::string::npos) << msg;
+  }
+  EXPECT_NE(d.err.find("watchdog: rank "), std::string::npos) << d.err;
+  std::cout << "[ rank 1 of 3: " << fault << " at step 5, timeout 3 s ] every rank ended in " << secs << " s\n";
+  EXPECT_EQ(final_state(out).step, 4);
+  auto again = run_ringtune_mpi(3, args);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  expect_same_run(out, ref, "resumed after the watchdog");
+}
+
+}  // namespace
+
+TEST(DistributedWatchdog, StoppedRankIsDetectedAndTheRunResumes) {
+  expect_watchdog_trips("stop", "not heard from rank 1 (host ");
+}
+
+TEST(DistributedWatchdog, HungRankIsDetected) {
+  expect_watchdog_trips("hang", "rank 1 (host ");
+}
+
+TEST(DistributedWatchdog, SlowCheckpointWritesDoNotTripIt) {
+  DistWorkspace w;
+  const std::string ref = w.dir.file("ref"), out = w.dir.file("out");
+  ASSERT_EQ(run_ringtune("train " + w.cfg() + " output_dir=" + ref + kLora).exit_code, 0);
+  RunResult d;
+  const double secs = seconds_of([&] {
+    d = run_ringtune_mpi(2, "train " + w.cfg() + " output_dir=" + out + kLora +
+                                " distributed.timeout_s=1 checkpoint_every_n_steps=4",
+                         "RINGTUNE_TEST_SLOW_CHECKPOINT_MS=100");
+  });
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_EQ(d.err.find("watchdog: rank"), std::string::npos) << d.err;
+  EXPECT_NE(d.err.find("watchdog: timeout 1.0 s, heartbeat every 0.1 s over UDP"), std::string::npos) << d.err;
+  // Three checkpoints (steps 4, 8, 9) of 84 tensors at 100 ms each: rank 1 waited ~8 s per
+  // checkpoint in the barrier after it, eight times its timeout.
+  EXPECT_GT(secs, 3 * 84 * 0.1);
+  std::cout << "[ checkpoints of ~8.4 s, timeout 1 s ] run finished in " << secs << " s\n";
+  expect_same_run(out, ref, "slow checkpoints");
 }

@@ -310,6 +310,13 @@ void declare_keys(Registry& r) {
             "0: every rank holds the whole optimizer state; 1: ZeRO-1, each rank holds and "
             "updates a shard of it. Unset with an llmforge deepspeed config: 1.")
       .def(0);
+  r.declare("distributed.timeout_s", T::Float, "distributed",
+            "Seconds a rank may wait in a collective while no rank makes progress (a network "
+            "partition, a dead or hung peer) before the watchdog aborts the job, naming the "
+            "collective and the silent peers; 0: no watchdog. Progress is a completed collective "
+            "or a unit of local work (a micro-batch, a validation batch, a checkpoint or export "
+            "tensor written, a sample prepared), so a slow checkpoint write does not trip it.")
+      .def(600.0);
   r.declare("num_devices", T::Int, "distributed",
             "llmforge's number of GPU workers. ringtune's ranks come from the launcher (mpirun -np "
             "N, srun): a different number gives a warning that says how to launch N ranks.");
@@ -535,6 +542,8 @@ void validate_config(const Config& c) {
   if (c.is_set("num_devices")) fail_if(c.get_int("num_devices") < 1, c, "num_devices", "must be >= 1");
   int64_t zero = c.get_int("distributed.zero_stage");
   fail_if(zero != 0 && zero != 1, c, "distributed.zero_stage", "must be 0 or 1");
+  fail_if(!(c.get_double("distributed.timeout_s") >= 0), c, "distributed.timeout_s",
+          "must be >= 0 seconds (0: no watchdog)");
   fail_if(c.get_int("eval_steps") < 0, c, "eval_steps", "must be >= 0 (0: each epoch)");
   fail_if(c.get_int("eval.max_new_tokens") < 1, c, "eval.max_new_tokens", "must be >= 1");
   if (c.get_string("eval.generation") != "none" && !c.is_set("valid_path") &&

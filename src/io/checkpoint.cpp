@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "distributed/progress.h"
 #include "src/error.h"
 #include "src/io/atomic_file.h"
 #include "src/io/h5.h"
@@ -72,6 +73,8 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointState
       for (const auto& [n, t] : ts) {
         auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
         f.write_f32(group + "/" + n, c.data_ptr<float>(), c.sizes().vec());
+        test_hooks::checkpoint_tensor_written();
+        note_progress();  // the other ranks wait in the barrier after the checkpoint
       }
     };
     put("trainable", st.trainable);

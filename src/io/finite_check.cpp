@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "distributed/progress.h"
 #include "src/error.h"
 
 namespace ringtune {
@@ -93,6 +94,7 @@ int64_t read_floats_checked(const std::string& file, uint64_t offset, int stored
       flat.narrow(0, static_cast<int64_t>(done / element), static_cast<int64_t>(count))
           .copy_(buffer.narrow(0, 0, static_cast<int64_t>(count)));
     done += want;
+    note_progress();  // a rank still loading weights is working, not stalled
   }
   ::close(fd);
   return bad;

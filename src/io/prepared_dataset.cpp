@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "distributed/progress.h"
 #include "src/error.h"
 #include "src/io/h5.h"
 #include "src/stop_signal.h"
@@ -141,6 +142,7 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
       lines.push_back(s.line);
       lengths.push_back(static_cast<int64_t>(s.ids.size()));
       test_hooks::sample_prepared(static_cast<int64_t>(lengths.size()));
+      note_progress();  // rank 0 prepares while the other ranks wait (distributed/watchdog.h)
       if (stop_signalled())
         throw_if_stop_signalled("preparing " + out_path + " (" + std::to_string(lengths.size()) + " samples of " + sources +
                                   " done)",

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "distributed/progress.h"
 #include "src/error.h"
 #include "src/io/atomic_file.h"
 
@@ -115,7 +116,10 @@ void write_safetensors(const std::string& path,
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
   out.write(reinterpret_cast<const char*>(len), 8);
   out.write(h.data(), static_cast<std::streamsize>(h.size()));
-  for (const auto& c : cpu) out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
+  for (const auto& c : cpu) {
+    out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
+    note_progress();  // rank 0 exports while the other ranks wait
+  }
   file.commit();
 }
 

@@ -88,6 +88,7 @@ TrainOptions train_options_from_config(const Config& c) {
   o.device = c.get_string("device");
   o.backend = c.get_string("distributed.backend");
   o.zero_stage = static_cast<int>(c.get_int("distributed.zero_stage"));
+  o.timeout_s = c.get_double("distributed.timeout_s");
   // An llmforge DeepSpeed config asks for sharded optimizer state: ZeRO-1 is what ringtune has.
   if (c.is_set("deepspeed") && !c.is_explicit("distributed.zero_stage")) o.zero_stage = 1;
   o.log_level = c.get_string("logging.level");

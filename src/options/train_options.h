@@ -62,6 +62,7 @@ struct TrainOptions {
   std::string device = "auto";   // auto | cpu | cuda (distributed/device_plan.h)
   std::string backend = "auto";  // auto | mpi | nccl
   int zero_stage = 0;
+  double timeout_s = 600;  // distributed.timeout_s: the collective watchdog (0: off)
   std::string log_level = "info";
   bool per_rank_log_files = false;
 };

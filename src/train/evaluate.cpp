@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "distributed/progress.h"
 #include "model/generate.h"
 #include "model/llama.h"
 #include "src/data/data_pipeline.h"
@@ -43,6 +44,7 @@ LossEval evaluate_loss(LlamaForCausalLM& model, const std::vector<PackedSequence
       r.supervised_tokens += seqs[j].supervised;
     }
     r.loss_sum += batch_loss_sum(model, b).item<double>();
+    note_progress();
   }
   model->train(training);
   r.sequences = static_cast<int64_t>(end - begin);

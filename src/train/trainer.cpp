@@ -21,12 +21,15 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "distributed/comm.h"           // defines: Communicator, make_communicator
 #include "distributed/data_parallel.h"  // defines: DataParallel
 #include "distributed/device_plan.h"    // defines: choose_device, choose_backend
 #include "distributed/process_group.h"  // defines: ProcessGroup
+#include "distributed/progress.h"       // defines: note_progress, set_watchdog_step, CollectiveScope
 #include "distributed/shard_map.h"      // defines: ShardMap
+#include "distributed/watchdog.h"       // defines: Watchdog
 #include "src/io/prepared_dataset.h"  // defines: PreparedDataset, prepare_dataset
 #include "src/error.h"
 #include "src/io/checkpoint.h"          // defines: CheckpointState, save/load/find_resume_checkpoint
@@ -151,6 +154,7 @@ class Trainer {
   bool leader_ = true;
   std::string device_ = "cpu";
   std::unique_ptr<Communicator> comm_;
+  std::unique_ptr<Watchdog> watchdog_;  // ends the job when a collective stalls
   // data
   DataPipeline pipe_;
   PreparedDataset train_, valid_;
@@ -221,6 +225,15 @@ void Trainer::setup_process_group() {
     spdlog::info("{} ranks, device {}; backend {}{}", world_, device_, reason,
                  comm_->backend() == "nccl" || reason.rfind("auto", 0) == 0 ? "; " + note : "");
   sample_log_ = test_hooks::SampleLog(rank_);
+  try {
+    watchdog_ = std::make_unique<Watchdog>(*pg_, WatchdogOptions{o_.timeout_s, 0}, [](const std::string& msg) {
+      spdlog::error("{}", msg);
+      spdlog::default_logger()->flush();
+    });
+  } catch (const std::runtime_error& e) {
+    throw EnvironmentError(e.what());
+  }
+  if (watchdog_->running() && leader_) spdlog::info("{}", watchdog_->describe());
 }
 
 // Rank 0 tokenizes a split into the prepared cache; the others read it once it is there.
@@ -375,6 +388,7 @@ void Trainer::resume() {
 
 StepMetrics Trainer::step(int64_t step) {
   const auto t_step = Clock::now();
+  set_watchdog_step(step);
   const int64_t epoch = plan_->epoch_of(step);
   const std::vector<PackedSequence>& seqs = sequences(epoch);
   const Rows rows = plan_->rows(step);
@@ -397,15 +411,20 @@ StepMetrics Trainer::step(int64_t step) {
     loss_sum += loss.item<double>();
     if (supervised > 0) (loss / static_cast<double>(supervised)).backward();
     dp_->accumulate_gradients();  // in float32, whatever the parameters' dtype
+    note_progress();
   }
   sample_log_.flush();
   if (test_hooks::before_gradient_reduction(step + 1, rank_)) loss_sum = std::nan("");
 
+  // The exchange as one watched wait (NCCL's collectives return at once and the wait happens at
+  // the host synchronisation that follows; the MPI ones are watched call by call inside).
+  std::optional<CollectiveScope> exchange(std::in_place, "gradient exchange", dp_->world_map().total());
   auto grad = dp_->reduce_gradients();
   const double grad_norm = dp_->global_norm(grad);
   // One small collective per step for the statistics (before the update: a non-finite loss or
   // gradient norm, the same on every rank, must not reach the weights).
   const auto totals = dp_->sum({loss_sum, tokens, my_supervised});
+  exchange.reset();
   const double mean_loss = supervised > 0 ? totals[0] / static_cast<double>(supervised) : 0.0;
   const bool finite = std::isfinite(grad_norm) && std::isfinite(mean_loss);
   const auto number = [](double x) {
