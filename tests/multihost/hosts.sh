@@ -16,6 +16,7 @@
 MH_NS="rtmh$$"
 MH_HOSTS=()
 MH_DIR=""
+MH_MADE_ETC_NETNS=0
 
 mh_skip() { echo "SKIP: $*"; return 77; }
 
@@ -33,6 +34,7 @@ mh_up() {
   fi
   rm -f /tmp/mh_err.$$
   MH_DIR=$(mktemp -d /tmp/ringtune-mh.XXXXXX)
+  [ -d /etc/netns ] || MH_MADE_ETC_NETNS=1
   ip -n "$MH_NS-sw" link add br0 type bridge || return 1
   ip -n "$MH_NS-sw" link set br0 up || return 1
   ip -n "$MH_NS-sw" link set lo up
@@ -92,7 +94,7 @@ mh_down() {
     ip netns del "$ns" 2>/dev/null
     rm -rf "/etc/netns/$ns"
   done
-  rmdir /etc/netns 2>/dev/null
+  [ "$MH_MADE_ETC_NETNS" = 1 ] && rmdir /etc/netns 2>/dev/null
   [ -n "$MH_DIR" ] && rm -rf "$MH_DIR"
   MH_HOSTS=()
   return 0

@@ -52,7 +52,7 @@ munged --foreground --force --key-file="$dir/munge/munge.key" --socket="$dir/mun
   > "$dir/munge/out.log" 2>&1 &
 pids+=($!)
 host=$(hostname -s)
-cpus=$(nproc)
+cpus=$(nproc --all)  # not plain nproc: it obeys OMP_NUM_THREADS, which ctest sets to 1
 # Ports away from the defaults (6817/6818), so a Slurm already on the machine is not disturbed.
 port=$((27000 + $$ % 1000))
 cat > "$dir/slurm.conf" <<CONF
@@ -118,12 +118,14 @@ submit() {  # OUT [sbatch option...] -> job id
 }
 job_state() { scontrol show job "$1" 2>/dev/null | grep -oE 'JobState=[A-Z_]+' | cut -d= -f2; }
 job_exit() { scontrol show job "$1" 2>/dev/null | grep -oE ' ExitCode=[0-9]+:[0-9]+' | cut -d= -f2; }
-wait_job() {  # JOB SECONDS: until it is no longer pending or running
+wait_job() {  # JOB SECONDS: until it is no longer pending or running (cancelled if it is then)
   local i s
   for i in $(seq 1 $(($2 * 5))); do
     s=$(job_state "$1")
     case "$s" in PENDING | RUNNING | COMPLETING | CONFIGURING | "") sleep 0.2 ;; *) return 0 ;; esac
   done
+  echo "job $1 still $s after $2 s: $(scontrol show job "$1" | grep -oE 'Reason=[^ ]+')"
+  scancel "$1"
   return 1
 }
 
@@ -138,7 +140,7 @@ fi
 
 # 2. scancel --signal=TERM mid-run
 j2=$(submit "$work/stopped")
-for _ in $(seq 1 1500); do
+for _ in $(seq 1 1200); do
   [ "$(steps_done "$work/stopped")" -ge 12 ] && break
   case "$(job_state "$j2")" in PENDING | RUNNING | CONFIGURING | "") sleep 0.1 ;; *) break ;; esac
 done
