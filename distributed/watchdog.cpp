@@ -7,6 +7,8 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -112,7 +115,7 @@ struct Watchdog::State {
   uint64_t nonce = 0;
   std::string how;  // for describe()
   std::vector<Peer> peers;  // index: rank (this rank's entry unused)
-  std::function<void(const std::string&)> report;
+  std::function<void(const std::string&)> report, warn;
   std::thread thread;
   std::atomic<bool> stop{false};
 
@@ -120,6 +123,7 @@ struct Watchdog::State {
   void send_beats(uint64_t progress);
   void receive(int64_t now);
   [[noreturn]] void trip(int64_t now, int64_t idle_ns);
+  void end_stuck_launcher();
 };
 
 void Watchdog::State::send_beats(uint64_t progress) {
@@ -198,6 +202,7 @@ void Watchdog::State::trip(int64_t now, int64_t idle_ns) {
   if (silent.empty() && elsewhere.empty()) msg += "; every peer waits in the same collective";
   msg += "; aborting the job (resume: auto continues from the last checkpoint)";
   if (report) report(msg);
+  end_stuck_launcher();
   // MPI_Abort asks the local daemon to end the job; a daemon cut off by the partition may never
   // answer, so the process also ends by itself.
   std::thread([] {
@@ -208,6 +213,80 @@ void Watchdog::State::trip(int64_t now, int64_t idle_ns) {
   group->abort(1);
 }
 
+// The launcher of this rank, if it is OpenMPI's (mpirun on the first host, orted elsewhere), is
+// given kLauncherGraceS to end after the abort; then a helper process kills it. Without this,
+// mpirun waits for the daemon of a partitioned host (its TCP connection times out only after
+// ~15 minutes) and holds the allocation although every rank has ended. Slurm's slurmstepd (srun)
+// is never touched: Slurm ends the step itself (--kill-on-bad-exit, SlurmdTimeout).
+constexpr int kLauncherGraceS = 20;
+
+namespace {
+
+// Field 22 of /proc/PID/stat (start time in clock ticks) and the command name, or "" if gone.
+std::string process_identity(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
+  std::ifstream in(path);
+  std::string stat;
+  if (!std::getline(in, stat)) return "";
+  const size_t open = stat.find('('), close = stat.rfind(')');
+  if (open == std::string::npos || close == std::string::npos) return "";
+  const std::string comm = stat.substr(open + 1, close - open - 1);
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && rest >> field; ++i) {
+  }
+  return comm + " " + field;
+}
+
+}  // namespace
+
+void Watchdog::State::end_stuck_launcher() {
+  const pid_t parent = getppid();
+  const std::string id = process_identity(parent);
+  const std::string comm = id.substr(0, id.find(' '));
+  if (comm != "mpirun" && comm != "orterun" && comm != "mpiexec" && comm != "orted" && comm != "prterun" &&
+      comm != "prted")
+    return;
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(parent));
+  const pid_t child = fork();
+  if (child != 0) return;  // the rank goes on to MPI_Abort (a failed fork: no helper)
+  // The helper: only async-signal-safe calls from here (the rank has threads). Its own session and
+  // no inherited descriptors, so it keeps no pipe of the launcher open and no daemon waits for it.
+  setsid();
+  const int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, 0), dup2(null, 1), dup2(null, 2);
+  }
+  if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+    for (int fd = 3; fd < 4096; ++fd) close(fd);
+  sleep(kLauncherGraceS);
+  // Still the same process (its start time, in the id, rules out a reused pid)?
+  const int fd = open(path, O_RDONLY);
+  if (fd < 0) _exit(0);
+  char buf[1024];
+  const ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) _exit(0);
+  buf[n] = '\0';
+  const char* close_paren = strrchr(buf, ')');
+  if (!close_paren) _exit(0);
+  int field = 2;
+  const char* p = close_paren + 1;
+  const char* start = nullptr;
+  for (; *p && field < 22; ++p)
+    if (*p == ' ' && ++field == 22) start = p + 1;
+  if (!start) _exit(0);
+  size_t len = 0;
+  while (start[len] && start[len] != ' ') ++len;
+  const std::string& want = id;  // "comm starttime", built before the fork
+  const size_t sp = want.rfind(' ');
+  if (want.size() - sp - 1 != len || strncmp(want.c_str() + sp + 1, start, len) != 0) _exit(0);
+  kill(parent, SIGKILL);
+  _exit(0);
+}
+
 void Watchdog::State::run() {
   const int64_t timeout_ns = static_cast<int64_t>(timeout_s * 1e9);
   const int64_t interval_ns = static_cast<int64_t>(interval_s * 1e9);
@@ -215,6 +294,7 @@ void Watchdog::State::run() {
   for (auto& p : peers) p.heard_ns = p.progress_ns = start;
   uint64_t my_progress = read_progress().progress;
   int64_t my_progress_ns = start, next_send = start;
+  bool checked_silent = false;
   while (!stop.load()) {
     int64_t now = now_ns();
     const uint64_t progress = read_progress().progress;
@@ -231,6 +311,19 @@ void Watchdog::State::run() {
     if (poll(fds, 2, wait_ms) > 0 && (fds[1].revents & POLLIN)) break;
     now = now_ns();
     receive(now);
+    if (!checked_silent && now - start >= 10 * interval_ns) {
+      checked_silent = true;
+      std::string silent;
+      int n = 0;
+      for (int r = 0; r < world; ++r)
+        if (r != rank && !peers[r].heard && n++ < 8)
+          silent += (silent.empty() ? "" : ", ") + std::to_string(r) + " (host " + peers[r].host + ")";
+      if (n > 0 && warn)
+        warn("watchdog: rank " + std::to_string(rank) + " has not heard from rank(s) " + silent +
+             (n > 8 ? " and " + std::to_string(n - 8) + " more" : "") + " in " + fmt_s((now - start) / 1e9) +
+             " s (UDP between the hosts filtered?); it counts only the progress of the ranks it hears, so a long "
+             "wait on their local work may trip it: open UDP between the nodes or set distributed.timeout_s: 0");
+    }
     int64_t last_progress = my_progress_ns;
     for (int r = 0; r < world; ++r)
       if (r != rank) last_progress = std::max(last_progress, peers[r].progress_ns);
@@ -241,7 +334,7 @@ void Watchdog::State::run() {
 }
 
 Watchdog::Watchdog(const ProcessGroup& group, const WatchdogOptions& options,
-                   std::function<void(const std::string&)> report)
+                   std::function<void(const std::string&)> report, std::function<void(const std::string&)> warn)
     : s_(std::make_unique<State>()) {
   State& s = *s_;
   s.group = &group;
@@ -250,6 +343,7 @@ Watchdog::Watchdog(const ProcessGroup& group, const WatchdogOptions& options,
   s.timeout_s = options.timeout_s;
   s.interval_s = options.interval_s > 0 ? options.interval_s : std::clamp(options.timeout_s / 10, 0.05, 5.0);
   s.report = std::move(report);
+  s.warn = std::move(warn);
   if (!group.has_mpi() || s.world == 1 || !(options.timeout_s > 0)) {
     s.how = !(options.timeout_s > 0) ? "off (distributed.timeout_s 0)" : "off (one process)";
     return;

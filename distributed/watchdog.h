@@ -42,8 +42,12 @@ class Watchdog {
  public:
   // Collective (all-gathers the ranks' addresses). Starts nothing for a world of one, without
   // MPI, or with timeout_s <= 0. Throws std::runtime_error if the socket cannot be set up.
+  // `report` gets the line of a trip (then the job is aborted); `warn` gets, once, the peers not
+  // heard from within 10 heartbeat intervals of the start (UDP filtered between the nodes: the
+  // watchdog then sees only the progress of the peers it hears, and a long wait on a silent
+  // peer's local work can trip it).
   Watchdog(const ProcessGroup& group, const WatchdogOptions& options,
-           std::function<void(const std::string&)> report);
+           std::function<void(const std::string&)> report, std::function<void(const std::string&)> warn = {});
   ~Watchdog();  // stops the thread (not collective)
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;

@@ -150,7 +150,7 @@ code=$(job_exit "$j2")
 ck=$(cat "$work/stopped/checkpoints/latest" 2>/dev/null)
 if [ "$code" = 143:0 ] && [ -n "$ck" ] && grep -q "stop requested: checkpoint" "$work/job-$j2.out"; then
   echo "ok 2 scancel --signal=TERM: job $j2 $(job_state "$j2"), ExitCode $code, checkpoint $ck after step $(steps_done "$work/stopped") of 120"
-  echo "     jobcomp/filetxt record: $(grep -h "JobId=$j2 " "$dir/jobcomp.txt" 2>/dev/null | grep -oE '(JobState|ExitCode)=[^ ]+' | tr '\n' ' ')"
+  echo "     jobcomp/filetxt record: $(grep -h "JobId=$j2 " "$dir/jobcomp.txt" 2>/dev/null | grep -oE ' (JobState|ExitCode)=[^ ]+' | tr '\n' ' ')"
 else
   tail -n 20 "$work/job-$j2.out"; fail "2 job $j2 after TERM: $(job_state "$j2") ExitCode $code, checkpoint '$ck'"
 fi
