@@ -33,6 +33,7 @@ const std::map<std::string, Command>& commands() {
       {"export", {ringtune::cmd_export, "checkpoint -> PEFT adapter or merged Hugging Face model"}},
       {"eval", {ringtune::cmd_eval, "validation loss/perplexity and exact match of greedy replies"}},
       {"init-model", {ringtune::cmd_init_model, "new random model + tokenizer trained on a corpus"}},
+      {"report", {ringtune::cmd_report, "report.html (SVG charts) of a training run's metrics"}},
   };
   return table;
 }

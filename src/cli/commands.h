@@ -18,5 +18,6 @@ int cmd_train(const Args& args);
 int cmd_init_model(const Args& args);
 int cmd_export(const Args& args);
 int cmd_eval(const Args& args);
+int cmd_report(const Args& args);
 
 }  // namespace ringtune

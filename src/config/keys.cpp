@@ -340,6 +340,10 @@ void declare_keys(Registry& r) {
       .def(256);
 
   // logging
+  r.declare("peak_flops", T::Float, "logging",
+            "Peak FLOP/s of one rank's device for the mfu column of metrics.jsonl; 0: a table of "
+            "known GPUs (dense bf16/fp16 or fp32), or on the CPU a matmul measured once and cached.")
+      .def(0.0);
   r.declare("logging.level", T::String, "logging", "Log level.")
       .def("info")
       .one_of({"trace", "debug", "info", "warn", "error"});
@@ -542,6 +546,7 @@ void validate_config(const Config& c) {
   if (c.is_set("num_devices")) fail_if(c.get_int("num_devices") < 1, c, "num_devices", "must be >= 1");
   int64_t zero = c.get_int("distributed.zero_stage");
   fail_if(zero != 0 && zero != 1, c, "distributed.zero_stage", "must be 0 or 1");
+  fail_if(!(c.get_double("peak_flops") >= 0), c, "peak_flops", "must be >= 0 (0: automatic)");
   fail_if(!(c.get_double("distributed.timeout_s") >= 0), c, "distributed.timeout_s",
           "must be >= 0 seconds (0: no watchdog)");
   fail_if(c.get_int("eval_steps") < 0, c, "eval_steps", "must be >= 0 (0: each epoch)");

@@ -91,6 +91,7 @@ TrainOptions train_options_from_config(const Config& c) {
   o.timeout_s = c.get_double("distributed.timeout_s");
   // An llmforge DeepSpeed config asks for sharded optimizer state: ZeRO-1 is what ringtune has.
   if (c.is_set("deepspeed") && !c.is_explicit("distributed.zero_stage")) o.zero_stage = 1;
+  o.peak_flops = c.get_double("peak_flops");
   o.log_level = c.get_string("logging.level");
   o.per_rank_log_files = c.get_bool("logging.per_rank_files");
   return o;

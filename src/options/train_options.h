@@ -63,6 +63,7 @@ struct TrainOptions {
   std::string backend = "auto";  // auto | mpi | nccl
   int zero_stage = 0;
   double timeout_s = 600;  // distributed.timeout_s: the collective watchdog (0: off)
+  double peak_flops = 0;  // for mfu; 0: automatic (src/train/flops.h)
   std::string log_level = "info";
   bool per_rank_log_files = false;
 };

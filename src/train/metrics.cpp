@@ -50,6 +50,13 @@ void MetricsLog::record(const StepMetrics& m) {
                         {"grad_norm", m.grad_norm}, {"tokens_per_s", m.tokens_per_s},
                         {"supervised_tokens", m.supervised_tokens}, {"seq_len", m.seq_len},
                         {"elapsed_s", m.elapsed_s}};
+    j["ms"] = {{"data", m.ms.data},       {"forward", m.ms.forward},     {"backward", m.ms.backward},
+               {"comm", m.ms.comm},       {"optimizer", m.ms.optimizer}, {"eval", m.ms.eval},
+               {"checkpoint", m.ms.checkpoint}, {"step", m.ms.step}};
+    for (auto& v : j["ms"]) v = std::round(v.get<double>() * 1000) / 1000;  // µs resolution
+    if (m.mfu >= 0) j["mfu"] = m.mfu;
+    if (m.rss_mib >= 0) j["rss_mib"] = m.rss_mib;
+    if (m.peak_rss_mib >= 0) j["peak_rss_mib"] = m.peak_rss_mib;
     if (m.valid_loss) {
       j["valid_loss"] = *m.valid_loss;
       j["valid_perplexity"] = std::exp(*m.valid_loss);

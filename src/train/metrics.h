@@ -18,6 +18,17 @@ struct StepMetrics {
   int64_t seq_len = 0;  // columns of the widest micro-batch on rank 0 (context_length unless padding: longest)
   double elapsed_s = 0;
   std::optional<double> valid_loss;  // when validation ran after this step
+  // Where the wall time since the previous line went, in ms on rank 0's clock: assembling the
+  // micro-batches, forward (with the loss), backward, gradient communication (reduce, norm,
+  // statistics, ZeRO-1 gather), the optimizer update, this step's validation, and the checkpoint
+  // written after the previous step; `step` is the whole interval (the rest is bookkeeping).
+  // Host clocks: on a GPU, a part that waits for the device absorbs the device time before it.
+  struct Times {
+    double data = 0, forward = 0, backward = 0, comm = 0, optimizer = 0, eval = 0, checkpoint = 0, step = 0;
+  } ms;
+  double mfu = -1;          // model FLOPs utilisation (src/train/flops.h); < 0: no peak known
+  int64_t rss_mib = -1;     // rank 0's resident memory after the step
+  int64_t peak_rss_mib = -1;  // and its peak so far
 };
 
 class MetricsLog {

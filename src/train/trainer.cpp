@@ -41,6 +41,7 @@
 #include "src/options/train_options.h"  // defines: TrainOptions
 #include "src/test_hooks.h"             // defines: test_hooks::*
 #include "src/train/evaluate.h"         // defines: evaluate_loss
+#include "src/train/flops.h"            // defines: FlopsModel, flops_model, peak_flops
 #include "src/train/loss.h"             // defines: batch_loss_sum
 #include "src/train/metrics.h"          // defines: MetricsLog, StepMetrics
 #include "src/train/model_setup.h"      // defines: setup_model, check_token_ids, padding_id
@@ -60,6 +61,15 @@ using Clock = std::chrono::steady_clock;
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double ms_since(Clock::time_point t0) { return 1000 * seconds_since(t0); }
+
+int64_t rss_mib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) / 1024;
+  return -1;
+}
 
 int64_t peak_rss_mib() {
   std::ifstream in("/proc/self/status");
@@ -133,7 +143,10 @@ class Trainer {
   StepMetrics step(int64_t step);
   bool evaluation_due(int64_t step);
   double evaluate(int64_t steps_done);
-  void record(const StepMetrics& m) { metrics_->record(m); }
+  void record(StepMetrics& m);
+  // Time spent outside step(): validation after a step, a checkpoint after the previous one.
+  void add_eval_ms(double ms) { eval_ms_ += ms; }
+  void add_checkpoint_ms(double ms) { checkpoint_ms_ += ms; }
   bool checkpoint_due(int64_t step);
   bool periodic(int64_t every_steps, int64_t step);
   std::string save_checkpoint(int64_t steps_done);
@@ -180,6 +193,11 @@ class Trainer {
   std::unique_ptr<MetricsLog> metrics_;
   test_hooks::SampleLog sample_log_;
   TrainSummary summary_;
+  // metrics: MFU and the time since the previous line
+  FlopsModel flops_;
+  double peak_flops_ = 0;  // of one rank; 0: unknown
+  double eval_ms_ = 0, checkpoint_ms_ = 0;
+  Clock::time_point last_record_, t_train_;
 };
 
 // ---- setup ---------------------------------------------------------------------------------
@@ -226,10 +244,13 @@ void Trainer::setup_process_group() {
                  comm_->backend() == "nccl" || reason.rfind("auto", 0) == 0 ? "; " + note : "");
   sample_log_ = test_hooks::SampleLog(rank_);
   try {
-    watchdog_ = std::make_unique<Watchdog>(*pg_, WatchdogOptions{o_.timeout_s, 0}, [](const std::string& msg) {
-      spdlog::error("{}", msg);
-      spdlog::default_logger()->flush();
-    });
+    watchdog_ = std::make_unique<Watchdog>(
+        *pg_, WatchdogOptions{o_.timeout_s, 0},
+        [](const std::string& msg) {
+          spdlog::error("{}", msg);
+          spdlog::default_logger()->flush();
+        },
+        [](const std::string& msg) { spdlog::warn("{}", msg); });
   } catch (const std::runtime_error& e) {
     throw EnvironmentError(e.what());
   }
@@ -325,6 +346,15 @@ void Trainer::setup_model() {
     }
   }
   spdlog::info("trainable parameters: {} of {} ({:.3f}%)", n_trainable, n_total, 100.0 * n_trainable / n_total);
+  flops_ = flops_model(model_.model);
+  if (leader_) {  // metrics.jsonl is rank 0's
+    std::string source;
+    peak_flops_ = peak_flops(o_.peak_flops, device_, o_.model.dtype, at::get_num_threads(), &source);
+    spdlog::info("mfu: {:.4g} FLOPs per token at context {} (frozen matmul {}, trained {}); peak {:.4g} FLOP/s per "
+                 "rank ({})",
+                 flops_.per_token(o_.data.options.context_length), o_.data.options.context_length,
+                 flops_.frozen_matmul, flops_.trainable_matmul, peak_flops_, source);
+  }
   model_.model->train();
   torch::manual_seed(o_.seed);
 }
@@ -382,6 +412,7 @@ void Trainer::resume() {
   }
   metrics_ = std::make_unique<MetricsLog>((fs::path(o_.output_dir) / "metrics.jsonl").string(), leader_, start_step_,
                                           total_steps_);
+  t_train_ = Clock::now();
 }
 
 // ---- one optimizer step ----------------------------------------------------------------------
@@ -389,6 +420,7 @@ void Trainer::resume() {
 StepMetrics Trainer::step(int64_t step) {
   const auto t_step = Clock::now();
   set_watchdog_step(step);
+  StepMetrics m;
   const int64_t epoch = plan_->epoch_of(step);
   const std::vector<PackedSequence>& seqs = sequences(epoch);
   const Rows rows = plan_->rows(step);
@@ -397,6 +429,7 @@ StepMetrics Trainer::step(int64_t step) {
   double loss_sum = 0, tokens = 0, my_supervised = 0;
   int64_t seq_len = 0;  // the longest micro-batch row fed on this rank
   for (const Rows& micro : StepPlan::micro_batches(plan_->rank_rows(step, rank_, world_), o_.micro_batch)) {
+    auto t0 = Clock::now();
     SequenceBatch b;
     b.pad_to_longest = o_.pad_to_longest;
     for (size_t j = micro.begin; j < micro.end; ++j) {
@@ -407,10 +440,15 @@ StepMetrics Trainer::step(int64_t step) {
     }
     if (dropout_) torch::manual_seed(micro_batch_seed(o_.seed, step, micro.begin));
     seq_len = std::max(seq_len, b.length());
+    m.ms.data += ms_since(t0);
+    t0 = Clock::now();
     auto loss = batch_loss_sum(model_.model, b);
     loss_sum += loss.item<double>();
+    m.ms.forward += ms_since(t0);
+    t0 = Clock::now();
     if (supervised > 0) (loss / static_cast<double>(supervised)).backward();
     dp_->accumulate_gradients();  // in float32, whatever the parameters' dtype
+    m.ms.backward += ms_since(t0);
     note_progress();
   }
   sample_log_.flush();
@@ -418,6 +456,7 @@ StepMetrics Trainer::step(int64_t step) {
 
   // The exchange as one watched wait (NCCL's collectives return at once and the wait happens at
   // the host synchronisation that follows; the MPI ones are watched call by call inside).
+  auto t_comm = Clock::now();
   std::optional<CollectiveScope> exchange(std::in_place, "gradient exchange", dp_->world_map().total());
   auto grad = dp_->reduce_gradients();
   const double grad_norm = dp_->global_norm(grad);
@@ -425,6 +464,7 @@ StepMetrics Trainer::step(int64_t step) {
   // gradient norm, the same on every rank, must not reach the weights).
   const auto totals = dp_->sum({loss_sum, tokens, my_supervised});
   exchange.reset();
+  m.ms.comm += ms_since(t_comm);
   const double mean_loss = supervised > 0 ? totals[0] / static_cast<double>(supervised) : 0.0;
   const bool finite = std::isfinite(grad_norm) && std::isfinite(mean_loss);
   const auto number = [](double x) {
@@ -450,25 +490,46 @@ StepMetrics Trainer::step(int64_t step) {
   if (o_.max_grad_norm > 0 && grad_norm > o_.max_grad_norm) grad.mul_(o_.max_grad_norm / (grad_norm + 1e-6));
   const double lr = lr_at(o_.lr_schedule, o_.learning_rate, step, o_.warmup_steps, total_steps_);
   if (supervised > 0 && finite) {
-    opt_->step_range(lr, grad);                   // the float32 master of this rank's range
-    opt_->write_all(dp_->gather(opt_->master()));  // stage 1: every rank's range, all-gathered
+    auto t0 = Clock::now();
+    opt_->step_range(lr, grad);  // the float32 master of this rank's range
+    m.ms.optimizer += ms_since(t0);
+    t0 = Clock::now();
+    auto all = dp_->gather(opt_->master());  // stage 1: every rank's range, all-gathered
+    m.ms.comm += ms_since(t0);
+    t0 = Clock::now();
+    opt_->write_all(all);
+    m.ms.optimizer += ms_since(t0);
   }
 
   if (static_cast<int64_t>(totals[2]) != supervised)
     throw Error("step " + std::to_string(step + 1) + ": ranks processed " + std::to_string(totals[2]) +
                 " supervised tokens, expected " + std::to_string(supervised));
-  StepMetrics m;
   m.step = step + 1;
   m.epoch = epoch;
   m.loss = supervised > 0 ? totals[0] / static_cast<double>(supervised) : std::nan("");
   m.lr = lr;
   m.grad_norm = grad_norm;
   m.tokens_per_s = totals[1] / std::max(seconds_since(t_step), 1e-9);
+  if (peak_flops_ > 0) m.mfu = m.tokens_per_s * flops_.per_token(seq_len) / (peak_flops_ * world_);
   m.supervised_tokens = supervised;
   m.seq_len = seq_len;
   m.elapsed_s = seconds_since(t_start_);
   summary_.step_losses.push_back(m.loss);
   return m;
+}
+
+// The time since the previous line (the first: since training began) and memory, then the line.
+void Trainer::record(StepMetrics& m) {
+  const auto now = Clock::now();
+  if (last_record_ == Clock::time_point{}) last_record_ = t_train_;
+  m.ms.eval = eval_ms_;
+  m.ms.checkpoint = checkpoint_ms_;
+  m.ms.step = std::chrono::duration<double, std::milli>(now - last_record_).count();
+  eval_ms_ = checkpoint_ms_ = 0;
+  last_record_ = now;
+  m.rss_mib = rss_mib();
+  m.peak_rss_mib = peak_rss_mib();
+  metrics_->record(m);
 }
 
 // ---- validation -----------------------------------------------------------------------------
@@ -588,9 +649,18 @@ TrainSummary run_training(const TrainOptions& options) {
   // Training: one optimizer step at a time; validation, metrics and checkpoints between steps.
   for (int64_t step = t.first_step(); step < t.total_steps(); ++step) {
     StepMetrics m = t.step(step);
-    if (t.evaluation_due(step)) m.valid_loss = t.evaluate(step + 1);
+    if (t.evaluation_due(step)) {
+      const auto t0 = Clock::now();
+      m.valid_loss = t.evaluate(step + 1);
+      t.add_eval_ms(ms_since(t0));
+    }
     t.record(m);
-    std::string saved = t.checkpoint_due(step) ? t.save_checkpoint(step + 1) : "";
+    std::string saved;
+    if (t.checkpoint_due(step)) {  // its time goes in the next step's line
+      const auto t0 = Clock::now();
+      saved = t.save_checkpoint(step + 1);
+      t.add_checkpoint_ms(ms_since(t0));
+    }
     test_hooks::after_step(step + 1);
     // A stop (SIGTERM from Slurm or a user) seen by any rank stops every rank after this step.
     const bool last = step + 1 == t.total_steps();
