@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -255,6 +256,7 @@ void Watchdog::State::end_stuck_launcher() {
   // The helper: only async-signal-safe calls from here (the rank has threads). Its own session and
   // no inherited descriptors, so it keeps no pipe of the launcher open and no daemon waits for it.
   setsid();
+  prctl(PR_SET_NAME, "rt-watchdog", 0, 0, 0);  // not to be taken for a rank (`ps`, the tests)
   const int null = open("/dev/null", O_RDWR);
   if (null >= 0) {
     dup2(null, 0), dup2(null, 1), dup2(null, 2);
