@@ -610,6 +610,22 @@ TEST(ConfigPromptFormat, ALaterLayerReplacesTheOtherForm) {
   EXPECT_FALSE(back.is_set("generation_config.prompt_format.user"));
 }
 
+// Found by the config fuzz target: `prompt_format:` left empty in one place and given as a map in
+// another place of the same file set the name (its default) and the map together, and the dump
+// stopped on that as on a bug. The sub-keys given in the same file win, wherever the empty one is.
+TEST(ConfigPromptFormat, AnEmptyParentAndItsSubKeysInOneFileGiveTheMap) {
+  const std::string map = "generation_config:\n  prompt_format:\n    system: \"S {instruction}\"\n"
+                          "    user: \"U {instruction}\"\n    assistant: \"A {instruction}\"\n";
+  for (const std::string& text : {kBase + "generation_config:\n  prompt_format:\n" + map,
+                                  kBase + map + "generation_config:\n  prompt_format:\n"}) {
+    Config c = load(text);
+    EXPECT_FALSE(c.is_set("generation_config.prompt_format")) << text;
+    EXPECT_EQ(c.get_string("generation_config.prompt_format.user"), "U {instruction}");
+    const std::string dumped = c.dump_yaml();
+    EXPECT_EQ(load(dumped).dump_yaml(), dumped);
+  }
+}
+
 TEST(ConfigPromptFormat, Errors) {
   EXPECT_EQ(error_of(kBase +
                      "generation_config:\n"

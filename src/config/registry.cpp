@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 
@@ -525,11 +526,15 @@ class ConfigLoader {
     }
     // Map-or-string keys: one form per layer; this layer's form replaces the lower layers'
     // (the other form is unset, not put back to its default).
+    // A parent set to null (`prompt_format:` with nothing after it) in the layer that also sets
+    // some of its sub-keys is superseded by them, wherever it stands in the file.
+    std::set<const Assignment*> superseded;
     for (const Assignment* given_a : layer) {
       const Assignment& a = *given_a;
       for (std::string p = parent_of(a.key); !p.empty() && !a.node.IsNull(); p = parent_of(p)) {
         if (!registry_.find(p)) continue;
         auto it = seen.find(p);
+        if (it != seen.end() && it->second->node.IsNull()) superseded.insert(it->second);
         if (it != seen.end() && !it->second->node.IsNull()) {
           throw InputError(a.origin.describe() + ": key " + in_quotes(a.key) + ": " +
                            in_quotes(p) + " is already set to a name" + first_at(*it->second) +
@@ -543,7 +548,8 @@ class ConfigLoader {
             config_.values_.erase(k.name);
       }
     }
-    for (const Assignment* a : layer) assign(*a);
+    for (const Assignment* a : layer)
+      if (!superseded.count(a)) assign(*a);
   }
 
   // A map-or-string key left with neither form (its sub-keys were nulled) gets its default.
