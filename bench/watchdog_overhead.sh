@@ -6,7 +6,8 @@
 #
 #   bench/watchdog_overhead.sh [-r REPEATS] [-s STEPS] [RINGTUNE_BINARY]
 # Prints per setting the mean step time (steps 11..STEPS, from metrics.jsonl's elapsed_s) of each
-# run, their median, and the difference from "off".
+# run, their median, and the difference from "off"; then what the training thread's bookkeeping
+# costs per call (build/bench/bench_progress), the part that cannot hide in run-to-run noise.
 set -u -o pipefail
 repeats=3
 steps=200
@@ -55,3 +56,5 @@ for t in 0 600 1; do
   printf "  %-20s runs:%s  median %s  vs off %+.2f%%\n" "$label" "${times[$t]}" "$m" \
     "$(awk -v a="$m" -v b="$off" 'BEGIN { print 100 * (a - b) / b }')"
 done
+bp=$(dirname "$rt")/bench/bench_progress
+[ -x "$bp" ] && echo "training-thread bookkeeping: $("$bp")"
