@@ -122,6 +122,8 @@ t0=$(now)
 "$rt" export --checkpoint "$run/stage2" --format peft --output "$run/adapter"
 "$rt" export --checkpoint "$run/stage2" --format merged --output "$run/merged-model"
 t_export=$(secs "$t0" "$(now)")
+# Charts of both training stages (loss, throughput, MFU, step-time breakdown, memory).
+"$rt" report "$run/stage1" > /dev/null && "$rt" report "$run/stage2" > /dev/null
 t_total=$(secs "$t_start" "$(now)")
 
 summary="$run/summary.txt"
@@ -139,6 +141,7 @@ summary="$run/summary.txt"
   echo "  LoRA adapter (PEFT)    $run/adapter"
   echo "  merged model           $run/merged-model"
   echo "  metrics                $run/stage1/metrics.jsonl, $run/stage2/metrics.jsonl"
+  echo "  charts                 $run/stage1/report.html, $run/stage2/report.html"
   if [ -f "$run/stage2/eval.json" ]; then echo "  eval results           $run/stage2/eval.json"; fi
   echo
   echo "  try it:  $rt eval $qs/stage2.yaml initial_base_model_ckpt_path=$run/stage1/model output_dir=$run/stage2 --checkpoint $run/stage2"
