@@ -9,6 +9,9 @@
 #                      OOB on the test subnet only, hwloc's shared-memory topology path off
 #   mh_link HOST up|down   the host's link (down: a partition of that host)
 #   mh_pids HOST [NAME]    pids of the processes in the host's namespace (named NAME if given)
+#   mh_fg CMD...       runs CMD in the background and waits for it, so that INT or TERM reach the
+#                      trap at once (bash defers a trap until a foreground command ends); mh_down
+#                      stops it first
 #   mh_down            kills what runs in the namespaces (their processes were started by the test),
 #                      deletes the namespaces and /etc/netns/<ns>/; runs at exit, Ctrl-C or TERM
 # Host names resolve inside the namespaces through /etc/netns/<ns>/hosts (ip netns exec
@@ -17,6 +20,7 @@ MH_NS="rtmh$$"
 MH_HOSTS=()
 MH_DIR=""
 MH_MADE_ETC_NETNS=0
+MH_FG_PID=""
 
 mh_skip() { echo "SKIP: $*"; return 77; }
 
@@ -73,6 +77,15 @@ mh_mpirun() {
       --bind-to none --oversubscribe "$@"
 }
 
+mh_fg() {
+  "$@" &
+  MH_FG_PID=$!
+  wait "$MH_FG_PID"
+  local rc=$?
+  MH_FG_PID=""
+  return $rc
+}
+
 mh_link() { ip -n "$MH_NS-$1" link set eth0 "$2"; }
 
 mh_pids() {
@@ -85,6 +98,10 @@ mh_pids() {
 mh_down() {
   local h ns p
   trap - EXIT INT TERM
+  if [ -n "$MH_FG_PID" ] && kill -TERM "$MH_FG_PID" 2>/dev/null; then  # a run in this namespace
+    for _ in $(seq 1 50); do kill -0 "$MH_FG_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$MH_FG_PID" 2>/dev/null
+  fi
   for h in sw "${MH_HOSTS[@]}"; do
     ns="$MH_NS-$h"
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done

@@ -41,7 +41,7 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 # ---- the model, the data, the configuration (tiny_job.sh)
-tiny_job_make "$work" "$rt" "$root" || exit 1
+mh_fg tiny_job_make "$work" "$rt" "$root" || exit 1
 
 train1() { OMP_NUM_THREADS=1 "$rt" train "$work/cfg.yaml" output_dir="$1" "${@:2}"; }
 trainN() {  # ranks on this host (the machine's own namespace)
@@ -63,23 +63,23 @@ ranks_alive() {  # ringtune processes left in the hosts' namespaces
 show_logs() { for f in "$1"/rank*.log "$1".log; do [ -f "$f" ] && { echo "--- $f"; tail -n 5 "$f"; }; done; }
 
 # ---- references on one host
-train1 "$work/ref1" > "$work/ref1.log" 2>&1 || { cat "$work/ref1.log"; echo "FAIL: reference run"; exit 1; }
-trainN 2 "$work/ref2" > "$work/ref2.log" 2>&1 || { cat "$work/ref2.log"; echo "FAIL: 2-rank reference"; exit 1; }
-trainN 3 "$work/ref3" > "$work/ref3.log" 2>&1 || { cat "$work/ref3.log"; echo "FAIL: 3-rank reference"; exit 1; }
+mh_fg train1 "$work/ref1" > "$work/ref1.log" 2>&1 || { cat "$work/ref1.log"; echo "FAIL: reference run"; exit 1; }
+mh_fg trainN 2 "$work/ref2" > "$work/ref2.log" 2>&1 || { cat "$work/ref2.log"; echo "FAIL: 2-rank reference"; exit 1; }
+mh_fg trainN 3 "$work/ref3" > "$work/ref3.log" 2>&1 || { cat "$work/ref3.log"; echo "FAIL: 3-rank reference"; exit 1; }
 
 # ---- 1. two hosts = one host
 t0=$(now)
-if hosts_train h1,h2 "$work/two" > "$work/two.log" 2>&1; then
+if mh_fg hosts_train h1,h2 "$work/two" > "$work/two.log" 2>&1; then
   if r=$(same_losses "$work/two" "$work/ref2"); then
     echo "ok 1 two hosts = one host (2 ranks): $r; $(secs "$t0" "$(now)") s"
   else fail "1 two hosts differ from one host: $r"; fi
 else show_logs "$work/two"; cat "$work/two.log"; fail "1 two-host run failed"; fi
 
 # ---- 2. elastic: 3 hosts, SIGTERM after step 12 -> exit 143; resumed on 1 host
-MH_ENV=RINGTUNE_TEST_TERM_AT_STEP=12 hosts_train h1,h2,h3 "$work/elastic" > "$work/elastic.log" 2>&1
+MH_ENV=RINGTUNE_TEST_TERM_AT_STEP=12 mh_fg hosts_train h1,h2,h3 "$work/elastic" > "$work/elastic.log" 2>&1
 rc=$?
 if [ $rc = 143 ] && [ -f "$work/elastic/checkpoints/latest" ]; then
-  if train1 "$work/elastic" > "$work/elastic2.log" 2>&1; then
+  if mh_fg train1 "$work/elastic" > "$work/elastic2.log" 2>&1; then
     if r=$(same_losses "$work/elastic" "$work/ref1"); then
       echo "ok 2 elastic resume 3 hosts -> 1 host (stopped at step 12, exit 143): $r"
     else fail "2 elastic resume differs: $r"; fi
@@ -105,7 +105,7 @@ if wait_steps "$work/kill" 7 $pid; then
     fail "3 host h2 killed: $alive rank(s) still running after $t_end s"
   else
     at=$(steps_done "$work/kill")
-    if hosts_train h1,h2,h3 "$work/kill" > "$work/kill2.log" 2>&1 && r=$(same_losses "$work/kill" "$work/ref3"); then
+    if mh_fg hosts_train h1,h2,h3 "$work/kill" > "$work/kill2.log" 2>&1 && r=$(same_losses "$work/kill" "$work/ref3"); then
       echo "ok 3 every process of h2 killed at step $at: all ranks and mpirun (exit $rc) ended in $t_end s; resumed: $r"
     else tail -n 5 "$work/kill2.log"; fail "3 resume after killing h2: ${r:-run failed}"; fi
   fi
@@ -147,7 +147,7 @@ if wait_steps "$work/part" 7 $pid; then
   else
     at=$(steps_done "$work/part")
     line=$(grep -h "watchdog: rank" "$work"/part/rank*.log | head -n 1 | sed 's/.*watchdog:/watchdog:/')
-    if hosts_train h1,h2,h3 "$work/part" > "$work/part2.log" 2>&1 && r=$(same_losses "$work/part" "$work/ref3"); then
+    if mh_fg hosts_train h1,h2,h3 "$work/part" > "$work/part2.log" 2>&1 && r=$(same_losses "$work/part" "$work/ref3"); then
       echo "ok 4 partition of h2 after step $at (timeout ${timeout_s} s): every rank ended in $t_ranks s, $named of 3 rank logs name the collective; mpirun ended $t_mpirun s after the partition, the link still down (exit $rc); resumed: $r"
       echo "     $line"
     else tail -n 5 "$work/part2.log"; fail "4 resume after the partition: ${r:-run failed}"; fi
