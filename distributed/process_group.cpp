@@ -49,12 +49,6 @@ int env_int(const char* name, int fallback) {
   return (*end == '\0' && x >= 0) ? static_cast<int>(x) : fallback;
 }
 
-std::string host_name() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown-host";
-  return buf;
-}
-
 }  // namespace
 
 ProcessGroup& ProcessGroup::init() {

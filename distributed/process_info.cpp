@@ -1,6 +1,8 @@
 // Launcher environment -> rank, world size, local rank.
 #include "distributed/process_info.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -33,6 +35,12 @@ ProcessInfo detect_process_info() {
   if (p.world_size < 1) p.world_size = 1;
   if (p.rank >= p.world_size) p.rank = 0;
   return p;
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown-host";
+  return buf;
 }
 
 }  // namespace ringtune

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "distributed/process_group.h"
+#include "distributed/process_info.h"  // defines: host_name
 #include "distributed/progress.h"
 
 namespace ringtune {
@@ -59,8 +60,7 @@ struct Peer {
   std::string host;
   std::vector<sockaddr_in> addresses;
   int64_t heard_ns = 0;      // last datagram
-  int64_t progress_ns = 0;   // last time its count changed (as seen here)
-  uint64_t progress = 0;
+  int64_t progress_ns = 0;   // last time its count (last.progress) changed, as seen here
   Beat last{};
   bool heard = false;
 };
@@ -87,12 +87,6 @@ std::vector<std::string> host_addresses() {
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
-}
-
-std::string host_name() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "?";
-  return buf;
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -156,8 +150,7 @@ void Watchdog::State::receive(int64_t now) {
     if (b.rank < 0 || b.rank >= world || b.rank == rank) continue;
     Peer& p = peers[b.rank];
     p.heard_ns = now;
-    if (!p.heard || b.progress != p.progress) p.progress_ns = now;
-    p.progress = b.progress;
+    if (!p.heard || b.progress != p.last.progress) p.progress_ns = now;
     p.heard = true;
     b.op[sizeof(b.op) - 1] = '\0';
     p.last = b;

@@ -63,21 +63,16 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 double ms_since(Clock::time_point t0) { return 1000 * seconds_since(t0); }
 
-int64_t rss_mib() {
+// A "Vm...:" line of /proc/self/status in MiB (VmRSS: resident now, VmHWM: its peak), or -1.
+int64_t status_mib(const std::string& field) {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) / 1024;
+    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(field.size())) / 1024;
   return -1;
 }
-
-int64_t peak_rss_mib() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) / 1024;
-  return -1;
-}
+int64_t rss_mib() { return status_mib("VmRSS:"); }
+int64_t peak_rss_mib() { return status_mib("VmHWM:"); }
 
 
 // ---------------------------------------------------------------------------------------------
@@ -197,7 +192,7 @@ class Trainer {
   FlopsModel flops_;
   double peak_flops_ = 0;  // of one rank; 0: unknown
   double eval_ms_ = 0, checkpoint_ms_ = 0;
-  Clock::time_point last_record_, t_train_;
+  Clock::time_point last_record_;  // the previous metrics line (first: when training began)
 };
 
 // ---- setup ---------------------------------------------------------------------------------
@@ -412,7 +407,7 @@ void Trainer::resume() {
   }
   metrics_ = std::make_unique<MetricsLog>((fs::path(o_.output_dir) / "metrics.jsonl").string(), leader_, start_step_,
                                           total_steps_);
-  t_train_ = Clock::now();
+  last_record_ = Clock::now();
 }
 
 // ---- one optimizer step ----------------------------------------------------------------------
@@ -521,7 +516,6 @@ StepMetrics Trainer::step(int64_t step) {
 // The time since the previous line (the first: since training began) and memory, then the line.
 void Trainer::record(StepMetrics& m) {
   const auto now = Clock::now();
-  if (last_record_ == Clock::time_point{}) last_record_ = t_train_;
   m.ms.eval = eval_ms_;
   m.ms.checkpoint = checkpoint_ms_;
   m.ms.step = std::chrono::duration<double, std::milli>(now - last_record_).count();
