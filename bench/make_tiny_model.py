@@ -3,6 +3,10 @@
 
     python3 bench/make_tiny_model.py TOKENIZER_DIR OUT_DIR [--model-type llama|mistral]
                                      [--hidden 32] [--layers 2] [--seed 0]
+                                     [--heads 4] [--kv-heads 2] [--intermediate 2*hidden]
+
+e.g. TinyLlama-1.1B's shape: --hidden 2048 --intermediate 5632 --layers 22 --heads 32
+--kv-heads 4 with Llama 2's tokenizer.model (vocab 32000); use a python3 with numpy for that.
 
 OUT_DIR gets config.json, model.safetensors (float32, Hugging Face Llama parameter
 names, untied lm_head) and a copy of every file in TOKENIZER_DIR. The vocabulary size
@@ -92,11 +96,14 @@ def main():
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--intermediate", type=int, default=0, help="MLP width (default 2 * hidden)")
     a = p.parse_args()
 
     vocab, bos, eos = tokenizer_info(a.tokenizer_dir)
-    heads, kv_heads = 4, 2
-    d, ff, hd = a.hidden, 2 * a.hidden, a.hidden // heads
+    heads, kv_heads = a.heads, a.kv_heads
+    d, ff, hd = a.hidden, a.intermediate or 2 * a.hidden, a.hidden // heads
     arch = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM"}[a.model_type]
     config = {
         "architectures": [arch], "model_type": a.model_type,

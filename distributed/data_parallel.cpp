@@ -11,10 +11,10 @@
 namespace ringtune {
 
 DataParallel::DataParallel(Communicator& comm, std::vector<std::pair<std::string, at::Tensor>> trainable,
-                           int zero_stage)
+                           int zero_stage, int64_t align)
     : comm_(comm), trainable_(std::move(trainable)), zero_stage_(zero_stage) {
-  world_map_ = std::make_unique<ShardMap>(named_numels(trainable_), comm_.size());
-  opt_map_ = std::make_unique<ShardMap>(named_numels(trainable_), zero_stage_ == 1 ? comm_.size() : 1);
+  world_map_ = std::make_unique<ShardMap>(named_numels(trainable_), comm_.size(), align);
+  opt_map_ = std::make_unique<ShardMap>(named_numels(trainable_), zero_stage_ == 1 ? comm_.size() : 1, align);
 }
 
 DataParallel::~DataParallel() = default;
@@ -78,10 +78,14 @@ double DataParallel::global_norm(const at::Tensor& range_grad) {
   return std::sqrt(sq.item<double>());
 }
 
-at::Tensor DataParallel::gather(const at::Tensor& range) {
-  if (zero_stage_ == 0 || comm_.size() == 1) return range;
-  auto full = torch::empty({world_map_->total()}, range.options());
-  comm_.all_gather(range, full, world_map_->counts());
+at::Tensor DataParallel::gather(const at::Tensor& range) { return gather(range, world_map_->counts()); }
+
+at::Tensor DataParallel::gather(const at::Tensor& local, const std::vector<int64_t>& counts) {
+  if (zero_stage_ == 0 || comm_.size() == 1) return local;
+  int64_t total = 0;
+  for (int64_t c : counts) total += c;
+  auto full = torch::empty({total}, local.options());
+  comm_.all_gather(local, full, counts);
   return full;
 }
 

@@ -26,7 +26,9 @@ class DataParallel {
  public:
   static constexpr int64_t kBucketElements = int64_t{1} << 25;  // 128 MiB of float32
 
-  DataParallel(Communicator& comm, std::vector<std::pair<std::string, at::Tensor>> trainable, int zero_stage);
+  // align: ShardMap's block alignment of the ranks' ranges (256 for 8-bit optimizer state).
+  DataParallel(Communicator& comm, std::vector<std::pair<std::string, at::Tensor>> trainable, int zero_stage,
+               int64_t align = 1);
   ~DataParallel();
 
   // The map the optimizer of this rank uses: the whole buffer on one owner for stage 0 (every
@@ -48,6 +50,8 @@ class DataParallel {
   double global_norm(const at::Tensor& range_grad);
   // A whole flat buffer from every rank's optimizer range (stage 1: all-gather; stage 0: itself).
   at::Tensor gather(const at::Tensor& range);
+  // The same for a buffer whose length on rank r is counts[r] (stage 0: itself).
+  at::Tensor gather(const at::Tensor& local, const std::vector<int64_t>& counts);
 
   // Collective of a few doubles (sum over ranks), for step statistics.
   std::vector<double> sum(const std::vector<double>& values);

@@ -8,10 +8,11 @@
 
 namespace ringtune {
 
-ShardMap::ShardMap(const std::vector<std::pair<std::string, int64_t>>& tensors, int world)
+ShardMap::ShardMap(const std::vector<std::pair<std::string, int64_t>>& tensors, int world, int64_t align)
     : world_(world) {
   if (world < 1)
     throw std::invalid_argument("ShardMap: world size " + std::to_string(world) + " < 1");
+  if (align < 1) throw std::invalid_argument("ShardMap: align " + std::to_string(align) + " < 1");
   std::set<std::string> seen;
   tensors_.reserve(tensors.size());
   for (const auto& [name, numel] : tensors) {
@@ -23,14 +24,29 @@ ShardMap::ShardMap(const std::vector<std::pair<std::string, int64_t>>& tensors, 
     tensors_.push_back(ShardPiece{name, 0, total_, numel});
     total_ += numel;
   }
+  const int64_t base = total_ / world_, extra = total_ % world_;
+  bounds_.resize(static_cast<size_t>(world_) + 1);
+  for (int r = 0; r <= world_; ++r) {
+    int64_t b = r * base + std::min<int64_t>(r, extra);
+    if (align > 1 && r > 0 && r < world_) {
+      // the tensor holding element b (the first one ending after b)
+      auto it = std::upper_bound(tensors_.begin(), tensors_.end(), b,
+                                 [](int64_t x, const ShardPiece& t) { return x < t.flat_offset + t.numel; });
+      if (it != tensors_.end()) {
+        const int64_t offset = b - it->flat_offset;
+        const int64_t rounded = std::min(it->numel, (offset + align / 2) / align * align);
+        b = it->flat_offset + rounded;
+      }
+    }
+    bounds_[static_cast<size_t>(r)] = std::max(b, r > 0 ? bounds_[static_cast<size_t>(r) - 1] : int64_t{0});
+  }
 }
 
 int64_t ShardMap::begin(int rank) const {
   if (rank < 0 || rank > world_)  // begin(world) == total: the end of the last rank
     throw std::out_of_range("ShardMap: rank " + std::to_string(rank) + " outside [0, " +
                             std::to_string(world_) + ")");
-  const int64_t base = total_ / world_, extra = total_ % world_;
-  return rank * base + std::min<int64_t>(rank, extra);
+  return bounds_[static_cast<size_t>(rank)];
 }
 
 int64_t ShardMap::end(int rank) const {

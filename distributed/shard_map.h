@@ -3,6 +3,10 @@
 // in the given order, back to back, no padding. Rank r owns [begin(r), end(r)): the total split
 // as evenly as possible, the first (total % world) ranks one element more. A tensor may straddle
 // ranks; `pieces(r)` lists the parts of tensors inside rank r's range.
+// With `align` > 1 (blockwise 8-bit optimizer state, blocks of `align` elements counted from each
+// tensor's start) every boundary between ranks is moved to the nearest block boundary of the
+// tensor it falls in (or that tensor's end), so no block is split between ranks whatever the
+// world size; ranks may then own a little more or less than the even share.
 // defines: ShardPiece, ShardMap, named_numels
 #pragma once
 #include <cstdint>
@@ -23,7 +27,7 @@ class ShardMap {
  public:
   // tensors: (name, numel) in flat-buffer order; world >= 1. std::invalid_argument for a negative
   // numel, a repeated name or world < 1.
-  ShardMap(const std::vector<std::pair<std::string, int64_t>>& tensors, int world);
+  ShardMap(const std::vector<std::pair<std::string, int64_t>>& tensors, int world, int64_t align = 1);
 
   int world() const { return world_; }
   int64_t total() const { return total_; }
@@ -42,6 +46,7 @@ class ShardMap {
  private:
   int world_;
   int64_t total_ = 0;
+  std::vector<int64_t> bounds_;  // begin(r) for r in [0, world]
   std::vector<ShardPiece> tensors_;  // whole tensors: tensor_offset 0
 };
 

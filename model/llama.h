@@ -9,9 +9,11 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "model/llama_config.h"
+#include "model/quant.h"
 
 namespace ringtune {
 
@@ -29,8 +31,20 @@ class LinearImpl : public torch::nn::Module {
   LinearImpl(int64_t in_features, int64_t out_features, bool bias);
   torch::Tensor forward(const torch::Tensor& x);
 
-  int64_t in_features() const { return weight.size(1); }
-  int64_t out_features() const { return weight.size(0); }
+  int64_t in_features() const { return nf4_shape_.empty() ? weight.size(1) : nf4_shape_[1]; }
+  int64_t out_features() const { return nf4_shape_.empty() ? weight.size(0) : nf4_shape_[0]; }
+
+  // QLoRA: the frozen base weight held in NF4 (model/quant.h) instead of in `weight`, which stays
+  // registered, empty, so parameter names do not change. forward dequantizes it to the input's
+  // dtype for the matmul and drops it; backward dequantizes it again for the input's gradient
+  // (the weight gets none), so no full-size copy lives between them. mark_nf4() empties `weight`
+  // before loading (the loader then quantizes each tensor as it reads it, set_nf4); merge() is
+  // refused (merge into the unquantized base instead).
+  void mark_nf4();
+  bool is_nf4() const { return !nf4_shape_.empty(); }
+  void set_nf4(Nf4Weight q);
+  const std::vector<int64_t>& nf4_shape() const { return nf4_shape_; }
+  std::shared_ptr<const Nf4Weight> nf4;  // null until set_nf4
 
   // Registers a zero-initialised float32 adapter of rank r on the weight's device (the caller
   // initialises it). Throws std::invalid_argument for r <= 0, dropout outside [0, 1), or when an
@@ -52,6 +66,7 @@ class LinearImpl : public torch::nn::Module {
  private:
   torch::Tensor lora_delta() const;  // scale * B A, float32 [out, in]
   bool merged_ = false;
+  std::vector<int64_t> nf4_shape_;  // [out, in] when the base weight is NF4
 };
 TORCH_MODULE(Linear);
 
@@ -191,6 +206,13 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::Tensor inv_freq_;  // not a parameter: derived from the config
 };
 TORCH_MODULE(LlamaForCausalLM);
+
+// QLoRA: every projection of the decoder layers (attention and MLP; not lm_head, not the
+// embedding) is marked to hold its base weight in NF4 (LinearImpl::mark_nf4), as bitsandbytes's
+// load_in_4bit does. Call on a new model before loading weights. Returns the marked names.
+std::vector<std::string> mark_nf4_linears(LlamaForCausalLM& model);
+// Bytes held by NF4 weights (packed codes and block statistics) in the model.
+int64_t nf4_bytes(LlamaForCausalLM& model);
 
 // Mean next-token cross-entropy: logits [B, T, V], tokens [B, T]; the target at t is tokens[t+1],
 // the last position of each row is ignored.

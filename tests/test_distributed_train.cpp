@@ -74,8 +74,10 @@ double rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return n > 0 ? d / n : d;
 }
 
-// Per-step losses and final tensors (trainable and AdamW moments) of `out` against `ref`.
-void expect_same_run(const std::string& out, const std::string& ref, const std::string& what) {
+// Per-step losses and final tensors (trainable and AdamW moments) of `out` against `ref`, the
+// tensors within `tensor_tol` (relative norm).
+void expect_same_run(const std::string& out, const std::string& ref, const std::string& what,
+                     double tensor_tol = kRelTol) {
   const auto l = losses(out), r = losses(ref);
   ASSERT_EQ(l.size(), r.size()) << what;
   double worst = 0;
@@ -97,12 +99,17 @@ void expect_same_run(const std::string& out, const std::string& ref, const std::
       ASSERT_TRUE(want.count(n)) << what << ": " << n;
       const double d = rel_diff(t, want[n]);
       worst_t = std::max(worst_t, d);
-      EXPECT_LT(d, kRelTol) << what << ": " << n;
+      EXPECT_LT(d, tensor_tol) << what << ": " << n;
     }
   }
   std::cout << "[ " << what << " ] worst relative loss diff " << worst << ", worst relative tensor diff " << worst_t
             << "\n";
 }
+
+// 8-bit moments: the 1e-7 differences of summing gradients in another order flip an occasional
+// code by one step of the 8-bit map, which moves the tensors by up to ~3e-5 relative (losses stay
+// within kRelTol).
+double tensor_tolerance(const std::string& mode) { return mode.find("8bit") != std::string::npos ? 1e-4 : kRelTol; }
 
 void expect_equivalent_at_every_world_size(const std::string& mode) {
   DistWorkspace w;
@@ -117,7 +124,8 @@ void expect_equivalent_at_every_world_size(const std::string& mode) {
       auto d = run_ringtune_mpi(np, "train " + w.cfg() + " output_dir=" + out + " distributed.zero_stage=" +
                                         std::to_string(zero) + mode);
       ASSERT_EQ(d.exit_code, 0) << "np " << np << " zero " << zero << ": " << d.err;
-      expect_same_run(out, ref, "np=" + std::to_string(np) + " zero_stage=" + std::to_string(zero));
+      expect_same_run(out, ref, "np=" + std::to_string(np) + " zero_stage=" + std::to_string(zero),
+                      tensor_tolerance(mode));
     }
   }
 }
@@ -150,10 +158,21 @@ void expect_elastic(const std::vector<std::pair<int, int>>& stages, const std::s
   }
   std::string what = "elastic";
   for (const auto& [np, stop_at] : stages) what += " " + std::to_string(np);
-  expect_same_run(out, ref, what);
+  expect_same_run(out, ref, what, tensor_tolerance(mode));
 }
 
 }  // namespace
+
+// 8-bit AdamW, full fine-tuning (the 32000 x 32 embedding and lm_head have 8-bit moments, the
+// small layer matrices float32 ones): every world size and ZeRO stage, and elastic resume, give the
+// one-process run (shard boundaries on block boundaries: the blocks are the same on any ranks).
+TEST(DistributedTrain, Adamw8bitAtOneToFourRanksEqualsOneProcess) {
+  expect_equivalent_at_every_world_size(" learning_rate=0.002 optimizer=adamw_8bit");
+}
+
+TEST(DistributedTrain, ElasticResumeWithAdamw8bit) {
+  expect_elastic({{2, 3}, {3, 5}, {1, 0}}, " learning_rate=0.002 optimizer=adamw_8bit", 1);
+}
 
 TEST(DistributedTrain, ElasticResumeTwoThenThreeThenOneRanks) {
   expect_elastic({{2, 3}, {3, 5}, {1, 0}}, kLora, 1);

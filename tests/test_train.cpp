@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <iomanip>
+#include <map>
 #include <sstream>
 
 #include "model/llama.h"
@@ -351,4 +352,82 @@ TEST(Train, InitialAdapterContinuesFromTheExportedAdapter) {
                               w.dir.file("nowhere"));
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("initial_adapter_model_ckpt_path"), std::string::npos) << missing.err;
+}
+
+// ---------------------------------------------------------------------------------------------
+// QLoRA (quantization: nf4)
+
+TEST(Train, QloraTrainsResumesOnlyWithTheSameQuantizationAndMergesIntoTheUnquantizedBase) {
+  TrainWorkspace w;
+  const std::string lora = " lora_config.r=8 lora_config.target_modules=all-linear lora_config.lora_dropout=0";
+  auto r = train_with_env(w, "quantization=nf4 checkpoint_every_n_steps=6" + lora);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // every projection of both layers is NF4: 7 per layer, 32x32 or 32x(intermediate) weights
+  EXPECT_NE(r.err.find("QLoRA: decoder projections in NF4"), std::string::npos) << r.err;
+  auto m = w.metrics();
+  ASSERT_EQ(m.size(), 12u);
+  EXPECT_LT(m.back()["loss"].get<double>(), 0.95 * m.front()["loss"].get<double>());
+  const auto ckpts = list_checkpoints(w.dir.file("out"));
+  ASSERT_FALSE(ckpts.empty());
+  const auto st = load_checkpoint(ckpts.front());
+  EXPECT_EQ(st.trainable.size(), 2u * 2 * 7);  // only the adapters: A and B, 2 layers, 7 projections
+  for (const auto& [name, t] : st.trainable) EXPECT_NE(name.find(".lora_"), std::string::npos) << name;
+  EXPECT_NE(st.base_hash.find("+nf4"), std::string::npos) << st.base_hash;
+
+  // the same run on the unquantized base starts from the same adapters but another loss
+  auto plain = run_ringtune("train " + w.dir.file("cfg.yaml") + " max_steps=1 output_dir=" + w.dir.file("plain") + lora);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const auto first_plain = nlohmann::json::parse(read_file(w.dir.file("plain/metrics.jsonl")).substr(0, read_file(w.dir.file("plain/metrics.jsonl")).find('\n')));
+  EXPECT_NE(first_plain["loss"].get<double>(), m.front()["loss"].get<double>());
+  EXPECT_NEAR(first_plain["loss"].get<double>(), m.front()["loss"].get<double>(), 0.05 * m.front()["loss"].get<double>());
+
+  auto other = train_with_env(w, "max_steps=14" + lora);  // resume: auto, without quantization
+  EXPECT_EQ(other.exit_code, 2);
+  EXPECT_NE(other.err.find("cannot resume: the quantization of the base differs (checkpoint nf4, quantization now none)"),
+            std::string::npos)
+      << other.err;
+  auto more = train_with_env(w, "max_steps=14 load_in_4bit=true" + lora);  // axolotl's spelling
+  ASSERT_EQ(more.exit_code, 0) << more.err;
+  EXPECT_EQ(w.metrics().size(), 14u);
+
+  const std::string merged = w.dir.file("merged");
+  auto e = run_ringtune("export --checkpoint " + w.dir.file("out") + " --format merged --output " + merged);
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_NE(e.err.find("NF4-quantized base into the unquantized base weights"), std::string::npos) << e.err;
+  // merged = the full-precision base + scale * B A (not the NF4 base + B A)
+  SafeTensorsFile b(w.dir.file("base/model.safetensors")), mm(merged + "/model.safetensors");
+  const auto last = load_checkpoint(list_checkpoints(w.dir.file("out")).front());
+  std::map<std::string, torch::Tensor> t(last.trainable.begin(), last.trainable.end());
+  const std::string up = "model.layers.0.mlp.up_proj";
+  const auto delta = 2.0 * torch::matmul(t.at(up + ".lora_B.weight"), t.at(up + ".lora_A.weight"));  // alpha 16 / r 8
+  const auto base_up = b.load(up + ".weight"), merged_up = mm.load(up + ".weight");
+  EXPECT_GT(delta.abs().max().item<double>(), 1e-4);
+  EXPECT_LT((merged_up - (base_up + delta)).abs().max().item<double>(), 1e-6);
+}
+
+// 8-bit AdamW (full fine-tuning: the 32000 x 32 embedding, tied to lm_head, gets 8-bit moments):
+// killed between checkpoints and resumed, the run is the uninterrupted one bit for bit.
+TEST(Resume, Adamw8bitKillNineThenResumeIsBitwiseIdentical) {
+  const std::string run = "max_steps=8 checkpoint_every_n_steps=3 num_checkpoints_to_keep=0 optimizer=adamw_8bit";
+  TrainWorkspace ref;
+  auto r = train_with_env(ref, run);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("optimizer: adamw_8bit"), std::string::npos) << r.err;
+  TrainWorkspace w;
+  auto killed = train_with_env(w, run, "RINGTUNE_TEST_KILL_AT_STEP", "5");
+  EXPECT_EQ(killed.exit_code, 137) << killed.err;
+  auto resumed = train_with_env(w, run);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("step-00000003.h5 at step 3"), std::string::npos) << resumed.err;
+  EXPECT_EQ(losses(w), losses(ref));
+  const auto a = load_checkpoint(list_checkpoints(w.dir.file("out")).front());
+  const auto b = load_checkpoint(list_checkpoints(ref.dir.file("out")).front());
+  ASSERT_EQ(a.optimizer.size(), b.optimizer.size());
+  int quantized = 0;
+  for (size_t i = 0; i < a.optimizer.size(); ++i) {
+    EXPECT_EQ(a.optimizer[i].first, b.optimizer[i].first);
+    EXPECT_TRUE(torch::equal(a.optimizer[i].second, b.optimizer[i].second)) << a.optimizer[i].first;
+    quantized += a.optimizer[i].first.find(".q8") != std::string::npos;
+  }
+  EXPECT_EQ(quantized, 2);  // exp_avg and exp_avg_sq codes of embed_tokens (tied to lm_head)
 }

@@ -58,6 +58,9 @@ int cmd_export(const Args& args) {
     write_peft_adapter(tmp.path(), model, lo, name);
   } else {
     if (lora) {
+      if (st.base_hash.find("+nf4") != std::string::npos)
+        spdlog::info("merging the adapter trained on the NF4-quantized base into the unquantized base weights of {}",
+                     base);
       try {
         merge_lora(model);
       } catch (const std::invalid_argument& e) {

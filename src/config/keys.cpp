@@ -151,6 +151,17 @@ void declare_keys(Registry& r) {
             "Optimizer steps of linear warmup from 0 to learning_rate.")
       .def(0);
   r.declare("weight_decay", T::Float, "training", "AdamW decoupled weight decay.").def(0.0);
+  r.declare("optimizer", T::String, "training",
+            "adamw: AdamW with float32 moments (adamw_torch and adamw_torch_fused are the same here). "
+            "adamw_8bit (adamw_bnb_8bit): bitsandbytes's blockwise 8-bit AdamW, both moments in 8 bits "
+            "(blocks of 256, one float32 scale each; about 2 bytes per trainable value instead of 8) "
+            "for tensors of 4096 elements or more, float32 for smaller ones.")
+      .def("adamw")
+      .one_of({"adamw", "adamw_torch", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit"});
+  r.declare("optim", T::String, "training",
+            "Hugging Face TrainingArguments' spelling of optimizer (adamw_torch, adamw_bnb_8bit, "
+            "adamw_8bit, ...).")
+      .one_of({"adamw", "adamw_torch", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit"});
   r.declare("adam_beta1", T::Float, "training", "AdamW beta1.").def(0.9);
   r.declare("adam_beta2", T::Float, "training", "AdamW beta2.").def(0.999);
   r.declare("adam_epsilon", T::Float, "training", "AdamW epsilon.").def(1e-8);
@@ -173,6 +184,21 @@ void declare_keys(Registry& r) {
       .def(true);
   r.declare("no_gradient_checkpoint", T::Bool, "training",
             "llmforge's older spelling: true turns gradient_checkpointing off.");
+
+  // quantization (QLoRA)
+  r.declare("quantization", T::String, "lora",
+            "nf4: QLoRA. The frozen weights of every decoder-layer projection (attention and MLP) "
+            "are quantized at load to 4-bit NormalFloat exactly as bitsandbytes does (blocks of "
+            "64, double-quantized block scales), about 0.52 byte per weight instead of 2; each is "
+            "dequantized to dtype just for its matmul. Embeddings, norms and lm_head stay in "
+            "dtype. Needs LoRA (lora_config). none (or unset): weights in dtype.")
+      .one_of({"none", "nf4"});
+  r.declare("load_in_4bit", T::Bool, "lora",
+            "axolotl's and transformers' spelling: true selects quantization nf4.");
+  r.declare("adapter", T::String, "lora",
+            "axolotl's adapter kind: qlora selects quantization nf4; lora changes nothing. "
+            "LoRA itself is configured by lora_config.")
+      .one_of({"lora", "qlora"});
 
   // lora
   r.declare("lora_config.r", T::Int, "lora",
@@ -486,6 +512,25 @@ void validate_config(const Config& c) {
   if (c.is_set("no_gradient_checkpoint") && c.is_explicit("gradient_checkpointing") &&
       c.get_bool("no_gradient_checkpoint") == c.get_bool("gradient_checkpointing"))
     fail(c, "no_gradient_checkpoint", "contradicts gradient_checkpointing: " + c.text("gradient_checkpointing"));
+
+  if (c.is_set("optim") && c.is_explicit("optimizer")) {
+    auto eight = [](const std::string& v) { return v.find("8bit") != std::string::npos; };
+    if (eight(c.get_string("optim")) != eight(c.get_string("optimizer")))
+      fail(c, "optim", c.get_string("optim") + " contradicts optimizer: " + c.get_string("optimizer"));
+  }
+
+  // quantization
+  const bool four_bit = (c.is_set("load_in_4bit") && c.get_bool("load_in_4bit")) ||
+                        (c.is_set("adapter") && c.get_string("adapter") == "qlora");
+  const std::string quantization = c.is_set("quantization") ? c.get_string("quantization") : "none";
+  if (four_bit && c.is_set("quantization") && quantization != "nf4")
+    fail(c, "quantization", quantization + " contradicts " +
+                                (c.is_set("load_in_4bit") && c.get_bool("load_in_4bit") ? "load_in_4bit: true"
+                                                                                         : "adapter: qlora"));
+  if ((four_bit || quantization == "nf4") && !c.is_set("lora_config.r"))
+    fail(c, c.is_set("quantization") ? "quantization" : c.is_set("adapter") ? "adapter" : "load_in_4bit",
+         "NF4 quantization freezes the base weights and needs LoRA: set lora_config.r (full fine-tuning "
+         "cannot train 4-bit weights)");
 
   // lora
   if (c.is_set("lora_config.r")) {

@@ -71,6 +71,12 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointState
     f.set_attr("valid_loss", st.valid_loss);
     auto put = [&](const std::string& group, const std::vector<std::pair<std::string, at::Tensor>>& ts) {
       for (const auto& [n, t] : ts) {
+        if (t.scalar_type() == torch::kUInt8) {  // 8-bit optimizer codes ("<name>.exp_avg.q8"), flat
+          auto c = t.detach().to(torch::kCPU).contiguous();
+          f.write(group + "/" + n, std::vector<uint8_t>(c.data_ptr<uint8_t>(), c.data_ptr<uint8_t>() + c.numel()));
+          note_progress();
+          continue;
+        }
         auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
         f.write_f32(group + "/" + n, c.data_ptr<float>(), c.sizes().vec());
         test_hooks::checkpoint_tensor_written();
@@ -106,6 +112,11 @@ CheckpointState load_checkpoint(const std::string& path) {
   if (f.has_attr("valid_loss")) st.valid_loss = f.attr_double("valid_loss");
   auto get = [&](const std::string& group, std::vector<std::pair<std::string, at::Tensor>>& out) {
     for (const auto& n : f.list(group)) {
+      if (n.size() > 3 && n.compare(n.size() - 3, 3, ".q8") == 0) {
+        auto codes = f.read<uint8_t>(group + "/" + n);
+        out.emplace_back(n, torch::from_blob(codes.data(), {static_cast<int64_t>(codes.size())}, torch::kUInt8).clone());
+        continue;
+      }
       std::vector<int64_t> shape;
       auto v = f.read_f32(group + "/" + n, shape);
       out.emplace_back(n, torch::from_blob(v.data(), shape, torch::kFloat32).clone());

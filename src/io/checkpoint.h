@@ -4,6 +4,8 @@
 //   /trainable/<name>            float32 master values of every trainable tensor (the optimizer's
 //                                copy; the model's parameters may hold them rounded to bfloat16)
 //   /optimizer/<name>.exp_avg    AdamW first moment    /optimizer/<name>.exp_avg_sq  second moment
+//                                (8-bit AdamW: <name>.exp_avg.q8 uint8 codes, flat, and
+//                                <name>.exp_avg.absmax float32 block scales; same for exp_avg_sq)
 //   /rng/torch_cpu               the torch CPU generator state (dropout)
 // and root attributes: kind, format_version, step (optimizer steps done), epoch, total_steps,
 // adam_step, config (resolved YAML), base_hash, tokenizer_hash, data_hash, valid_loss (NaN when

@@ -5,6 +5,10 @@
 
 #include <spdlog/spdlog.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -221,12 +225,19 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
   const auto t0 = std::chrono::steady_clock::now();
   double check_s = 0;
   int fused = 0;
+  std::map<std::string, LinearImpl*> nf4;  // weight name -> Linear marked NF4
+  for (const auto& m : model->named_modules())
+    if (auto* lin = dynamic_cast<LinearImpl*>(m.value().get()); lin && lin->is_nf4()) nf4[m.key() + ".weight"] = lin;
   for (auto& p : model->named_parameters()) {
     const std::string& name = p.key();
     auto it = where.find(name);
     if (it == where.end()) throw InputError(dir + ": missing tensor \"" + name + "\"");
     const TensorInfo& info = it->second->info(name);
-    torch::Tensor& dst = p.value();
+    const auto q = nf4.find(name);
+    // An NF4 weight is read in full, in the model's dtype, into a temporary and quantized.
+    torch::Tensor temp = q == nf4.end() ? torch::Tensor()
+                                        : torch::empty(q->second->nf4_shape(), p.value().options());
+    torch::Tensor& dst = q == nf4.end() ? p.value() : temp;
     if (info.shape != dst.sizes().vec()) {
       throw InputError(it->second->path() + ": tensor \"" + name + "\" has shape " +
                        c10::str(c10::IntArrayRef(info.shape)) + ", expected " +
@@ -252,6 +263,17 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
       dst.copy_(it->second->load(name, static_cast<int>(st)));
       require_finite(dst, file, name, &check_s);
     }
+    if (q != nf4.end()) {
+      q->second->set_nf4(nf4_quantize(temp));
+      temp = torch::Tensor();
+#if defined(__GLIBC__)
+      // The full-size temporaries (tens of MiB, under glibc's grown mmap threshold) come from the
+      // heap, between the small NF4 tensors kept: hand their pages back, or the heap's holes keep
+      // the process at about the size of the unquantized model (measured: peak 1.9 GiB instead of
+      // 1.1 GiB for a 1.1B model).
+      malloc_trim(0);
+#endif
+    }
     used.insert(name);
   }
   for (const auto& [name, file] : where) {
@@ -269,7 +291,7 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
 }
 
 LlamaForCausalLM load_hf_model(const std::string& dir, const std::string& dtype,
-                               const std::string& device) {
+                               const std::string& device, bool nf4) {
   const LlamaConfig cfg = read_hf_config(dir);
   torch::ScalarType st;
   if (dtype == "float32") st = torch::kFloat32;
@@ -277,6 +299,7 @@ LlamaForCausalLM load_hf_model(const std::string& dir, const std::string& dtype,
   else if (dtype == "float16") st = torch::kFloat16;
   else throw InputError("dtype \"" + dtype + "\" is not one of float32, bfloat16, float16");
   LlamaForCausalLM model(cfg);
+  if (nf4) mark_nf4_linears(model);  // before `to`: their full-size weights are never converted
   model->to(torch::Device(device), st);
   load_hf_weights(dir, model);
   return model;

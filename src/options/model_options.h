@@ -20,6 +20,7 @@ struct ModelOptions {
   std::string dtype = "float32";  // of the base weights and the activations
   std::string device = "cpu";     // "cpu", "cuda:0", ...
   int64_t context_length = 0;     // > 0: must fit the model's max_position_embeddings
+  std::string quantization = "none";  // "nf4": QLoRA, the decoder projections in NF4
   // Weights put on the base: a PEFT adapter directory, a checkpoint .h5, a training output_dir
   // or a Hugging Face model directory. Empty: the base alone.
   std::string adapter;
@@ -38,7 +39,8 @@ LoraOptions lora_options_from_config(const Config& config);
 // The same when lora_config.r is set (LoRA), else nullopt (full fine-tuning).
 std::optional<LoraOptions> lora_options_if_set(const Config& config);
 
-// initial_base_model_ckpt_path, dtype, context_length, and for training (`training` true)
+// initial_base_model_ckpt_path, dtype, context_length, quantization (and its spellings
+// load_in_4bit, adapter: qlora), and for training (`training` true)
 // initial_adapter_model_ckpt_path, lora_config, seed and gradient_checkpointing.
 ModelOptions model_options_from_config(const Config& config, bool training);
 

@@ -72,7 +72,7 @@ void check_data_fits_model(const ModelOptions& o, const Tokenizer& tokenizer, co
 
 ModelSetup setup_model(const ModelOptions& o) {
   ModelSetup s;
-  s.model = load_hf_model(o.base_dir, o.dtype, o.device);
+  s.model = load_hf_model(o.base_dir, o.dtype, o.device, o.quantization == "nf4");
   const LlamaConfig& mc = s.model->config();
   if (o.context_length > mc.max_position_embeddings)
     o.origins.fail("context_length", std::to_string(o.context_length) + " exceeds the model's max_position_embeddings " +
@@ -97,8 +97,13 @@ ModelSetup setup_model(const ModelOptions& o) {
     }
     s.lora = true;
   }
-  if (o.training && !s.lora)
+  if (o.training && !s.lora) {
+    if (o.quantization == "nf4")  // a full-weight adapter on an NF4 base (the config check sees only lora_config)
+      o.origins.fail("quantization", "NF4 freezes the base weights: full fine-tuning (" +
+                                         (s.adapter.kind.empty() ? std::string("no lora_config") : s.adapter.file) +
+                                         ") cannot train them");
     for (auto& p : s.model->parameters()) p.set_requires_grad(true);
+  }
   return s;
 }
 

@@ -333,6 +333,11 @@ void Trainer::setup_model() {
                  model_.adapted.size());
   dropout_ = model_.lora && lora.lora_dropout > 0;
   int64_t n_trainable = 0, n_total = 0;
+  for (const auto& m : model_.model->named_modules())  // NF4 weights are not parameters
+    if (auto* lin = dynamic_cast<LinearImpl*>(m.value().get()); lin && lin->nf4) n_total += lin->nf4->numel();
+  if (o_.model.quantization == "nf4")
+    spdlog::info("QLoRA: decoder projections in NF4 (block 64, double-quantized scales): {:.1f} MiB",
+                 nf4_bytes(model_.model) / 1048576.0);
   for (const auto& p : model_.model->named_parameters()) {
     n_total += p.value().numel();
     if (p.value().requires_grad()) {
@@ -341,6 +346,14 @@ void Trainer::setup_model() {
     }
   }
   spdlog::info("trainable parameters: {} of {} ({:.3f}%)", n_trainable, n_total, 100.0 * n_trainable / n_total);
+  if (o_.adamw.eight_bit) {  // refused before any data is prepared
+    int64_t largest = 0;
+    for (const auto& [name, t] : trainable_) largest = std::max<int64_t>(largest, t.numel());
+    if (largest < o_.adamw.min_8bit_size)
+      o_.origins.fail("optimizer", "adamw_8bit keeps tensors under " + std::to_string(o_.adamw.min_8bit_size) +
+                                       " elements in float32 and the largest trainable tensor has " +
+                                       std::to_string(largest) + ": nothing would be 8-bit; use adamw");
+  }
   flops_ = flops_model(model_.model);
   if (leader_) {  // metrics.jsonl is rank 0's
     std::string source;
@@ -356,8 +369,18 @@ void Trainer::setup_model() {
 
 // The gradient exchange (ZeRO-0/1) and AdamW over this rank's range of the trainable tensors.
 void Trainer::setup_optimizer() {
-  dp_ = std::make_unique<DataParallel>(*comm_, trainable_, o_.zero_stage);
+  dp_ = std::make_unique<DataParallel>(*comm_, trainable_, o_.zero_stage, o_.adamw.eight_bit ? AdamWOptions::kBlock : 1);
   opt_ = std::make_unique<AdamW>(trainable_, o_.adamw, dp_->optimizer_map(), dp_->optimizer_rank());
+  int64_t big = 0, total = 0;
+  for (const auto& [name, t] : trainable_) {
+    total += t.numel();
+    if (t.numel() >= o_.adamw.min_8bit_size) big += t.numel();
+  }
+  spdlog::info("optimizer: {}, moment state {:.2f} MiB on this rank{}", o_.adamw.eight_bit ? "adamw_8bit" : "adamw",
+               opt_->state_bytes() / 1048576.0,
+               o_.adamw.eight_bit ? fmt::format(" ({} of {} trainable values in 8 bits; tensors under {} elements keep "
+                                                "float32 moments)", big, total, o_.adamw.min_8bit_size)
+                                  : std::string());
   if (o_.zero_stage == 1 && world_ > 1) spdlog::debug("ZeRO-1 shard map:\n{}", dp_->world_map().describe());
 }
 
@@ -367,6 +390,8 @@ void Trainer::resume() {
   std::vector<std::string> base_files{(fs::path(o_.model.base_dir) / "config.json").string()};
   for (const auto& f : hf_weight_files(o_.model.base_dir)) base_files.push_back(f);
   base_hash_ = file_fingerprint(base_files);
+  // The trained adapter fits the base as the run saw it: a quantized base is another base.
+  if (o_.model.quantization == "nf4") base_hash_ += "+nf4-b64-dq";
   tokenizer_hash_ = pipe_.tokenizer_hash();
 
   CheckpointState ck;
@@ -378,9 +403,15 @@ void Trainer::resume() {
     from = o_.resume;
   }
   if (!from.empty()) {
-    if (ck.base_hash != base_hash_)
+    if (ck.base_hash != base_hash_) {
+      const auto plain = [](const std::string& h) { return h.substr(0, h.find('+')); };
+      if (plain(ck.base_hash) == plain(base_hash_))
+        throw InputError(from + ": cannot resume: the quantization of the base differs (checkpoint " +
+                         (ck.base_hash.find("+nf4") != std::string::npos ? "nf4" : "none") + ", quantization now " +
+                         o_.model.quantization + ")");
       throw InputError(from + ": cannot resume: the base weights differ (checkpoint " + ck.base_hash +
                        ", initial_base_model_ckpt_path now " + base_hash_ + ")");
+    }
     if (ck.tokenizer_hash != tokenizer_hash_)
       throw InputError(from + ": cannot resume: the tokenizer differs (checkpoint " + ck.tokenizer_hash + ", now " +
                        tokenizer_hash_ + ")");
@@ -573,8 +604,14 @@ bool Trainer::checkpoint_due(int64_t step) {
 // locking that NFS-like shared filesystems often lack.
 std::string Trainer::save_checkpoint(int64_t steps_done) {
   const auto full_master = dp_->gather(opt_->master());
-  const auto full_m = dp_->gather(opt_->exp_avg());
-  const auto full_v = dp_->gather(opt_->exp_avg_sq());
+  const auto sides = opt_->side_counts();
+  const auto full_m = dp_->gather(opt_->exp_avg(), sides);
+  const auto full_v = dp_->gather(opt_->exp_avg_sq(), sides);
+  at::Tensor full_qm, full_qv;  // 8-bit state: the codes too
+  if (opt_->codes_avg().defined()) {
+    full_qm = dp_->gather(opt_->codes_avg());
+    full_qv = dp_->gather(opt_->codes_avg_sq());
+  }
   std::string path;
   if (leader_) {
     CheckpointState st;
@@ -587,7 +624,7 @@ std::string Trainer::save_checkpoint(int64_t steps_done) {
     st.tokenizer_hash = tokenizer_hash_;
     st.data_hash = train_.data_hash;
     st.trainable = opt_->named_values(full_master);  // float32 masters, not the rounded parameters
-    st.optimizer = opt_->named_state(full_m, full_v);
+    st.optimizer = opt_->named_state(full_m, full_v, full_qm, full_qv);
     st.rng = rng_bytes();
     if (valid_loss_at_.first == steps_done) st.valid_loss = valid_loss_at_.second;
     path = ringtune::save_checkpoint(o_.output_dir, st);
