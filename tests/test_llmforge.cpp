@@ -132,6 +132,11 @@ struct Workspace {
 TEST(Llmforge, EveryKeyLoadsAndEachIgnoredKeyWarnsOnce) {
   Workspace w;
   const Config c = w.load();
+  // no_gradient_checkpoint: true decides gradient_checkpointing's default, and the resolved config
+  // (what checkpoints store) loads again: export and inspect read it
+  EXPECT_FALSE(c.get_bool("gradient_checkpointing"));
+  const Config again = load_config_from_string(c.dump_yaml(), {}, "stored config", w.dir.path());
+  EXPECT_FALSE(again.get_bool("gradient_checkpointing"));
   std::string all;
   for (const std::string& line : c.warnings()) all += line + "\n";
   for (const std::string& key : kNotUsed)

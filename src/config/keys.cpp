@@ -185,21 +185,6 @@ void declare_keys(Registry& r) {
   r.declare("no_gradient_checkpoint", T::Bool, "training",
             "llmforge's older spelling: true turns gradient_checkpointing off.");
 
-  // quantization (QLoRA)
-  r.declare("quantization", T::String, "lora",
-            "nf4: QLoRA. The frozen weights of every decoder-layer projection (attention and MLP) "
-            "are quantized at load to 4-bit NormalFloat exactly as bitsandbytes does (blocks of "
-            "64, double-quantized block scales), about 0.52 byte per weight instead of 2; each is "
-            "dequantized to dtype just for its matmul. Embeddings, norms and lm_head stay in "
-            "dtype. Needs LoRA (lora_config). none (or unset): weights in dtype.")
-      .one_of({"none", "nf4"});
-  r.declare("load_in_4bit", T::Bool, "lora",
-            "axolotl's and transformers' spelling: true selects quantization nf4.");
-  r.declare("adapter", T::String, "lora",
-            "axolotl's adapter kind: qlora selects quantization nf4; lora changes nothing. "
-            "LoRA itself is configured by lora_config.")
-      .one_of({"lora", "qlora"});
-
   // lora
   r.declare("lora_config.r", T::Int, "lora",
             "LoRA rank. Setting it turns LoRA on; unset (no lora_config): full-parameter "
@@ -252,6 +237,21 @@ void declare_keys(Registry& r) {
             "projections are (out, in): true is reset to false with a warning, as PEFT does.")
       .def(false)
       .only_if_set("lora_config.r");
+
+  // quantization (QLoRA)
+  r.declare("quantization", T::String, "lora",
+            "nf4: QLoRA. The frozen weights of every decoder-layer projection (attention and MLP) "
+            "are quantized at load to 4-bit NormalFloat exactly as bitsandbytes does (blocks of "
+            "64, double-quantized block scales), about 0.52 byte per weight instead of 2; each is "
+            "dequantized to dtype just for its matmul. Embeddings, norms and lm_head stay in "
+            "dtype. Needs LoRA (lora_config). none (or unset): weights in dtype.")
+      .one_of({"none", "nf4"});
+  r.declare("load_in_4bit", T::Bool, "lora",
+            "axolotl's and transformers' spelling: true selects quantization nf4.");
+  r.declare("adapter", T::String, "lora",
+            "axolotl's adapter kind: qlora selects quantization nf4; lora changes nothing. "
+            "LoRA itself is configured by lora_config.")
+      .one_of({"lora", "qlora"});
 
   // prompt format: a preset name, or a map of llmforge templates
   r.declare("generation_config.prompt_format", T::String, "prompt",

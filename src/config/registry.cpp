@@ -587,6 +587,22 @@ class ConfigLoader {
                      ": DIR (model_id stays the name recorded in exported adapters)");
   }
 
+  // Defaults another tool's key decides: llmforge's no_gradient_checkpoint sets
+  // gradient_checkpointing's default to its negation, and llmforge's padding (one sample per
+  // sequence) sets packing's to false. Then the resolved config (dumped into checkpoints) states
+  // what runs, and loads again without a contradiction.
+  void spelled_defaults() {
+    auto set_default = [&](const std::string& key, bool value) {
+      auto it = config_.values_.find(key);
+      if (it == config_.values_.end() || it->second.origin.kind != Origin::Kind::Default) return;
+      it->second.value = value;
+      it->second.text = value ? "true" : "false";
+    };
+    auto no = config_.values_.find("no_gradient_checkpoint");
+    if (no != config_.values_.end()) set_default("gradient_checkpointing", !std::get<bool>(no->second.value));
+    if (config_.values_.count("padding")) set_default("packing", false);
+  }
+
   // Every required key has a value.
   void check_required(const std::string& source) {
     for (const KeyDef& k : registry_.keys()) {
@@ -884,6 +900,7 @@ Config ConfigLoader::load(const std::string& yaml_text, const std::vector<std::s
   for (const std::string& arg : overrides) loader.apply_layer(loader.flatten_override(arg));
   loader.fill_empty_map_or_string();
   loader.model_id_as_weights(source_name);
+  loader.spelled_defaults();
   loader.check_required(source_name);
   validate_config(config);
   // One line per key of another tool that is set and not acted on.
