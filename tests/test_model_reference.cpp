@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <iostream>
+
 #include "src/io/hf_model.h"
 #include "src/io/safetensors.h"
 #include "model/generate.h"
@@ -92,16 +94,31 @@ TEST(ModelReference, GreedyFromPrompt) {
   EXPECT_EQ(generate(model, prompt, opt), expected);
 }
 
+// The KV cache changes the shapes of the matmuls, so logits agree to float32 rounding, not bit for
+// bit: a sampled token at a near-tie of the cumulative probability can differ between the two ways
+// (seen on an AMD EPYC: token 23 of a temperature-0.9 sample). So the cache is held to the logits
+// of a full recomputation at every position, and greedy decoding to the same tokens.
 TEST(ModelReference, CachedDecodingEqualsRecomputation) {
   auto model = load_hf_model(stories_dir());
+  torch::NoGradGuard ng;
   GenerateOptions opt;
   opt.max_new_tokens = 40;
   opt.temperature = 0.9;
   opt.top_p = 0.9;
   opt.seed = 7;
-  auto cached = generate(model, {1, 384, 353}, opt);
-  opt.use_cache = false;
-  auto recomputed = generate(model, {1, 384, 353}, opt);
-  EXPECT_EQ(cached, recomputed);
-  EXPECT_EQ(cached.size(), 43u);
+  const auto sampled = generate(model, {1, 384, 353}, opt);
+  ASSERT_EQ(sampled.size(), 43u);
+  const auto tokens = torch::tensor(sampled).reshape({1, -1});
+  const auto full = model->forward(tokens);  // [1, 43, V], no cache
+  auto cache = model->make_cache(1, 43);
+  std::vector<torch::Tensor> steps{model->forward(tokens.slice(1, 0, 3), {}, {}, &cache)};
+  for (int64_t t = 3; t < 43; ++t) steps.push_back(model->forward(tokens.slice(1, t, t + 1), {}, {}, &cache));
+  const double diff = (torch::cat(steps, 1) - full).abs().max().item<double>();
+  std::cout << "[ kv cache ] max |cached - recomputed logit| over 43 positions: " << diff << "\n";
+  EXPECT_LT(diff, 2e-4);  // the fixture's tolerance for logits (3.8e-5 seen)
+  GenerateOptions greedy;
+  greedy.max_new_tokens = 40;
+  const auto a = generate(model, {1, 384, 353}, greedy);
+  greedy.use_cache = false;
+  EXPECT_EQ(a, generate(model, {1, 384, 353}, greedy));
 }
