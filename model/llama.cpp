@@ -31,9 +31,8 @@ torch::Tensor dequantized(const Nf4Weight& w, at::ScalarType dtype) {
   static thread_local torch::Tensor scratch;
   const int64_t n = w.numel();
   if (!scratch.defined() || scratch.scalar_type() != dtype || scratch.numel() < n) {
-    const int64_t size = scratch.defined() && scratch.scalar_type() == dtype ? std::max(n, scratch.numel()) : n;
-    scratch = torch::Tensor();
-    scratch = torch::empty({size}, torch::TensorOptions().dtype(dtype));
+    scratch = torch::Tensor();  // the old one freed before the larger one is made
+    scratch = torch::empty({n}, torch::TensorOptions().dtype(dtype));
   }
   return nf4_dequantize_into(w, scratch);
 }
@@ -488,24 +487,17 @@ void LlamaForCausalLMImpl::init_weights(uint64_t seed, double std) {
   }
 }
 
-std::vector<std::string> mark_nf4_linears(LlamaForCausalLM& model) {
-  std::vector<std::string> names;
-  for (const auto& m : model->model->layers->named_modules()) {
-    if (auto* lin = dynamic_cast<LinearImpl*>(m.value().get())) {
-      const std::string& key = m.key();
-      if (key.find("lora_") != std::string::npos) continue;  // adapter factors stay float32
-      lin->mark_nf4();
-      names.push_back("model.layers." + key);
-    }
-  }
-  return names;
+void mark_nf4_linears(LlamaForCausalLM& model) {
+  for (const auto& m : model->model->layers->named_modules())
+    if (auto* lin = dynamic_cast<LinearImpl*>(m.value().get()); lin && m.key().find("lora_") == std::string::npos)
+      lin->mark_nf4();  // adapter factors stay float32
 }
 
-int64_t nf4_bytes(LlamaForCausalLM& model) {
-  int64_t total = 0;
+std::vector<std::pair<std::string, LinearImpl*>> nf4_linears(LlamaForCausalLM& model) {
+  std::vector<std::pair<std::string, LinearImpl*>> out;
   for (const auto& m : model->named_modules())
-    if (auto* lin = dynamic_cast<LinearImpl*>(m.value().get()); lin && lin->nf4) total += lin->nf4->bytes();
-  return total;
+    if (auto* lin = dynamic_cast<LinearImpl*>(m.value().get()); lin && lin->is_nf4()) out.emplace_back(m.key(), lin);
+  return out;
 }
 
 torch::Tensor next_token_loss(const torch::Tensor& logits, const torch::Tensor& tokens) {

@@ -209,10 +209,10 @@ TORCH_MODULE(LlamaForCausalLM);
 
 // QLoRA: every projection of the decoder layers (attention and MLP; not lm_head, not the
 // embedding) is marked to hold its base weight in NF4 (LinearImpl::mark_nf4), as bitsandbytes's
-// load_in_4bit does. Call on a new model before loading weights. Returns the marked names.
-std::vector<std::string> mark_nf4_linears(LlamaForCausalLM& model);
-// Bytes held by NF4 weights (packed codes and block statistics) in the model.
-int64_t nf4_bytes(LlamaForCausalLM& model);
+// load_in_4bit does. Call on a new model before loading weights.
+void mark_nf4_linears(LlamaForCausalLM& model);
+// The Linears marked NF4, by module name ("model.layers.0.self_attn.q_proj"), in module order.
+std::vector<std::pair<std::string, LinearImpl*>> nf4_linears(LlamaForCausalLM& model);
 
 // Mean next-token cross-entropy: logits [B, T, V], tokens [B, T]; the target at t is tokens[t+1],
 // the last position of each row is ignored.

@@ -151,17 +151,19 @@ void declare_keys(Registry& r) {
             "Optimizer steps of linear warmup from 0 to learning_rate.")
       .def(0);
   r.declare("weight_decay", T::Float, "training", "AdamW decoupled weight decay.").def(0.0);
+  const std::vector<std::string> optimizers{"adamw", "adamw_torch", "adamw_torch_fused", "adamw_8bit",
+                                           "adamw_bnb_8bit"};
   r.declare("optimizer", T::String, "training",
             "adamw: AdamW with float32 moments (adamw_torch and adamw_torch_fused are the same here). "
             "adamw_8bit (adamw_bnb_8bit): bitsandbytes's blockwise 8-bit AdamW, both moments in 8 bits "
             "(blocks of 256, one float32 scale each; about 2 bytes per trainable value instead of 8) "
-            "for tensors of 4096 elements or more, float32 for smaller ones.")
+            "for tensors of 4096 elements or more, float32 for smaller ones. Unset: optim, else adamw.")
       .def("adamw")
-      .one_of({"adamw", "adamw_torch", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit"});
+      .one_of(optimizers);
   r.declare("optim", T::String, "training",
             "Hugging Face TrainingArguments' spelling of optimizer (adamw_torch, adamw_bnb_8bit, "
             "adamw_8bit, ...).")
-      .one_of({"adamw", "adamw_torch", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit"});
+      .one_of(optimizers);
   r.declare("adam_beta1", T::Float, "training", "AdamW beta1.").def(0.9);
   r.declare("adam_beta2", T::Float, "training", "AdamW beta2.").def(0.999);
   r.declare("adam_epsilon", T::Float, "training", "AdamW epsilon.").def(1e-8);
@@ -244,7 +246,9 @@ void declare_keys(Registry& r) {
             "are quantized at load to 4-bit NormalFloat exactly as bitsandbytes does (blocks of "
             "64, double-quantized block scales), about 0.52 byte per weight instead of 2; each is "
             "dequantized to dtype just for its matmul. Embeddings, norms and lm_head stay in "
-            "dtype. Needs LoRA (lora_config). none (or unset): weights in dtype.")
+            "dtype. Needs LoRA (lora_config). none: weights in dtype. Unset: nf4 when load_in_4bit "
+            "is true or adapter is qlora, else none.")
+      .def("none")
       .one_of({"none", "nf4"});
   r.declare("load_in_4bit", T::Bool, "lora",
             "axolotl's and transformers' spelling: true selects quantization nf4.");
@@ -519,16 +523,14 @@ void validate_config(const Config& c) {
       fail(c, "optim", c.get_string("optim") + " contradicts optimizer: " + c.get_string("optimizer"));
   }
 
-  // quantization
-  const bool four_bit = (c.is_set("load_in_4bit") && c.get_bool("load_in_4bit")) ||
-                        (c.is_set("adapter") && c.get_string("adapter") == "qlora");
-  const std::string quantization = c.is_set("quantization") ? c.get_string("quantization") : "none";
-  if (four_bit && c.is_set("quantization") && quantization != "nf4")
-    fail(c, "quantization", quantization + " contradicts " +
-                                (c.is_set("load_in_4bit") && c.get_bool("load_in_4bit") ? "load_in_4bit: true"
-                                                                                         : "adapter: qlora"));
-  if ((four_bit || quantization == "nf4") && !c.is_set("lora_config.r"))
-    fail(c, c.is_set("quantization") ? "quantization" : c.is_set("adapter") ? "adapter" : "load_in_4bit",
+  // quantization (its default follows load_in_4bit and adapter: see the loader)
+  const bool load_in_4bit = c.is_set("load_in_4bit") && c.get_bool("load_in_4bit");
+  const std::string quantization = c.get_string("quantization");
+  if ((load_in_4bit || (c.is_set("adapter") && c.get_string("adapter") == "qlora")) &&
+      c.is_explicit("quantization") && quantization != "nf4")
+    fail(c, "quantization", quantization + " contradicts " + (load_in_4bit ? "load_in_4bit: true" : "adapter: qlora"));
+  if (quantization == "nf4" && !c.is_set("lora_config.r"))
+    fail(c, c.is_explicit("quantization") ? "quantization" : c.is_set("adapter") ? "adapter" : "load_in_4bit",
          "NF4 quantization freezes the base weights and needs LoRA: set lora_config.r (full fine-tuning "
          "cannot train 4-bit weights)");
 

@@ -588,19 +588,30 @@ class ConfigLoader {
   }
 
   // Defaults another tool's key decides: llmforge's no_gradient_checkpoint sets
-  // gradient_checkpointing's default to its negation, and llmforge's padding (one sample per
-  // sequence) sets packing's to false. Then the resolved config (dumped into checkpoints) states
-  // what runs, and loads again without a contradiction.
+  // gradient_checkpointing's default to its negation, llmforge's padding (one sample per
+  // sequence) sets packing's to false, axolotl's load_in_4bit: true or adapter: qlora sets
+  // quantization's to nf4, and Hugging Face's optim sets optimizer's. So options read one key, and
+  // the resolved config (dumped into checkpoints) states what runs and loads again without a
+  // contradiction.
   void spelled_defaults() {
-    auto set_default = [&](const std::string& key, bool value) {
+    auto set_default = [&](const std::string& key, ConfigValue value) {
       auto it = config_.values_.find(key);
       if (it == config_.values_.end() || it->second.origin.kind != Origin::Kind::Default) return;
-      it->second.value = value;
-      it->second.text = value ? "true" : "false";
+      it->second.text = std::holds_alternative<bool>(value) ? (std::get<bool>(value) ? "true" : "false")
+                                                            : std::get<std::string>(value);
+      it->second.value = std::move(value);
     };
-    auto no = config_.values_.find("no_gradient_checkpoint");
-    if (no != config_.values_.end()) set_default("gradient_checkpointing", !std::get<bool>(no->second.value));
-    if (config_.values_.count("padding")) set_default("packing", false);
+    auto given = [&](const std::string& key) {
+      auto it = config_.values_.find(key);
+      return it == config_.values_.end() ? nullptr : &it->second.value;
+    };
+    if (const auto* no = given("no_gradient_checkpoint")) set_default("gradient_checkpointing", !std::get<bool>(*no));
+    if (given("padding")) set_default("packing", false);
+    const auto* four_bit = given("load_in_4bit");
+    const auto* adapter = given("adapter");
+    if ((four_bit && std::get<bool>(*four_bit)) || (adapter && std::get<std::string>(*adapter) == "qlora"))
+      set_default("quantization", std::string("nf4"));
+    if (const auto* optim = given("optim")) set_default("optimizer", *optim);
   }
 
   // Every required key has a value.

@@ -226,8 +226,7 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
   double check_s = 0;
   int fused = 0;
   std::map<std::string, LinearImpl*> nf4;  // weight name -> Linear marked NF4
-  for (const auto& m : model->named_modules())
-    if (auto* lin = dynamic_cast<LinearImpl*>(m.value().get()); lin && lin->is_nf4()) nf4[m.key() + ".weight"] = lin;
+  for (const auto& [name, lin] : nf4_linears(model)) nf4[name + ".weight"] = lin;
   for (auto& p : model->named_parameters()) {
     const std::string& name = p.key();
     auto it = where.find(name);

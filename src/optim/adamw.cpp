@@ -186,7 +186,6 @@ void AdamW::step_range(double lr, const at::Tensor& grad) {
       float s1[kBlock], s2[kBlock];
       for (int64_t k = k0; k < k1; ++k) {
         const int64_t lo = k * kBlock, len = std::min(kBlock, n - lo);
-        float max1 = 0.0f, max2 = 0.0f;
         for (int64_t j = 0; j < len; ++j) {
           const float gj = g[lo + j];
           float x1 = code1[c1[lo + j]] * a1[k], x2 = code2[c2[lo + j]] * a2[k];
@@ -196,16 +195,10 @@ void AdamW::step_range(double lr, const at::Tensor& grad) {
           p[lo + j] = p[lo + j] + (neg_step * x1) / denom;
           s1[j] = x1;
           s2[j] = x2;
-          max1 = std::max(max1, std::fabs(x1));
-          max2 = std::max(max2, x2);
         }
-        a1[k] = max1;
-        a2[k] = max2;
-        const float inv1 = 1.0f / std::max(max1, 1e-38f), inv2 = 1.0f / std::max(max2, 1e-38f);
-        for (int64_t j = 0; j < len; ++j) {
-          c1[lo + j] = quantize_index(code1, 256, std::min(1.0f, std::max(-1.0f, s1[j] * inv1)));
-          c2[lo + j] = quantize_index(code2, 256, std::min(1.0f, s2[j] * inv2));
-        }
+        // this block re-quantized with its new absmax (one block: runs inline)
+        quantize_blockwise8(s1, len, kBlock, code1, c1 + lo, a1 + k);
+        quantize_blockwise8(s2, len, kBlock, code2, c2 + lo, a2 + k);
       }
     });
   }

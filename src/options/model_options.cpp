@@ -37,10 +37,7 @@ ModelOptions model_options_from_config(const Config& c, bool training) {
   o.base_dir = c.get_string("initial_base_model_ckpt_path");
   o.dtype = c.get_string("dtype");
   o.context_length = c.get_int("context_length");
-  if (c.is_set("quantization")) o.quantization = c.get_string("quantization");
-  if ((c.is_set("load_in_4bit") && c.get_bool("load_in_4bit")) ||
-      (c.is_set("adapter") && c.get_string("adapter") == "qlora"))
-    o.quantization = "nf4";
+  o.quantization = c.get_string("quantization");  // load_in_4bit / adapter: qlora decide its default
   if (!training) return o;
   o.training = true;
   if (c.is_set("initial_adapter_model_ckpt_path")) {

@@ -39,8 +39,7 @@ LoraOptions lora_options_from_config(const Config& config);
 // The same when lora_config.r is set (LoRA), else nullopt (full fine-tuning).
 std::optional<LoraOptions> lora_options_if_set(const Config& config);
 
-// initial_base_model_ckpt_path, dtype, context_length, quantization (and its spellings
-// load_in_4bit, adapter: qlora), and for training (`training` true)
+// initial_base_model_ckpt_path, dtype, context_length, quantization, and for training (`training` true)
 // initial_adapter_model_ckpt_path, lora_config, seed and gradient_checkpointing.
 ModelOptions model_options_from_config(const Config& config, bool training);
 

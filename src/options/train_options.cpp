@@ -54,9 +54,7 @@ TrainOptions train_options_from_config(const Config& c) {
   o.adamw.beta2 = c.get_double("adam_beta2");
   o.adamw.eps = c.get_double("adam_epsilon");
   o.adamw.weight_decay = c.get_double("weight_decay");
-  const std::string optimizer = c.is_set("optim") && !c.is_explicit("optimizer") ? c.get_string("optim")
-                                                                                  : c.get_string("optimizer");
-  o.adamw.eight_bit = optimizer.find("8bit") != std::string::npos;
+  o.adamw.eight_bit = c.get_string("optimizer").find("8bit") != std::string::npos;  // optim decides its default
   o.learning_rate = c.get_double("learning_rate");
   o.lr_schedule = c.get_string("lr_scheduler_type");
   o.warmup_steps = c.get_int("num_warmup_steps");

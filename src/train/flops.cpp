@@ -29,8 +29,7 @@ FlopsModel flops_model(LlamaForCausalLM& model) {
     if (embedding && !c.tie_word_embeddings) continue;
     (t.requires_grad() ? f.trainable_matmul : f.frozen_matmul) += t.numel();
   }
-  for (const auto& m : model->named_modules())  // NF4 weights: frozen, not parameters
-    if (auto* lin = dynamic_cast<LinearImpl*>(m.value().get()); lin && lin->nf4) f.frozen_matmul += lin->nf4->numel();
+  for (const auto& [name, lin] : nf4_linears(model)) f.frozen_matmul += lin->nf4->numel();  // frozen, not parameters
   return f;
 }
 

@@ -333,11 +333,14 @@ void Trainer::setup_model() {
                  model_.adapted.size());
   dropout_ = model_.lora && lora.lora_dropout > 0;
   int64_t n_trainable = 0, n_total = 0;
-  for (const auto& m : model_.model->named_modules())  // NF4 weights are not parameters
-    if (auto* lin = dynamic_cast<LinearImpl*>(m.value().get()); lin && lin->nf4) n_total += lin->nf4->numel();
+  int64_t nf4_bytes = 0;
+  for (const auto& [name, lin] : nf4_linears(model_.model)) {  // NF4 weights are not parameters
+    n_total += lin->nf4->numel();
+    nf4_bytes += lin->nf4->bytes();
+  }
   if (o_.model.quantization == "nf4")
     spdlog::info("QLoRA: decoder projections in NF4 (block 64, double-quantized scales): {:.1f} MiB",
-                 nf4_bytes(model_.model) / 1048576.0);
+                 nf4_bytes / 1048576.0);
   for (const auto& p : model_.model->named_parameters()) {
     n_total += p.value().numel();
     if (p.value().requires_grad()) {
