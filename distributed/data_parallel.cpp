@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "distributed/comm.h"
@@ -70,7 +72,13 @@ at::Tensor DataParallel::reduce_gradients() {
 }
 
 double DataParallel::global_norm(const at::Tensor& range_grad) {
-  auto sq = range_grad.to(torch::kFloat64).pow(2).sum().reshape({1}).cpu();
+  // The squares summed in float64, a slice at a time: a float64 copy of the whole range would be
+  // twice the gradient's size (2 GiB more for 134M values, measured at the optimizer step).
+  constexpr int64_t kSlice = int64_t{1} << 22;
+  auto sq = torch::zeros({}, range_grad.options().dtype(torch::kFloat64));
+  for (int64_t off = 0; off < range_grad.numel(); off += kSlice)
+    sq += range_grad.narrow(0, off, std::min(kSlice, range_grad.numel() - off)).to(torch::kFloat64).pow(2).sum();
+  sq = sq.reshape({1}).cpu();
   if (zero_stage_ == 1 && comm_.size() > 1) {
     // Summed on the CPU in float64 whatever the backend's device.
     sq = torch::tensor({sum({sq.item<double>()})[0]}, torch::kFloat64);

@@ -32,7 +32,9 @@ ProcessInfo detect_process_info() {
   p.rank = first_of({"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}, 0);
   p.world_size = first_of({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"}, 1);
   p.local_rank = first_of({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}, 0);
+  p.local_size = first_of({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}, 1);
   if (p.world_size < 1) p.world_size = 1;
+  if (p.local_size < 1 || p.local_size > p.world_size) p.local_size = 1;
   if (p.rank >= p.world_size) p.rank = 0;
   return p;
 }

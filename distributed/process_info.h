@@ -9,6 +9,7 @@ struct ProcessInfo {
   int rank = 0;
   int world_size = 1;
   int local_rank = 0;
+  int local_size = 1;  // ranks on this host
 };
 
 // OpenMPI (OMPI_COMM_WORLD_*), PMIx/Slurm (PMIX_RANK, SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID),

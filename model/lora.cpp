@@ -2,10 +2,13 @@
 // freezing of the base model, and merging of all adapters at once.
 #include "model/lora.h"
 
+#include "model/parameter_shapes.h"
+
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -289,6 +292,46 @@ int64_t unmerge_lora(LlamaForCausalLM& model) {
     }
   }
   return n;
+}
+
+}  // namespace ringtune
+
+namespace ringtune {
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> trainable_shapes(const LlamaConfig& c,
+                                                                          const std::optional<LoraOptions>& options) {
+  auto all = parameter_shapes(c);
+  if (!options) return all;
+  const LoraOptions& o = *options;
+  const auto targets = expanded_targets(o.target_modules);
+  std::map<std::string, std::vector<int64_t>> shape(all.begin(), all.end());
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  const int64_t r = o.r;
+  if (targets.count("embed_tokens")) {
+    out.push_back({"model.embed_tokens.lora_embedding_A", {r, c.vocab_size}});
+    out.push_back({"model.embed_tokens.lora_embedding_B", {c.hidden_size, r}});
+  }
+  // Linear modules: the 2-D ".weight" parameters other than the embedding's.
+  for (const auto& [name, s] : all) {
+    if (s.size() != 2 || !ends_with(name, ".weight") || name == "model.embed_tokens.weight") continue;
+    const std::string module = name.substr(0, name.size() - 7);
+    const bool adapted = name_matches(module, targets);
+    if (adapted) {
+      out.push_back({module + ".lora_A.weight", {r, s[1]}});
+      out.push_back({module + ".lora_B.weight", {s[0], r}});
+    }
+    const auto bias = shape.find(module + ".bias");
+    if (bias != shape.end() && (o.bias == "all" || (o.bias == "lora_only" && adapted))) out.push_back(*bias);
+  }
+  if (c.tie_word_embeddings && targets.count("lm_head")) {
+    out.push_back({"lm_head.lora_A.weight", {r, c.hidden_size}});
+    out.push_back({"lm_head.lora_B.weight", {c.vocab_size, r}});
+  }
+  std::set<std::string> saved;
+  for (const auto& m : o.modules_to_save)
+    saved.insert(m == "embed_tokens" || c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  for (const auto& name : saved) out.push_back({name, shape.at(name)});
+  return out;
 }
 
 }  // namespace ringtune

@@ -3,6 +3,7 @@
 // itself (lora_A / lora_B, forward, merge) lives in LinearImpl (model/llama.h).
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,14 @@ void validate_lora_options(const LoraOptions& options);
 // Validates everything before touching the model; throws std::invalid_argument (an unknown target
 // is named with the list of valid ones) and leaves the model unchanged.
 std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraOptions& options);
+
+// The tensors apply_lora would leave trainable on a model of config `c` (names as
+// named_parameters() gives them, shapes), computed from the config alone, without building the
+// model: adapters, modules_to_save and the biases `bias` names. With `options` nullopt (full
+// fine-tuning) every parameter. For the memory estimate (src/train/memory_estimate.h); a test holds
+// it to apply_lora on a built model.
+std::vector<std::pair<std::string, std::vector<int64_t>>> trainable_shapes(const LlamaConfig& c,
+                                                                          const std::optional<LoraOptions>& options);
 
 // merge() / unmerge() on every adapter (the embedding's included); returns how many there are.
 // merge_lora throws std::invalid_argument on a tied model with an embed_tokens or lm_head adapter

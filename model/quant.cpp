@@ -1,6 +1,8 @@
 // Blockwise NF4 and dynamic 8-bit quantization; see quant.h.
 #include "model/quant.h"
 
+#include <array>
+
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
@@ -90,13 +92,44 @@ float block_absmax(const float* x, int64_t lo, int64_t hi) {
 
 }  // namespace
 
+namespace {
+
+// The 255 midpoints between neighbouring values of a 256-value code, as quantize_index computes
+// them, so the search reads one table entry per step (8-bit AdamW quantizes every moment value of
+// every step: this is its hot loop).
+using Midpoints = std::array<float, 255>;
+Midpoints midpoints_of(const float* code) {
+  Midpoints m;
+  for (int i = 0; i < 255; ++i) m[i] = (code[i] + code[i + 1]) / 2.0f;
+  return m;
+}
+const Midpoints& midpoints(const float* code, Midpoints& scratch) {
+  static const Midpoints signed_mids = midpoints_of(dynamic_map(true).data());
+  static const Midpoints unsigned_mids = midpoints_of(dynamic_map(false).data());
+  if (code == dynamic_map(true).data()) return signed_mids;
+  if (code == dynamic_map(false).data()) return unsigned_mids;
+  scratch = midpoints_of(code);
+  return scratch;
+}
+// quantize_index(code, 256, x): the count of midpoints strictly below x, by a branch-free binary
+// search (after the steps 128, 64, ..., 1 every midpoint before idx is below x and none after).
+inline uint8_t count_below(const Midpoints& m, float x) {
+  int idx = 0;
+  for (int step = 128; step >= 1; step >>= 1) idx += m[idx + step - 1] < x ? step : 0;
+  return static_cast<uint8_t>(idx);
+}
+
+}  // namespace
+
 void quantize_blockwise8(const float* x, int64_t n, int64_t block, const float* code, uint8_t* q, float* absmax) {
+  Midpoints scratch;
+  const Midpoints& mids = midpoints(code, scratch);
   at::parallel_for(0, blocks_of(n, block), 16, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t lo = b * block, hi = std::min(n, lo + block);
       absmax[b] = block_absmax(x, lo, hi);
       const float inv = inverse_scale(absmax[b]);
-      for (int64_t i = lo; i < hi; ++i) q[i] = quantize_index(code, 256, scaled(x[i], inv));
+      for (int64_t i = lo; i < hi; ++i) q[i] = count_below(mids, scaled(x[i], inv));
     }
   });
 }

@@ -29,6 +29,7 @@ const std::map<std::string, Command>& commands() {
       {"tokenize", {ringtune::cmd_tokenize, "text -> token ids (JSONL in, JSONL out)"}},
       {"render", {ringtune::cmd_render, "how samples are formatted, tokenized and masked"}},
       {"prepare", {ringtune::cmd_prepare, "tokenize datasets into HDF5 caches"}},
+      {"estimate", {ringtune::cmd_estimate, "peak memory per rank of a training config, and the alternatives"}},
       {"train", {ringtune::cmd_train, "fine-tune (LoRA or full) on a YAML config"}},
       {"export", {ringtune::cmd_export, "checkpoint -> PEFT adapter or merged Hugging Face model"}},
       {"eval", {ringtune::cmd_eval, "validation loss/perplexity and exact match of greedy replies"}},

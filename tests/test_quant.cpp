@@ -5,6 +5,10 @@
 // onnxruntime's MatMulBnb4 operator fed ringtune's packed weights (tests/golden/quant/
 // ort_matmulbnb4.mjs). Then the NF4 Linear: forward and backward against the dequantized weight.
 #include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <vector>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -75,6 +79,35 @@ TEST(Quant, NearestIndexIsTheNearestCodeValue) {
       }
     }
   }
+}
+
+// quantize_blockwise8's table search gives quantize_index's codes: random values, every code value
+// and every midpoint exactly (ties), the ends, zero, a NaN, and a code table of its own.
+TEST(Quant, BlockwiseSearchEqualsQuantizeIndex) {
+  torch::manual_seed(2);
+  for (const bool is_signed : {true, false}) {
+    const float* code = dynamic_map(is_signed).data();
+    std::vector<float> v;
+    const auto r = torch::rand({4096}) * 2 - 1;
+    for (int64_t i = 0; i < r.numel(); ++i) v.push_back(r[i].item<float>());
+    for (int k = 0; k < 256; ++k) v.push_back(code[k]);
+    for (int k = 0; k < 255; ++k) v.push_back((code[k] + code[k + 1]) / 2.0f);
+    for (float e : {-1.0f, 1.0f, 0.0f, -0.0f, 1e-30f, -1e-30f, std::nanf("")}) v.push_back(e);
+    v.push_back(1.0f);  // the block's absmax is 1: values are their own scaled values
+    std::vector<uint8_t> q(v.size());
+    float absmax = 0;
+    quantize_blockwise8(v.data(), static_cast<int64_t>(v.size()), static_cast<int64_t>(v.size()), code, q.data(), &absmax);
+    ASSERT_EQ(absmax, 1.0f);
+    for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(q[i], quantize_index(code, 256, v[i])) << is_signed << " " << v[i];
+  }
+  std::array<float, 256> own;  // not one of the cached tables
+  for (int k = 0; k < 256; ++k) own[k] = -1.0f + 2.0f * static_cast<float>(k * k) / (255.0f * 255.0f);
+  std::vector<float> v;
+  for (int k = -300; k <= 300; ++k) v.push_back(static_cast<float>(k) / 300.0f);
+  std::vector<uint8_t> q(v.size());
+  float absmax = 0;
+  quantize_blockwise8(v.data(), static_cast<int64_t>(v.size()), static_cast<int64_t>(v.size()), own.data(), q.data(), &absmax);
+  for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(q[i], quantize_index(own.data(), 256, v[i])) << v[i];
 }
 
 TEST(Quant, Nf4PacksTheFirstElementInTheHighNibble) {

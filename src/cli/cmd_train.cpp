@@ -1,7 +1,10 @@
 // `ringtune train CONFIG [key=value ...]`: the main job.
+#include <spdlog/spdlog.h>
+
 #include <iostream>
 
 #include "distributed/process_group.h"
+#include "distributed/process_info.h"
 #include "src/cli/args.h"
 #include "src/error.h"
 #include "src/cli/commands.h"
@@ -9,6 +12,7 @@
 #include "src/config/registry.h"
 #include "src/options/train_options.h"
 #include "src/stop_signal.h"
+#include "src/train/memory_plan.h"
 #include "src/train/trainer.h"
 
 namespace ringtune {
@@ -31,7 +35,21 @@ int cmd_train(const Args& args) {
     std::cout << cfg.dump_yaml();
     return 0;
   }
-  const TrainOptions options = train_options_from_config(cfg);
+  TrainOptions options = train_options_from_config(cfg);
+  {
+    // Before any work: the memory estimate (one line), train_batch_size_per_device auto, and a
+    // memory_budget below the estimate refused.
+    const ProcessInfo proc = detect_process_info();
+    std::string log;
+    plan_memory(options, proc.world_size, proc.local_size, &log);
+    for (size_t at = 0; proc.rank == 0 && at < log.size();) {
+      const size_t end = log.find('\n', at);
+      const std::string line = log.substr(at, end - at);
+      if (line.rfind("warning: ", 0) == 0) spdlog::warn("{}", line.substr(9));
+      else spdlog::info("{}", line);
+      at = end == std::string::npos ? log.size() : end + 1;
+    }
+  }
   try {
     run_training(options);
   } catch (const StopRequested&) {

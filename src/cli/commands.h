@@ -19,5 +19,6 @@ int cmd_init_model(const Args& args);
 int cmd_export(const Args& args);
 int cmd_eval(const Args& args);
 int cmd_report(const Args& args);
+int cmd_estimate(const Args& args);
 
 }  // namespace ringtune

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "registry.h"   // defines: Registry, KeyDef, Config
+#include "src/config/byte_size.h"  // defines: parse_bytes
 #include "src/error.h"  // defines: InputError
 
 namespace ringtune {
@@ -127,9 +128,16 @@ void declare_keys(Registry& r) {
   r.declare("max_steps", T::Int, "training",
             "Stop after this many optimizer steps, looping over the data as needed (overrides "
             "num_epochs). Unset: train for num_epochs.");
-  r.declare("train_batch_size_per_device", T::Int, "training",
-            "Sequences per forward/backward pass on each rank (micro-batch).")
-      .def(1);
+  r.declare("train_batch_size_per_device", T::String, "training",
+            "Sequences per forward/backward pass on each rank (micro-batch), or auto: the largest "
+            "micro-batch whose memory estimate (`ringtune estimate`) fits memory_budget, keeping "
+            "global_batch_size.")
+      .def("1");
+  r.declare("memory_budget", T::String, "training",
+            "Memory one rank may use, e.g. 20GiB or 16GB: train_batch_size_per_device: auto picks "
+            "the largest micro-batch whose estimate fits it, and a run whose estimate exceeds a "
+            "budget set here stops before any work. Unset: the available RAM on the CPU (MemAvailable), "
+            "the device's memory on a GPU.");
   r.declare("eval_batch_size_per_device", T::Int, "training",
             "Sequences per forward pass on each rank during evaluation.")
       .def(1);
@@ -487,8 +495,22 @@ void validate_config(const Config& c) {
   fail_if(c.get_int("num_epochs") < 0, c, "num_epochs", "must be >= 0");
   fail_if(!has_max_steps && c.get_int("num_epochs") < 1, c, "num_epochs",
           "must be >= 1 when max_steps is unset");
-  fail_if(c.get_int("train_batch_size_per_device") < 1, c, "train_batch_size_per_device",
-          "must be >= 1");
+  {
+    const std::string mb = c.get_string("train_batch_size_per_device");
+    const bool digits = !mb.empty() && mb.size() < 10 && mb.find_first_not_of("0123456789") == std::string::npos;
+    fail_if(!(mb == "auto" || (digits && std::stoll(mb) >= 1)), c, "train_batch_size_per_device",
+            "must be an integer >= 1 or auto");
+    if (mb == "auto" && !c.is_set("global_batch_size"))
+      fail(c, "train_batch_size_per_device",
+           "auto keeps the global batch and picks the micro-batch: set global_batch_size");
+  }
+  if (c.is_set("memory_budget")) {
+    try {
+      parse_bytes(c.get_string("memory_budget"));
+    } catch (const std::invalid_argument& e) {
+      fail(c, "memory_budget", e.what());
+    }
+  }
   fail_if(c.get_int("eval_batch_size_per_device") < 1, c, "eval_batch_size_per_device",
           "must be >= 1");
   if (c.is_set("global_batch_size")) {

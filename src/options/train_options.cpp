@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "src/config/byte_size.h"
 #include "src/config/registry.h"
 #include "src/options/data_options.h"
 
@@ -38,7 +39,9 @@ TrainOptions train_options_from_config(const Config& c) {
   }
   o.seed = static_cast<uint64_t>(c.get_int("seed"));
 
-  o.micro_batch = c.get_int("train_batch_size_per_device");
+  const std::string micro = c.get_string("train_batch_size_per_device");
+  o.micro_batch = micro == "auto" ? 0 : std::stoll(micro);  // validated at load
+  if (c.is_set("memory_budget")) o.memory_budget = parse_bytes(c.get_string("memory_budget"));
   if (c.is_set("global_batch_size")) o.global_batch = c.get_int("global_batch_size");
   if (c.is_set("gradient_accumulation_steps")) o.accumulation = c.get_int("gradient_accumulation_steps");
   if (c.is_set("max_steps")) o.max_steps = c.get_int("max_steps");

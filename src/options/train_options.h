@@ -32,7 +32,8 @@ struct TrainOptions {
   uint64_t seed = 42;  // sample order, dropout, adapter initialisation
 
   // Steps: global_batch sequences per optimizer step, in micro-batches of micro_batch per rank.
-  int64_t micro_batch = 1;
+  int64_t micro_batch = 1;   // 0: auto (plan_memory picks it from the memory estimate)
+  int64_t memory_budget = 0;  // bytes one rank may use; 0: unset (the available memory)
   int64_t global_batch = 0;  // 0: micro_batch * accumulation * world size
   int64_t accumulation = 1;
   int64_t max_steps = 0;     // > 0: overrides num_epochs

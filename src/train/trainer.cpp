@@ -50,6 +50,7 @@
 #include "src/stop_signal.h"            // defines: install_stop_handlers, stop_signalled
 #include "src/train/packing.h"          // defines: PackedSequence, pack_sequences, SequenceBatch
 #include "src/train/step_plan.h"        // defines: StepPlan, Rows
+#include "src/train/tensor_memory.h"    // defines: TensorMemoryTrace, tensor_memory_mark
 
 namespace fs = std::filesystem;
 
@@ -473,10 +474,13 @@ StepMetrics Trainer::step(int64_t step) {
     t0 = Clock::now();
     auto loss = batch_loss_sum(model_.model, b);
     loss_sum += loss.item<double>();
+    tensor_memory_mark("forward");
     m.ms.forward += ms_since(t0);
     t0 = Clock::now();
     if (supervised > 0) (loss / static_cast<double>(supervised)).backward();
+    tensor_memory_mark("backward");
     dp_->accumulate_gradients();  // in float32, whatever the parameters' dtype
+    tensor_memory_mark("gradient accumulation");
     m.ms.backward += ms_since(t0);
     note_progress();
   }
@@ -527,6 +531,7 @@ StepMetrics Trainer::step(int64_t step) {
     m.ms.comm += ms_since(t0);
     t0 = Clock::now();
     opt_->write_all(all);
+    tensor_memory_mark("optimizer step");
     m.ms.optimizer += ms_since(t0);
   }
 
@@ -668,6 +673,7 @@ TrainSummary Trainer::teardown() {
 
 TrainSummary run_training(const TrainOptions& options) {
   Trainer t(options);
+  TensorMemoryTrace trace;  // RINGTUNE_TRACE_MEMORY=1: live tensor bytes at the phases of a step
   // From here a stop signal sets a flag: data preparation ends with Interrupted, training stops
   // after the current step with a checkpoint.
   install_stop_handlers();
@@ -679,6 +685,7 @@ TrainSummary run_training(const TrainOptions& options) {
   t.setup_data();
   t.setup_optimizer();
   t.resume();
+  tensor_memory_mark("setup");
 
   // Training: one optimizer step at a time; validation, metrics and checkpoints between steps.
   for (int64_t step = t.first_step(); step < t.total_steps(); ++step) {

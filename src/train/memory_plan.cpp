@@ -1,0 +1,120 @@
+// Memory planning of a training run; see memory_plan.h.
+#include "src/train/memory_plan.h"
+
+#include <dlfcn.h>
+#include <torch/version.h>
+
+#include <algorithm>
+
+#include "src/error.h"                  // defines: InputError
+#include "src/io/hf_model.h"            // defines: read_hf_config
+#include "src/options/train_options.h"  // defines: TrainOptions
+#include "src/train/model_setup.h"      // defines: visible_gpus
+
+namespace ringtune {
+
+namespace {
+
+bool runs_on_cuda(const TrainOptions& o) {
+  if (o.device == "cpu") return false;
+  return o.device == "cuda" || visible_gpus() > 0;
+}
+
+// cudaMemGetInfo of the current device from the CUDA runtime libtorch loaded (looked up in the
+// process, then in libcudart): free bytes, or -1.
+int64_t cuda_free_bytes() {
+  using Fn = int (*)(size_t*, size_t*);
+  void* sym = dlsym(RTLD_DEFAULT, "cudaMemGetInfo");
+  for (const char* lib : {"libcudart.so", "libcudart.so.12", "libcudart.so.11.0"}) {
+    if (sym) break;
+    if (void* h = dlopen(lib, RTLD_LAZY | RTLD_LOCAL)) sym = dlsym(h, "cudaMemGetInfo");
+  }
+  if (!sym) return -1;
+  size_t free = 0, total = 0;
+  if (reinterpret_cast<Fn>(sym)(&free, &total) != 0) return -1;
+  return static_cast<int64_t>(free);
+}
+
+}  // namespace
+
+MemoryInputs memory_inputs(const TrainOptions& o, int world) {
+  MemoryInputs in;
+  in.model = read_hf_config(o.model.base_dir);
+  in.dtype_bytes = o.model.dtype == "float32" ? 4 : 2;
+  in.nf4 = o.model.quantization == "nf4";
+  in.lora = o.model.lora;
+  in.eight_bit = o.adamw.eight_bit;
+  in.min_8bit_size = o.adamw.min_8bit_size;
+  in.zero_stage = o.zero_stage;
+  in.world = std::max(1, world);
+  in.micro_batch = std::max<int64_t>(1, o.micro_batch);
+  in.seq = o.data.options.context_length > 0 ? o.data.options.context_length : in.model.max_position_embeddings;
+  in.gradient_checkpointing = o.model.gradient_checkpointing;
+  in.fused_attention = TORCH_VERSION_MAJOR >= 2;
+  in.packed = o.packing;
+  in.cuda = runs_on_cuda(o);
+  in.baseline_bytes = in.cuda ? 0 : std::max<int64_t>(0, process_resident_bytes());
+  return in;
+}
+
+int64_t memory_budget(const TrainOptions& o, bool cuda, int local_size, std::string* source) {
+  if (o.memory_budget > 0) {
+    *source = "memory_budget";
+    return o.memory_budget;
+  }
+  if (cuda) {
+    *source = "free memory of the GPU";
+    return cuda_free_bytes();
+  }
+  const int64_t avail = available_memory_bytes();
+  *source = "available RAM" + (local_size > 1 ? " / " + std::to_string(local_size) + " ranks on this host" : std::string());
+  return avail < 0 ? -1 : avail / std::max(1, local_size);
+}
+
+MemoryEstimate plan_memory(TrainOptions& o, int world, int local_size, std::string* log) {
+  MemoryInputs in;
+  try {
+    in = memory_inputs(o, world);
+  } catch (const InputError&) {  // no readable config.json: loading the model says what is wrong
+    if (o.micro_batch == 0) o.micro_batch = 1;
+    return {};
+  }
+  std::string source;
+  const int64_t budget = memory_budget(o, in.cuda, local_size, &source);
+  const std::string advice =
+      "; lower context_length, set gradient_checkpointing: true, train LoRA/QLoRA (quantization: nf4) or use "
+      "optimizer: adamw_8bit, or give more memory (`ringtune estimate` shows where it goes)";
+  if (o.micro_batch == 0) {  // auto
+    const int64_t per_rank = (o.global_batch_at(world) + world - 1) / world;
+    if (budget < 0) {
+      o.micro_batch = 1;
+      *log += "train_batch_size_per_device auto: the " + source + " is unknown; micro-batch 1\n";
+    } else {
+      const int64_t b = largest_micro_batch(in, per_rank, budget);
+      if (b == 0) {
+        in.micro_batch = 1;
+        o.origins.fail(o.memory_budget > 0 ? "memory_budget" : "train_batch_size_per_device",
+                       "auto: even micro-batch 1 needs an estimated " + format_bytes(estimate_memory(in).total) +
+                           " per rank, more than the " + source + " (" + format_bytes(budget) + ")" + advice);
+      }
+      o.micro_batch = b;
+      in.micro_batch = b;
+      *log += "train_batch_size_per_device auto: " + std::to_string(b) + " (the largest of 1.." +
+              std::to_string(per_rank) + " whose estimate fits the " + source + ", " + format_bytes(budget) + ")\n";
+    }
+  }
+  in.micro_batch = o.micro_batch;
+  MemoryEstimate e = estimate_memory(in);
+  if (budget >= 0 && e.total > budget) {
+    if (o.memory_budget > 0)
+      o.origins.fail("memory_budget", "the estimate for micro-batch " + std::to_string(o.micro_batch) + " is " +
+                                          format_bytes(e.total) + " per rank, more than memory_budget " +
+                                          format_bytes(budget) + advice);
+    *log += "warning: the estimate (" + format_bytes(e.total) + ") exceeds the " + source + " (" +
+            format_bytes(budget) + ")\n";
+  }
+  *log += memory_summary(e) + "\n";
+  return e;
+}
+
+}  // namespace ringtune
