@@ -81,9 +81,13 @@ MemoryEstimate plan_memory(TrainOptions& o, int world, int local_size, std::stri
   }
   std::string source;
   const int64_t budget = memory_budget(o, in.cuda, local_size, &source);
-  const std::string advice =
-      "; lower context_length, set gradient_checkpointing: true, train LoRA/QLoRA (quantization: nf4) or use "
-      "optimizer: adamw_8bit, or give more memory (`ringtune estimate` shows where it goes)";
+  // What would lower it, among what this run does not do already.
+  std::string advice = "; lower context_length";
+  if (!in.gradient_checkpointing) advice += ", set gradient_checkpointing: true";
+  if (!in.lora) advice += ", train LoRA (lora_config)";
+  else if (!in.nf4) advice += ", use QLoRA (quantization: nf4)";
+  if (!in.eight_bit) advice += ", use optimizer: adamw_8bit";
+  advice += " or give more memory (`ringtune estimate` shows where it goes)";
   if (o.micro_batch == 0) {  // auto
     const int64_t per_rank = (o.global_batch_at(world) + world - 1) / world;
     if (budget < 0) {
