@@ -15,21 +15,16 @@ namespace {
 
 int64_t g_chunk_rows = 0;  // set_loss_chunk_rows
 
-// Rows of logits computed at once: about 64 Mi floats (256 MB in float32), at least one row.
-int64_t chunk_rows(int64_t vocab) {
-  if (g_chunk_rows > 0) return g_chunk_rows;
-  return std::max<int64_t>(1, (int64_t{64} << 20) / std::max<int64_t>(vocab, 1));
-}
 
 torch::Tensor cross_entropy_sum(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const torch::Tensor& labels) {
   return torch::nn::functional::cross_entropy(
       model.project(hidden), labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
 }
 
-// Rows of hidden/labels in chunks of chunk_rows(vocab): `each` gets every chunk (hidden rows, labels).
+// Rows of hidden/labels in chunks of loss_chunk_rows(vocab): `each` gets every chunk (hidden rows, labels).
 template <typename F>
 void for_each_chunk(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const torch::Tensor& labels, F each) {
-  const int64_t n = hidden.size(0), step = chunk_rows(model.config().vocab_size);
+  const int64_t n = hidden.size(0), step = loss_chunk_rows(model.config().vocab_size);
   for (int64_t i = 0; i < n; i += step) {
     const int64_t end = std::min(n, i + step);
     each(hidden.slice(0, i, end), labels.slice(0, i, end));
@@ -97,6 +92,11 @@ struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntrop
 };
 
 }  // namespace
+
+int64_t loss_chunk_rows(int64_t vocab) {
+  if (g_chunk_rows > 0) return g_chunk_rows;
+  return std::max<int64_t>(1, (int64_t{64} << 20) / std::max<int64_t>(vocab, 1));
+}
 
 void set_loss_chunk_rows(int64_t rows) { g_chunk_rows = rows; }
 

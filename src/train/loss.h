@@ -19,6 +19,9 @@ struct SequenceBatch;
 // recomputed chunk by chunk in the backward pass, so [batch, length, vocab] never exists at once.
 at::Tensor batch_loss_sum(LlamaForCausalLM& model, const SequenceBatch& batch);
 
+// Rows of logits computed at once for a vocabulary of `vocab`: about 64 Mi values (256 MB in
+// float32), at least one row (the memory estimate counts them).
+int64_t loss_chunk_rows(int64_t vocab);
 // Tests: rows per chunk instead of the 64 Mi / vocab default (0 restores it).
 void set_loss_chunk_rows(int64_t rows);
 

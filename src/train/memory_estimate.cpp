@@ -10,9 +10,10 @@
 // per token of a micro-batch (N = B·T tokens), for a compute dtype of e bytes (4 or 2):
 //
 //   RMSNorm (x2)        the float32 input (the input itself in float32, a float32 copy in bf16),
-//                       kept by the square and the product with rsqrt, one more float32 [N, d]
-//                       of that chain and the rsqrt column (libtorch 1.13 keeps both; measured
-//                       with the allocator hook in tests/test_memory_estimate.cpp): 2 · (8d + 4)
+//                       kept by the square and the product with rsqrt, the square itself (kept
+//                       by libtorch 1.13's mean.dim: seen with saved_tensors_hooks in Debian's
+//                       python3-torch, and with the allocator hook in tests/test_memory_estimate.cpp)
+//                       and the rsqrt column:                                   2 · (8d + 4)
 //                       with a trained norm weight (full fine-tuning) also the
 //                       normalised value kept by the product with it:           + 2 · e·d
 //   projections         a frozen weight keeps nothing of its input; a trained one (full fine-tuning)
@@ -79,13 +80,13 @@
 #include <stdexcept>
 
 #include "model/parameter_shapes.h"
+#include "src/train/loss.h"  // defines: loss_chunk_rows
 
 namespace ringtune {
 
 namespace {
 
 constexpr int64_t kMiB = int64_t{1} << 20;
-constexpr int64_t kLossChunkValues = int64_t{64} << 20;  // src/train/loss.cpp: values of logits per chunk
 constexpr int64_t kCudaContext = 512 * kMiB;               // CUDA context, cuBLAS/NCCL workspaces (assumed)
 // glibc's heap on the CPU keeps freed blocks resident (it returns only the top of the heap), and
 // the heap grows over the first steps to a plateau (12 steps traced with RINGTUNE_TRACE_MEMORY:
@@ -141,7 +142,7 @@ Bytes layer_bytes(const MemoryInputs& in, const Shapes& s, const std::set<std::s
   const int64_t e = in.dtype_bytes, T = in.seq;
   const bool full = !in.lora.has_value();
   Bytes b;
-  b.add(4 * s.d * N, 4);  // the two norms: float32 input and a float32 intermediate each
+  b.add(4 * s.d * N, 4);  // the two norms: float32 input and its square (kept by the mean) each
   b.add(4 * N, 2);        // their rsqrt columns
   if (full) {
     b.add(e * s.d * N, 4);  // normalised values (trained norm weights) and the norm outputs (trained projections)
@@ -290,7 +291,7 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
     first_layer_saves.add(4 * N);
     if (!full && !adapted.count("k_proj")) first_layer_saves.add(e * s.qd * N);
   }
-  const int64_t rows = std::min<int64_t>(N, std::max<int64_t>(1, kLossChunkValues / std::max<int64_t>(1, s.vocab)));
+  const int64_t rows = std::min<int64_t>(N, loss_chunk_rows(s.vocab));
   Bytes loss;
   loss.add(rows * s.vocab * 4, 3);
   Bytes kept, layer_peak;
