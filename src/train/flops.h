@@ -14,9 +14,10 @@
 //
 // Peak FLOP/s: `peak_flops` from the config when set; else, on a GPU, a table of known devices
 // (dense bf16/fp16 tensor-core peaks; the device named by the NVIDIA driver); else, on the CPU, a
-// matmul measured once (a square matmul in the run's dtype on the rank's threads, the best of a
-// few) and cached in $XDG_CACHE_HOME/ringtune/peak_flops (or ~/.cache/...), keyed by CPU model,
-// threads and dtype. The CPU figure is what libtorch's GEMM reaches, not a datasheet peak.
+// matmul measured at each start (a square matmul in the run's dtype on the rank's threads, the best
+// of those in a quarter of a second) and the best figure seen, kept in $XDG_CACHE_HOME/ringtune/peak_flops (or
+// ~/.cache/...) keyed by CPU model, threads and dtype, so a measurement on a busy machine does not
+// stick. The CPU figure is what libtorch's GEMM reaches, not a datasheet peak.
 // defines: FlopsModel, flops_model, peak_flops
 #pragma once
 #include <cstdint>
