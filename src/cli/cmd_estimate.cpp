@@ -49,14 +49,13 @@ int cmd_estimate(const Args& args) {
     if (d != "cpu" && d != "cuda") throw InputError("ringtune estimate: --device " + d + ": expected cpu or cuda");
     o.device = d;
   }
+  const std::string attention = p.has("attention") ? p.get("attention") : "";
+  if (!attention.empty() && attention != "eager" && attention != "fused")
+    throw InputError("ringtune estimate: --attention " + attention + ": expected eager or fused");
   std::string log;
-  plan_memory(o, world, world > 1 ? proc.local_size : 1, &log);  // train_batch_size_per_device auto, the budget
   MemoryInputs in = memory_inputs(o, world);
-  if (p.has("attention")) {
-    const std::string a = p.get("attention");
-    if (a != "eager" && a != "fused") throw InputError("ringtune estimate: --attention " + a + ": expected eager or fused");
-    in.fused_attention = a == "fused";
-  }
+  plan_memory(o, in, world > 1 ? proc.local_size : 1, &log);  // train_batch_size_per_device auto, the budget
+  if (!attention.empty()) in.fused_attention = attention == "fused";
   const MemoryEstimate e = estimate_memory(in);
   const LlamaConfig& c = in.model;
   std::cout << "model: " << c.model_type << ", " << c.num_hidden_layers << " layers, hidden " << c.hidden_size

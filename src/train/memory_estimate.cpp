@@ -103,10 +103,10 @@ bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
-bool is_projection(const std::string& name) {
-  for (const char* p : {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
-    if (ends_with(name, std::string(".") + p + ".weight")) return true;
-  return false;
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t x : shape) n *= x;
+  return n;
 }
 
 struct Shapes {
@@ -219,25 +219,24 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
   // Which tensors train, and which projections carry an adapter (layer 0 stands for all).
   const auto trainable = trainable_shapes(c, in.lora);
   std::map<std::string, int64_t> trained;
+  std::set<std::string> adapted;  // "q_proj", ... from layer 0's adapter names
+  const std::string layer0 = "model.layers.0.", factor = ".lora_A.weight";
   for (const auto& [name, shape] : trainable) {
-    int64_t n = 1;
-    for (int64_t x : shape) n *= x;
-    trained[name] = n;
-  }
-  std::set<std::string> adapted;
-  for (const char* p : {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
-    for (const char* parent : {"self_attn", "mlp"})
-      if (trained.count(std::string("model.layers.0.") + parent + "." + p + ".lora_A.weight")) adapted.insert(p);
+    trained[name] = numel(shape);
+    if (name.rfind(layer0, 0) == 0 && ends_with(name, factor)) {
+      const std::string module = name.substr(0, name.size() - factor.size());
+      adapted.insert(module.substr(module.rfind('.') + 1));
+    }
   }
 
   // Frozen weights.
   int64_t frozen = 0, nf4_values = 0, largest_projection = 0, frozen_params = 0;
   for (const auto& [name, shape] : parameter_shapes(c)) {
-    int64_t n = 1;
-    for (int64_t x : shape) n *= x;
     if (trained.count(name)) continue;
+    const int64_t n = numel(shape);
     frozen_params += n;
-    if (in.nf4 && is_projection(name)) {
+    // NF4: every Linear weight of the decoder layers, as mark_nf4_linears (2-D; biases and norms are 1-D)
+    if (in.nf4 && name.rfind("model.layers.", 0) == 0 && shape.size() == 2) {
       const int64_t blocks = ceil_div(n, 64);
       frozen += ceil_div(n, 2) + blocks + 4 * ceil_div(blocks, 256) + 4;
       nf4_values += n;
@@ -306,7 +305,6 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
   Bytes activations = kept + final_part;
   activations.heap -= first_layer_saves.heap;
   activations.mapped -= first_layer_saves.mapped;
-  out.activation_bytes_per_layer = per_layer.total();
 
   // Optimizer step temporaries.
   Bytes at_step;

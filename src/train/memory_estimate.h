@@ -46,7 +46,6 @@ struct MemoryEstimate {
   int64_t live_total = 0;         // the peak of live tensor bytes (+ the process baseline)
   std::string peak_phase;         // "backward", "end of backward", "optimizer step"
   int64_t trainable_params = 0, frozen_params = 0;
-  int64_t activation_bytes_per_layer = 0;  // saved for backward, per layer (all of one micro-batch)
   // Tensor bytes a forward pass keeps for backward (layers, final norm, loss input), and the most
   // that live on top of the persistent state during a step (the largest transient phase).
   int64_t saved_activations = 0, step_transient = 0;

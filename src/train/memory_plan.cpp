@@ -79,6 +79,11 @@ MemoryEstimate plan_memory(TrainOptions& o, int world, int local_size, std::stri
     if (o.micro_batch == 0) o.micro_batch = 1;
     return {};
   }
+  return plan_memory(o, in, local_size, log);
+}
+
+MemoryEstimate plan_memory(TrainOptions& o, MemoryInputs& in, int local_size, std::string* log) {
+  const int world = in.world;
   std::string source;
   const int64_t budget = memory_budget(o, in.cuda, local_size, &source);
   // What would lower it, among what this run does not do already.
@@ -102,7 +107,6 @@ MemoryEstimate plan_memory(TrainOptions& o, int world, int local_size, std::stri
                            " per rank, more than the " + source + " (" + format_bytes(budget) + ")" + advice);
       }
       o.micro_batch = b;
-      in.micro_batch = b;
       *log += "train_batch_size_per_device auto: " + std::to_string(b) + " (the largest of 1.." +
               std::to_string(per_rank) + " whose estimate fits the " + source + ", " + format_bytes(budget) + ")\n";
     }

@@ -29,5 +29,7 @@ int64_t memory_budget(const TrainOptions& o, bool cuda, int local_size, std::str
 // and adds to *log the lines to print (the summary, the choice). Without a readable config.json
 // it plans nothing (auto becomes 1): loading the model then reports the problem.
 MemoryEstimate plan_memory(TrainOptions& o, int world, int local_size, std::string* log);
+// The same on inputs already read (memory_inputs(o, in.world)); in.micro_batch becomes the choice.
+MemoryEstimate plan_memory(TrainOptions& o, MemoryInputs& in, int local_size, std::string* log);
 
 }  // namespace ringtune
