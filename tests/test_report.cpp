@@ -130,3 +130,20 @@ TEST(Report, BadInputExitsTwo) {
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("not a directory"), std::string::npos) << missing.err;
 }
+
+// RINGTUNE_PROFILE=FILE:STEP writes libtorch's operator trace of that step, and
+// bench/profile_step.py sums it by operator (the products of the step among the operators).
+TEST(Report, ProfileOfOneStepIsATraceTheSummaryReads) {
+  ReportRun w;
+  const std::string trace = w.dir.file("step2.json");
+  auto r = run_shell("RINGTUNE_PROFILE=" + trace + ":2 " + std::string(RINGTUNE_BINARY) + " train " +
+                     w.dir.file("cfg.yaml") + " output_dir=" + w.out + " max_steps=3");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("profiling step 2 into " + trace), std::string::npos) << r.err;
+  ASSERT_TRUE(fs::exists(trace));
+  auto s = run_shell("python3 " + source_dir() + "/bench/profile_step.py " + trace + " --top 40");
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_NE(s.out.find("traced span"), std::string::npos) << s.out;
+  EXPECT_NE(s.out.find("aten::mm"), std::string::npos) << s.out;
+  EXPECT_NE(s.out.find("SegmentCausalAttention"), std::string::npos) << s.out;
+}

@@ -31,6 +31,9 @@
 //                       and the boolean mask kept by masked_fill                 + T (packed) or T/B
 //                       fused (scaled_dot_product_attention): output and
 //                       log-sum-exp instead of the T·T terms                     e·H·hd + 4·H
+//                       on the CPU, ringtune's block-wise kernel (k, v unrepeated, no mask): the
+//                       output and the visited blocks' float32 probabilities,
+//                       at most (one segment per row, blocks of 128 rows)        e·H·hd + 4·H·a(T)
 //   SwiGLU MLP          gate output (SiLU), SiLU output and up output (product): 3·e·I
 //   residual adds       nothing
 //
@@ -41,14 +44,18 @@
 // generator state) and recomputes one layer at a time in the backward pass, so the peak holds the
 // L inputs plus one layer's activations and its backward working set: the larger of the MLP's two
 // gradients of width I (2·e·I) and the attention's, when the MLP's activations are already
-// released ((6 + e)·H·T for the probabilities' and scores' gradients eager, 3·e·H·hd fused,
-// minus 3·e·I). Full fine-tuning: the weights' gradients accumulate as the layers' activations are
+// released ((6 + e)·H·T for the probabilities' and scores' gradients eager, 3·e·H·hd fused, the CPU
+// kernel's float32 gradients 12·H·hd (+ 3·e·H·hd for their bf16 copies), minus 3·e·I). Full fine-tuning: the weights' gradients accumulate as the layers' activations are
 // released; the peak is at the loss or at the last layer processed (every gradient but the first
 // layer's and the embedding's, one layer's activations).
 //
 // Output layer and loss (src/train/loss.cpp): logits exist only for a chunk of rows ≤ 64 Mi / V at a
-// time; the backward pass recomputes a chunk's logits (in e, then float32), keeps the log-softmax
-// and makes its gradient and the logits' gradient, three float32 [rows, V] at once: rows·V·12. The final
+// time. A frozen output layer (LoRA on the body): the forward pass makes the hidden states' gradient
+// chunk by chunk, the float32 logits and their log-softmax (turned into the logits' gradient in
+// place), rows·V·8, in bf16 also the product's bf16 output and the gradient's bf16 copy, + rows·V·4.
+// A trained one: the backward pass recomputes a chunk's logits (in e, then float32), keeps the
+// log-softmax and makes its gradient and the logits' gradient, three float32 [rows, V] at once:
+// rows·V·12. The final
 // norm keeps 4d and the loss keeps the hidden states e·d per token.
 //
 // Persistent state: frozen weights (e bytes per value; NF4 projections 0.5 byte + one byte of
@@ -79,6 +86,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "model/attention_kernel.h"  // defines: attention_kernel_saved_per_row
 #include "model/parameter_shapes.h"
 #include "src/train/loss.h"  // defines: loss_chunk_rows
 
@@ -161,14 +169,19 @@ Bytes layer_bytes(const MemoryInputs& in, const Shapes& s, const std::set<std::s
       b.add(4 * in.lora->r * N, n);                   // A's output
     }
   }
-  const bool grouped = s.kv_heads < s.heads;
+  // k and v repeated to H heads, except by the CPU's block-wise kernel (which reads them in place).
+  const bool grouped = s.kv_heads < s.heads && !(in.fused_attention && !in.cuda);
   b.add(e * s.qd * N);                                 // q after RoPE
-  b.add(e * (grouped ? s.qd : s.kvd) * N, 2);          // k and v (repeated to H heads)
+  b.add(e * (grouped ? s.qd : s.kvd) * N, 2);          // k and v
   if (e != 4) b.add(e * s.hd * N, 4);                  // RoPE's cos/sin in bf16, for q and k
   if (in.fused_attention) {
-    b.add(e * s.qd * N);
-    b.add(4 * s.heads * N);
-    if (in.packed) b.add(T * N);
+    b.add(e * s.qd * N);                               // output
+    if (in.cuda) {
+      b.add(4 * s.heads * N);                          // log-sum-exp
+      if (in.packed) b.add(T * N);                     // SDPA's boolean mask
+    } else {                                           // the visited blocks' probabilities (at most)
+      b.add(static_cast<int64_t>(4 * s.heads * attention_kernel_saved_per_row(T)) * N);
+    }
   } else {
     b.add(4 * s.heads * T * N);                        // softmax output
     if (e != 4) b.add(e * s.heads * T * N);            // its bf16 copy
@@ -181,7 +194,9 @@ Bytes layer_bytes(const MemoryInputs& in, const Shapes& s, const std::set<std::s
 // The gradient buffers alive during one layer's backward pass (see the derivation above).
 Bytes layer_backward_working(const MemoryInputs& in, const Shapes& s, int64_t N) {
   const int64_t e = in.dtype_bytes;
-  const int64_t attention = (in.fused_attention ? 3 * e * s.qd : (6 + e) * s.heads * in.seq) - 3 * e * s.inter;
+  // Fused: the gradients of q, k and v (the CPU kernel makes them in float32, then casts them).
+  const int64_t fused = in.cuda ? 3 * e * s.qd : (12 + (e == 4 ? 0 : 3 * e)) * s.qd;
+  const int64_t attention = (in.fused_attention ? fused : (6 + e) * s.heads * in.seq) - 3 * e * s.inter;
   Bytes b;
   if (attention > 2 * e * s.inter) b.add(attention * N);  // about the size class of the scores
   else b.add(e * s.inter * N, 2);
@@ -291,8 +306,19 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
     if (!full && !adapted.count("k_proj")) first_layer_saves.add(e * s.qd * N);
   }
   const int64_t rows = std::min<int64_t>(N, loss_chunk_rows(s.vocab));
+  // A frozen output layer: the loss's gradient is made in the forward pass (the float32 logits, their
+  // log-softmax turned into the gradient in place, in bf16 also the product's own output and the
+  // gradient's copy), and the hidden states' gradient is kept instead of the hidden states.
+  // A trained one: the backward pass recomputes logits, log-softmax and two gradients.
+  bool head_frozen = lm_head_grad.total() == 0;
+  for (const auto& [name, n] : trained) head_frozen = head_frozen && name.rfind("lm_head.", 0) != 0;
   Bytes loss;
-  loss.add(rows * s.vocab * 4, 3);
+  if (head_frozen) {
+    loss.add(rows * s.vocab * 4, 2);
+    if (e != 4) loss.add(rows * s.vocab * e, 2);
+  } else {
+    loss.add(rows * s.vocab * 4, 3);
+  }
   Bytes kept, layer_peak;
   if (in.gradient_checkpointing) {
     kept.add(e * s.d * N, s.layers);
@@ -331,7 +357,8 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
     phases.push_back({"backward pass", activations + loss});
     phases.push_back({"backward pass", last});
   } else {
-    phases.push_back({"backward pass", activations + loss + lm_head_grad});
+    if (head_frozen) phases.push_back({"loss (forward pass)", activations + loss});
+    else phases.push_back({"backward pass", activations + loss + lm_head_grad});
     phases.push_back({"backward pass", activations + layer_peak + lm_head_grad});
   }
   phases.push_back({"end of the backward pass", grads});

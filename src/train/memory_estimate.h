@@ -28,7 +28,7 @@ struct MemoryInputs {
   int64_t micro_batch = 1;
   int64_t seq = 512;                // context_length: the longest row
   bool gradient_checkpointing = false;
-  bool fused_attention = false;     // scaled_dot_product_attention (libtorch >= 2): no [T, T] scores kept
+  bool fused_attention = true;      // no [T, T] scores kept: SDPA (libtorch >= 2), or the CPU's block-wise kernel
   bool packed = true;               // packing: a [B, 1, T, T] segment mask per layer
   bool cuda = false;                // device memory: no process baseline
   int64_t baseline_bytes = 0;       // CPU: resident size of the process before any tensor (libraries)

@@ -50,9 +50,9 @@ MemoryInputs memory_inputs(const TrainOptions& o, int world) {
   in.micro_batch = std::max<int64_t>(1, o.micro_batch);
   in.seq = o.data.options.context_length > 0 ? o.data.options.context_length : in.model.max_position_embeddings;
   in.gradient_checkpointing = o.model.gradient_checkpointing;
-  in.fused_attention = TORCH_VERSION_MAJOR >= 2;
   in.packed = o.packing;
   in.cuda = runs_on_cuda(o);
+  in.fused_attention = TORCH_VERSION_MAJOR >= 2 || !in.cuda;  // the CPU: model/attention_kernel.h
   in.baseline_bytes = in.cuda ? 0 : std::max<int64_t>(0, process_resident_bytes());
   return in;
 }

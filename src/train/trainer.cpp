@@ -11,6 +11,7 @@
 #include "src/train/trainer.h"
 
 #include <spdlog/spdlog.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <atomic>
@@ -447,7 +448,31 @@ void Trainer::resume() {
 
 // ---- one optimizer step ----------------------------------------------------------------------
 
+namespace {
+
+// RINGTUNE_PROFILE=FILE[:STEP]: libtorch's operator trace of optimizer step STEP (default 3), in
+// the Chrome trace format, to FILE (FILE.rankN on N > 1 ranks); bench/profile_step.py sums it by
+// operator. nullptr for other steps.
+std::unique_ptr<torch::autograd::profiler::RecordProfile> profile_of_step(int64_t step, int rank, int world) {
+  const char* v = std::getenv("RINGTUNE_PROFILE");
+  if (!v || !*v) return nullptr;
+  std::string file = v;
+  int64_t at = 3;
+  if (const auto colon = file.rfind(':'); colon != std::string::npos && colon + 1 < file.size() &&
+                                          file.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
+    at = std::stoll(file.substr(colon + 1));
+    file.resize(colon);
+  }
+  if (step + 1 != at) return nullptr;
+  if (world > 1) file += ".rank" + std::to_string(rank);
+  spdlog::info("profiling step {} into {}", at, file);
+  return std::make_unique<torch::autograd::profiler::RecordProfile>(file);
+}
+
+}  // namespace
+
 StepMetrics Trainer::step(int64_t step) {
+  const auto profile = profile_of_step(step, rank_, world_);
   const auto t_step = Clock::now();
   set_watchdog_step(step);
   StepMetrics m;

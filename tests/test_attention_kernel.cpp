@@ -1,0 +1,104 @@
+// The block-wise segment attention (model/attention_kernel.h) against libtorch's dense attention
+// in float64: scores, boolean mask (causal and same segment), softmax, weighted sum, and autograd's
+// gradients of all of it.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <limits>
+
+#include "model/attention_kernel.h"
+
+using namespace ringtune;
+
+namespace {
+
+// Dense reference: q [B, H, T, hd], k/v [B, K, T, hd], ids [B, T] (segment id of each position).
+torch::Tensor dense_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              const torch::Tensor& ids) {
+  const int64_t T = q.size(2), rep = q.size(1) / k.size(1);
+  auto kk = k.repeat_interleave(rep, 1), vv = v.repeat_interleave(rep, 1);
+  auto scores = torch::matmul(q, kk.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
+  auto idx = torch::arange(T);
+  auto allowed = (idx.unsqueeze(0) <= idx.unsqueeze(1)).unsqueeze(0) & (ids.unsqueeze(2) == ids.unsqueeze(1));
+  scores = scores.masked_fill(allowed.unsqueeze(1).logical_not(), -std::numeric_limits<double>::infinity());
+  return torch::matmul(torch::softmax(scores, -1), vv);
+}
+
+// Segment ids for B = 3 rows of T: runs of several lengths (one of a single token), trailing
+// padding (-1), and a row that is one sequence.
+torch::Tensor segment_ids(int64_t T) {
+  auto ids = torch::zeros({3, T}, torch::kInt64);
+  const int64_t cuts[] = {40, 41, 100, T - 20};
+  int64_t id = 0, from = 0;
+  for (int64_t c : cuts) {
+    ids[0].narrow(0, from, c - from).fill_(id++);
+    from = c;
+  }
+  ids[0].narrow(0, from, T - from).fill_(-1);
+  for (int64_t i = 0; i < T; ++i) ids[1][i] = i / 64;  // runs aligned to the 64-row blocks
+  return ids;                                          // row 2: all zero
+}
+
+struct Result {
+  torch::Tensor out, dq, dk, dv;
+};
+
+Result run(bool kernel, torch::Dtype dtype, const torch::Tensor& q0, const torch::Tensor& k0, const torch::Tensor& v0,
+           const torch::Tensor& ids, const torch::Tensor& upstream) {
+  // Leaves of their own, in the inputs' layout (clone keeps the strides).
+  auto q = q0.to(dtype).clone().requires_grad_(true), k = k0.to(dtype).clone().requires_grad_(true),
+       v = v0.to(dtype).clone().requires_grad_(true);
+  auto out = kernel ? segment_causal_attention(q, k, v, segment_run_starts(ids, ids.size(0), ids.size(1)))
+                    : dense_attention(q, k, v, ids);
+  (out * upstream.to(dtype)).sum().backward();
+  return {out.detach().to(torch::kFloat64), q.grad().to(torch::kFloat64), k.grad().to(torch::kFloat64),
+          v.grad().to(torch::kFloat64)};
+}
+
+double relative(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST(AttentionKernel, SegmentRunStarts) {
+  auto ids = torch::tensor({0, 0, 1, 1, 1, -1, -1}, torch::kInt64).unsqueeze(0);
+  auto s = segment_run_starts(ids, 1, 7);
+  ASSERT_TRUE(s.defined());
+  EXPECT_TRUE(torch::equal(s[0], torch::tensor({0, 0, 2, 2, 2, 5, 5}, torch::kInt64)));
+  EXPECT_FALSE(segment_run_starts(torch::tensor({0, 1, 0}, torch::kInt64).unsqueeze(0), 1, 3).defined());
+  EXPECT_TRUE(torch::equal(segment_run_starts(torch::Tensor(), 2, 5), torch::zeros({2, 5}, torch::kInt64)));
+}
+
+TEST(AttentionKernel, EqualsDenseAttentionAndItsGradients) {
+  torch::manual_seed(4);
+  for (const int64_t T : {150, 64, 7}) {
+    for (const auto& [H, K] : {std::pair<int64_t, int64_t>{4, 2}, {3, 3}}) {
+      SCOPED_TRACE("T " + std::to_string(T) + " H " + std::to_string(H) + " K " + std::to_string(K));
+      const int64_t hd = 16;
+      auto ids = T == 150 ? segment_ids(T) : torch::randint(0, 2, {3, T}).cumsum(1);
+      // q and k as the model makes them: [B, T, H, hd] viewed as [B, H, T, hd].
+      auto q = torch::randn({3, T, H, hd}, torch::kFloat64).transpose(1, 2);
+      auto k = torch::randn({3, T, K, hd}, torch::kFloat64).transpose(1, 2);
+      auto v = torch::randn({3, K, T, hd}, torch::kFloat64);
+      auto up = torch::randn({3, H, T, hd}, torch::kFloat64);
+      const Result ref = run(false, torch::kFloat64, q, k, v, ids, up);
+      const Result f32 = run(true, torch::kFloat32, q, k, v, ids, up);
+      EXPECT_LT(relative(f32.out, ref.out), 1e-5);
+      EXPECT_LT(relative(f32.dq, ref.dq), 1e-5);
+      EXPECT_LT(relative(f32.dk, ref.dk), 1e-5);
+      EXPECT_LT(relative(f32.dv, ref.dv), 1e-5);
+      // bfloat16 (products in bf16, softmax in float32) against the same float64 reference, and no
+      // worse than libtorch's dense attention run in bfloat16.
+      const Result bf = run(true, torch::kBFloat16, q, k, v, ids, up);
+      const Result dense_bf = run(false, torch::kBFloat16, q, k, v, ids, up);
+      for (const auto& [mine, theirs, want, name] :
+           {std::tuple{bf.out, dense_bf.out, ref.out, "out"}, std::tuple{bf.dq, dense_bf.dq, ref.dq, "dq"},
+            std::tuple{bf.dk, dense_bf.dk, ref.dk, "dk"}, std::tuple{bf.dv, dense_bf.dv, ref.dv, "dv"}}) {
+        EXPECT_LT(relative(mine, want), 3e-2) << name;
+        EXPECT_LT(relative(mine, want), 2 * relative(theirs, want) + 1e-3) << name;
+      }
+    }
+  }
+}
