@@ -109,3 +109,55 @@ TEST(ChunkedLoss, EqualsCrossEntropyOverTheFullLogits) {
                             .item<double>();
   EXPECT_NEAR(chunked, direct, 1e-4 * std::abs(direct));
 }
+
+// A frozen output layer (LoRA on the body only): the loss's gradient is made in the forward pass
+// (FrozenHeadCrossEntropy). Loss and every adapter gradient against autograd through
+// cross-entropy over the whole logits, in float32 and in bfloat16 (the base in bf16, float32
+// adapters), with several chunk sizes.
+TEST(ChunkedLoss, FrozenOutputLayerGradientsEqualAutogradThroughFullLogits) {
+  for (const bool bf16 : {false, true}) {
+    for (const int64_t rows : {0, 5}) {
+      SCOPED_TRACE(std::string(bf16 ? "bf16" : "f32") + " rows " + std::to_string(rows));
+      const auto build = [&] {
+        auto m = model_for(false);
+        if (bf16) m->to(torch::kBFloat16);
+        LoraOptions o;
+        o.r = 4;
+        o.target_modules = {"q_proj", "v_proj", "down_proj"};
+        o.init_lora_weights = "false";
+        apply_lora(m, o);
+        m->eval();
+        return m;
+      };
+      auto m = build(), ref = build();  // the same seeds: identical weights
+      ASSERT_FALSE(m->lm_head_weight().requires_grad());
+      const auto seqs = sequences();
+      SequenceBatch b;
+      for (const auto& s : seqs) b.rows.push_back(&s);
+      set_loss_chunk_rows(rows);
+      auto loss = batch_loss_sum(m, b);
+      set_loss_chunk_rows(0);
+      (loss / 17.0).backward();  // a scale, as the trainer divides by the supervised tokens
+      auto t = b.tensors();
+      auto logits = ref->forward(t[0], t[1], AttentionMask{t[2]}).to(torch::kFloat32);
+      auto direct = torch::nn::functional::cross_entropy(
+          logits.reshape({-1, 61}), t[3].reshape({-1}),
+          torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
+      (direct / 17.0).backward();
+      EXPECT_NEAR(loss.item<double>(), direct.item<double>(), (bf16 ? 1e-3 : 1e-6) * direct.item<double>());
+      const auto mine = m->named_parameters(), theirs = ref->named_parameters();
+      int compared = 0;
+      for (const auto& p : mine) {
+        if (!p.value().requires_grad()) continue;
+        const auto& g = p.value().grad();
+        const auto& want = theirs[p.key()].grad();
+        ASSERT_TRUE(g.defined() && want.defined()) << p.key();
+        const double n = want.norm().item<double>();
+        EXPECT_GT(n, 0) << p.key();
+        EXPECT_LT((g - want).norm().item<double>(), (bf16 ? 2e-2 : 1e-5) * n) << p.key();
+        ++compared;
+      }
+      EXPECT_EQ(compared, 2 * 2 * 3);  // A and B of three adapters in two layers
+    }
+  }
+}
