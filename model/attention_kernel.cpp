@@ -40,6 +40,16 @@ void mask_block(float* s, int64_t m, int64_t n, int64_t i0, int64_t j0, const in
   }
 }
 
+// The query blocks of a row of length T: f(i0, m, j0, n) for query rows i0 .. i0 + m and keys
+// j0 .. j0 + n, j0 the segment start of row i0 (0 without starts: one segment).
+template <typename F>
+void for_each_block(int64_t T, const int64_t* starts, F f) {
+  for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+    const int64_t i1 = std::min(T, i0 + kBlock), j0 = starts ? starts[i0] : 0;
+    f(i0, i1 - i0, j0, i1 - j0);
+  }
+}
+
 // Where each (b, h, block)'s probabilities live in one float32 buffer: per row b, the blocks'
 // areas m·n (the same for every head), heads one after the other.
 struct BlockLayout {
@@ -50,11 +60,10 @@ struct BlockLayout {
     block_off.resize(B * blocks);
     for (int64_t b = 0; b < B; ++b) {
       int64_t area = 0;
-      for (int64_t i0 = 0, k = 0; i0 < T; i0 += kBlock, ++k) {
-        block_off[b * blocks + k] = area;
-        const int64_t i1 = std::min(T, i0 + kBlock);
-        area += (i1 - i0) * (i1 - st[b * T + i0]);
-      }
+      for_each_block(T, st + b * T, [&](int64_t i0, int64_t m, int64_t, int64_t n) {
+        block_off[b * blocks + i0 / kBlock] = area;
+        area += m * n;
+      });
       row_base[b] = total;
       row_area[b] = area;
       total += H * area;
@@ -91,8 +100,7 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
         for (int64_t h = kh * rep; h < (kh + 1) * rep; ++h) {
           const Tensor qb = float32(qd[b][h]);
           Tensor ob = f32 ? out[b].select(1, h) : o32;
-          for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
-            const int64_t i1 = std::min(T, i0 + kBlock), m = i1 - i0, j0 = sb[i0], n = i1 - j0;
+          for_each_block(T, sb, [&](int64_t i0, int64_t m, int64_t j0, int64_t n) {
             Tensor S = probs.narrow(0, lay.offset(b, h, i0), m * n).view({m, n});
             at::addmm_out(S, S, qb.narrow(0, i0, m), kb.narrow(0, j0, n).t(), 0.0, scale);
             mask_block(S.data_ptr<float>(), m, n, i0, j0, sb);
@@ -100,7 +108,7 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
             S.div_(S.sum(1, true));
             Tensor o = ob.narrow(0, i0, m);
             at::mm_out(o, S, vb.narrow(0, j0, n));
-          }
+          });
           if (!f32) out[b].select(1, h).copy_(o32);
         }
       }
@@ -136,8 +144,7 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
                      dvb = dv[b].select(1, kh);
         for (int64_t h = kh * rep; h < (kh + 1) * rep; ++h) {
           const Tensor qb = float32(q[b][h]), dob = float32(dout[b][h]), dqb = dq[b].select(1, h), Db = D[b][h];
-          for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
-            const int64_t i1 = std::min(T, i0 + kBlock), m = i1 - i0, j0 = sb[i0], n = i1 - j0;
+          for_each_block(T, sb, [&](int64_t i0, int64_t m, int64_t j0, int64_t n) {
             const Tensor qblk = qb.narrow(0, i0, m), doblk = dob.narrow(0, i0, m);
             const Tensor krng = kb.narrow(0, j0, n), vrng = vb.narrow(0, j0, n);
             Tensor dvr = dvb.narrow(0, j0, n), dkr = dkb.narrow(0, j0, n), dqr = dqb.narrow(0, i0, m);
@@ -149,7 +156,7 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
             dS.sub_(Db.narrow(0, i0, m).unsqueeze(1)).mul_(P);
             at::addmm_out(dqr, dqr, dS, krng, 0.0, scale);
             at::addmm_out(dkr, dkr, dS.t(), qblk, 1.0, scale);
-          }
+          });
         }
       }
     });
@@ -162,10 +169,7 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
 
 double attention_kernel_saved_per_row(int64_t length) {
   double area = 0;
-  for (int64_t i0 = 0; i0 < length; i0 += kBlock) {
-    const int64_t i1 = std::min(length, i0 + kBlock);
-    area += static_cast<double>((i1 - i0) * i1);
-  }
+  for_each_block(length, nullptr, [&](int64_t, int64_t m, int64_t, int64_t n) { area += static_cast<double>(m * n); });
   return length > 0 ? area / static_cast<double>(length) : 0.0;
 }
 

@@ -146,4 +146,13 @@ TEST(Report, ProfileOfOneStepIsATraceTheSummaryReads) {
   EXPECT_NE(s.out.find("traced span"), std::string::npos) << s.out;
   EXPECT_NE(s.out.find("aten::mm"), std::string::npos) << s.out;
   EXPECT_NE(s.out.find("SegmentCausalAttention"), std::string::npos) << s.out;
+  // A file that cannot be written: one warning, the run goes on.
+  fs::remove_all(w.out);
+  r = run_shell("RINGTUNE_PROFILE=" + w.dir.file("no/such/dir/p.json") + ":2 " + std::string(RINGTUNE_BINARY) +
+                " train " + w.dir.file("cfg.yaml") + " output_dir=" + w.out + " max_steps=3");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("RINGTUNE_PROFILE: cannot write " + w.dir.file("no/such/dir/p.json") + ": step 2 is not profiled"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("Exception raised"), std::string::npos) << r.err;
 }

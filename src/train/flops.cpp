@@ -126,7 +126,7 @@ double peak_flops(double configured, const std::string& device, const std::strin
     say("no peak known for GPU '" + name + "' (set peak_flops)");
     return 0;
   }
-  // Measured at every start (a tenth of a second) and cached as the best figure seen: a measurement
+  // Measured at every start (a quarter of a second) and cached as the best figure seen: a measurement
   // taken while the machine was busy (the test suite running beside it) would otherwise stay in
   // the cache and put MFU above 1 (seen: 125 GFLOP/s cached for float32 on 2 threads, 219 quiet).
   const std::string key = cpu_model_name() + "|threads=" + std::to_string(threads) + "|" + dtype;

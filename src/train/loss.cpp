@@ -15,7 +15,6 @@ namespace {
 
 int64_t g_chunk_rows = 0;  // set_loss_chunk_rows
 
-
 torch::Tensor cross_entropy_sum(LlamaForCausalLMImpl& model, const torch::Tensor& hidden, const torch::Tensor& labels) {
   return torch::nn::functional::cross_entropy(
       model.project(hidden), labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
@@ -123,9 +122,8 @@ struct FrozenHeadCrossEntropy : public torch::autograd::Function<FrozenHeadCross
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_out) {
     auto grad = ctx->get_saved_variables()[0];
-    // The scale (1 / supervised tokens) in float32: rounded to bf16 it would bias every gradient
-    // of a bf16 run by up to 2^-9.
-    if (grad.scalar_type() == torch::kFloat32) return {grad * grad_out[0], torch::Tensor(), torch::Tensor()};
+    // The scale (1 / supervised tokens) applied in float32: rounded to bf16 it would bias every
+    // gradient of a bf16 run by up to 2^-9 (for float32 gradients the casts are no-ops).
     return {(grad.to(torch::kFloat32) * grad_out[0].to(torch::kFloat32)).to(grad.scalar_type()), torch::Tensor(),
             torch::Tensor()};
   }
@@ -161,10 +159,9 @@ at::Tensor batch_loss_sum(LlamaForCausalLM& model, const SequenceBatch& batch) {
   LlamaForCausalLMImpl& impl = *model.get();
   if (rows.numel() == 0)  // nothing supervised: zero, still connected to every trainable parameter
     return impl.project(hidden.reshape({-1, hidden.size(-1)}).slice(0, 0, 1)).sum() * 0;
-  if (torch::GradMode::is_enabled() && h.requires_grad() && head_is_frozen(impl))
-    return FrozenHeadCrossEntropy::apply(h, y, reinterpret_cast<int64_t>(&impl));
   if (torch::GradMode::is_enabled() && h.requires_grad())
-    return ChunkedCrossEntropy::apply(h, y, reinterpret_cast<int64_t>(&impl));
+    return head_is_frozen(impl) ? FrozenHeadCrossEntropy::apply(h, y, reinterpret_cast<int64_t>(&impl))
+                                : ChunkedCrossEntropy::apply(h, y, reinterpret_cast<int64_t>(&impl));
   // No gradient, or only the output layer trains (a frozen body): plain chunks, each kept for
   // backward in the second case.
   return chunked_sum(impl, h, y);

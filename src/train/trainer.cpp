@@ -452,21 +452,28 @@ namespace {
 
 // RINGTUNE_PROFILE=FILE[:STEP]: libtorch's operator trace of optimizer step STEP (default 3), in
 // the Chrome trace format, to FILE (FILE.rankN on N > 1 ranks); bench/profile_step.py sums it by
-// operator. nullptr for other steps.
+// operator. nullptr for other steps. The variable is read once.
 std::unique_ptr<torch::autograd::profiler::RecordProfile> profile_of_step(int64_t step, int rank, int world) {
-  const char* v = std::getenv("RINGTUNE_PROFILE");
-  if (!v || !*v) return nullptr;
-  std::string file = v;
-  int64_t at = 3;
-  if (const auto colon = file.rfind(':'); colon != std::string::npos && colon + 1 < file.size() &&
-                                          file.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
-    at = std::stoll(file.substr(colon + 1));
-    file.resize(colon);
+  static const std::pair<std::string, int64_t> request = [] {
+    const char* v = std::getenv("RINGTUNE_PROFILE");
+    std::string file = v ? v : "";
+    int64_t at = 3;
+    if (const auto colon = file.rfind(':'); colon != std::string::npos && colon + 1 < file.size() &&
+                                            file.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
+      at = std::stoll(file.substr(colon + 1));
+      file.resize(colon);
+    }
+    return std::make_pair(file, at);
+  }();
+  const auto& [file, at] = request;
+  if (file.empty() || step + 1 != at) return nullptr;
+  const std::string path = world > 1 ? file + ".rank" + std::to_string(rank) : file;
+  if (!std::ofstream(path)) {  // libtorch would print a stack trace at the end of the step
+    spdlog::warn("RINGTUNE_PROFILE: cannot write {}: step {} is not profiled", path, at);
+    return nullptr;
   }
-  if (step + 1 != at) return nullptr;
-  if (world > 1) file += ".rank" + std::to_string(rank);
-  spdlog::info("profiling step {} into {}", at, file);
-  return std::make_unique<torch::autograd::profiler::RecordProfile>(file);
+  spdlog::info("profiling step {} into {}", at, path);
+  return std::make_unique<torch::autograd::profiler::RecordProfile>(path);
 }
 
 }  // namespace
