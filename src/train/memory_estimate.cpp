@@ -45,9 +45,10 @@
 // L inputs plus one layer's activations and its backward working set: the larger of the MLP's two
 // gradients of width I (2·e·I) and the attention's, when the MLP's activations are already
 // released ((6 + e)·H·T for the probabilities' and scores' gradients eager, 3·e·H·hd fused, the CPU
-// kernel's float32 gradients 12·H·hd (+ 3·e·H·hd for their bf16 copies), minus 3·e·I). Full fine-tuning: the weights' gradients accumulate as the layers' activations are
-// released; the peak is at the loss or at the last layer processed (every gradient but the first
-// layer's and the embedding's, one layer's activations).
+// kernel's float32 gradients 12·H·hd (+ 3·e·H·hd for their bf16 copies), minus 3·e·I). Full
+// fine-tuning: the weights' gradients accumulate as the layers' activations are released; the peak
+// is at the loss or at the last layer processed (every gradient but the first layer's and the
+// embedding's, one layer's activations).
 //
 // Output layer and loss (src/train/loss.cpp): logits exist only for a chunk of rows ≤ 64 Mi / V at a
 // time. A frozen output layer (LoRA on the body): the forward pass makes the hidden states' gradient
@@ -55,8 +56,8 @@
 // place), rows·V·8, in bf16 also the product's bf16 output and the gradient's bf16 copy, + rows·V·4.
 // A trained one: the backward pass recomputes a chunk's logits (in e, then float32), keeps the
 // log-softmax and makes its gradient and the logits' gradient, three float32 [rows, V] at once:
-// rows·V·12. The final
-// norm keeps 4d and the loss keeps the hidden states e·d per token.
+// rows·V·12. The final norm keeps 4d and the loss keeps the hidden states e·d per token (the
+// frozen layer's path: their gradient, the same size).
 //
 // Persistent state: frozen weights (e bytes per value; NF4 projections 0.5 byte + one byte of
 // double-quantized scale per 64 values + float32 second-level scales, plus one projection
