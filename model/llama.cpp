@@ -23,19 +23,50 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias)
 
 namespace {
 
-// The NF4 weight in `dtype`. On the CPU into one scratch buffer per thread, reused by every
-// layer: a new tens-of-MiB tensor per matmul would come from the heap (glibc's mmap threshold
-// grows to 32 MiB) and fragment it, which measured ~400 MiB more peak RSS on a 1.1B model. Each
-// result is consumed by one matmul before the next dequantization.
-torch::Tensor dequantized(const Nf4Weight& w, at::ScalarType dtype) {
-  if (!w.packed.device().is_cpu()) return nf4_dequantize(w, dtype);
+// On the CPU an NF4 product dequantizes its weight a tile of at most nf4_tile_bytes at a time
+// into one scratch buffer per thread, reused by every layer: the full weight in bf16 would be 22
+// MiB for a 1.1B model's MLP (112 MiB for an 8B one) resident for nothing but the next product,
+// and a new tensor per product would fragment the heap. The forward product takes the weight by
+// rows (output features), the input's gradient by columns (input features), so neither splits a
+// sum and every output value is one product over the whole inner dimension, as without tiles.
+// A weight within one tile is dequantized whole and multiplied as before.
+torch::Tensor nf4_scratch(int64_t n, at::ScalarType dtype) {
   static thread_local torch::Tensor scratch;
-  const int64_t n = w.numel();
   if (!scratch.defined() || scratch.scalar_type() != dtype || scratch.numel() < n) {
     scratch = torch::Tensor();  // the old one freed before the larger one is made
     scratch = torch::empty({n}, torch::TensorOptions().dtype(dtype));
   }
-  return nf4_dequantize_into(w, scratch);
+  return scratch;
+}
+
+// x W^T (forward) or x W (the input's gradient) with W held in NF4, x of any leading shape.
+torch::Tensor nf4_product(const torch::Tensor& x, const Nf4Weight& w, bool transposed) {
+  const auto dtype = x.scalar_type();
+  if (!w.packed.device().is_cpu()) {
+    const auto full = nf4_dequantize(w, dtype);
+    return torch::matmul(x, transposed ? full.t() : full);
+  }
+  const int64_t out = w.shape[0], in = w.shape[1], elem = static_cast<int64_t>(c10::elementSize(dtype));
+  // Forward: tiles of whole rows of W; the gradient: tiles of whole columns.
+  const int64_t across = transposed ? in : out, along = transposed ? out : in;
+  const int64_t step = std::max<int64_t>(1, nf4_tile_bytes / (across * elem));
+  if (step >= along) {
+    const auto full = nf4_dequantize_into(w, nf4_scratch(w.numel(), dtype));
+    return torch::matmul(x, transposed ? full.t() : full);
+  }
+  const auto scales = nf4_scales(w).contiguous();
+  const auto x2 = x.reshape({-1, x.size(-1)});
+  auto y = torch::empty({x2.size(0), along}, x.options());
+  const auto scratch = nf4_scratch(step * across, dtype);
+  for (int64_t at = 0; at < along; at += step) {
+    const int64_t n = std::min(step, along - at);
+    const auto tile = transposed ? nf4_dequantize_tile_into(w, scales, at, n, 0, in, scratch)    // [n, in]
+                                 : nf4_dequantize_tile_into(w, scales, 0, out, at, n, scratch);  // [out, n]
+    y.narrow(1, at, n).copy_(torch::mm(x2, transposed ? tile.t() : tile));
+  }
+  auto shape = x.sizes().vec();
+  shape.back() = along;
+  return y.view(shape);
 }
 
 // y = x W^T with W held in NF4: dequantized to x's dtype in forward and again in backward, where
@@ -43,12 +74,12 @@ torch::Tensor dequantized(const Nf4Weight& w, at::ScalarType dtype) {
 struct Nf4Matmul : public torch::autograd::Function<Nf4Matmul> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const Nf4Weight* w) {
     ctx->saved_data["w"] = static_cast<int64_t>(reinterpret_cast<intptr_t>(w));
-    return torch::matmul(x, dequantized(*w, x.scalar_type()).t());
+    return nf4_product(x, *w, true);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad) {
     const auto* w = reinterpret_cast<const Nf4Weight*>(static_cast<intptr_t>(ctx->saved_data["w"].toInt()));
-    return {torch::matmul(grad[0], dequantized(*w, grad[0].scalar_type())), torch::Tensor()};
+    return {nf4_product(grad[0], *w, false), torch::Tensor()};
   }
 };
 

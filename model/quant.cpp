@@ -210,32 +210,55 @@ at::Tensor nf4_scales(const Nf4Weight& q) {
   return code.index_select(0, q.absmax_q.to(torch::kLong)) * q.absmax2.index_select(0, idx) + q.offset;
 }
 
-at::Tensor nf4_dequantize_into(const Nf4Weight& q, const at::Tensor& out) {
-  const int64_t n = q.numel();
-  if (!q.packed.device().is_cpu() || !out.device().is_cpu() || !out.is_contiguous() || out.numel() < n)
+namespace {
+
+// Rows [r0, r0 + rows) x columns [c0, c0 + cols) of q read as a matrix with `ld` columns, into
+// `out` row by row: each value is the code times its block's float32 scale, rounded once to the
+// output's dtype.
+void dequantize_tile(const Nf4Weight& q, const at::Tensor& scales, int64_t ld, int64_t r0, int64_t rows, int64_t c0,
+                     int64_t cols, const at::Tensor& out) {
+  if (!q.packed.device().is_cpu() || !out.device().is_cpu() || !out.is_contiguous() || out.numel() < rows * cols)
     throw std::invalid_argument("nf4_dequantize_into: needs CPU tensors and a contiguous output of " +
-                                std::to_string(n) + " elements");
-  const auto scales = nf4_scales(q).contiguous();
+                                std::to_string(rows * cols) + " elements");
   const float* code = nf4_code().data();
-  // One pass: code value times the block scale in float32, rounded once to the output's dtype.
   const uint8_t* src = q.packed.data_ptr<uint8_t>();
   const float* s = scales.data_ptr<float>();
-  const int64_t block = q.block;
+  const int64_t block = q.block, piece = 4096, pieces = (cols + piece - 1) / piece;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, out.scalar_type(), "nf4_dequantize", [&] {
     scalar_t* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, blocks_of(n, block), 64, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t lo = b * block, hi = std::min(n, lo + block);
-        const float sb = s[b];
-        for (int64_t i = lo; i < hi; ++i) {
-          const uint8_t byte = src[i / 2];
-          const uint8_t idx = (i % 2 == 0) ? byte >> 4 : byte & 0x0F;
-          dst[i] = static_cast<scalar_t>(code[idx] * sb);
+    at::parallel_for(0, rows * pieces, 16, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t r = t / pieces, lo = (t % pieces) * piece, hi = std::min(cols, lo + piece);
+        // Element i of the weight goes to d[i - first]; a run within one block shares its scale.
+        const int64_t first = (r0 + r) * ld + c0;
+        scalar_t* d = dst + r * cols;
+        for (int64_t i = first + lo, end = first + hi; i < end;) {
+          const int64_t b = i / block, run_end = std::min(end, (b + 1) * block);
+          const float sb = s[b];
+          for (; i < run_end; ++i) {
+            const uint8_t byte = src[i >> 1];
+            d[i - first] = static_cast<scalar_t>(code[(i & 1) ? byte & 0x0F : byte >> 4] * sb);
+          }
         }
       }
     });
   });
+}
+
+}  // namespace
+
+at::Tensor nf4_dequantize_into(const Nf4Weight& q, const at::Tensor& out) {
+  const int64_t n = q.numel();
+  dequantize_tile(q, nf4_scales(q).contiguous(), n, 0, 1, 0, n, out);
   return out.narrow(0, 0, n).view(q.shape);
+}
+
+at::Tensor nf4_dequantize_tile_into(const Nf4Weight& q, const at::Tensor& scales, int64_t r0, int64_t rows,
+                                    int64_t c0, int64_t cols, const at::Tensor& out) {
+  if (q.shape.size() != 2 || r0 < 0 || c0 < 0 || r0 + rows > q.shape[0] || c0 + cols > q.shape[1])
+    throw std::invalid_argument("nf4_dequantize_tile_into: tile outside the weight");
+  dequantize_tile(q, scales, q.shape[1], r0, rows, c0, cols, out);
+  return out.narrow(0, 0, rows * cols).view({rows, cols});
 }
 
 at::Tensor nf4_dequantize(const Nf4Weight& q, at::ScalarType dtype) {

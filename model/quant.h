@@ -15,7 +15,8 @@
 // `offset`), the rest quantized blockwise with the signed dynamic map in blocks of 256, so a
 // block's scale is dynamic_signed[absmax_code] * absmax2[block / 256] + offset.
 // defines: nf4_code, dynamic_map, quantize_index, quantize_blockwise8, dequantize_blockwise8,
-//          Nf4Weight, nf4_quantize, nf4_scales, nf4_dequantize, nf4_dequantize_into
+//          Nf4Weight, nf4_quantize, nf4_scales, nf4_dequantize, nf4_dequantize_into,
+//          nf4_dequantize_tile_into, nf4_tile_bytes
 #pragma once
 #include <array>
 #include <cstdint>
@@ -54,6 +55,10 @@ struct Nf4Weight {
   int64_t bytes() const;  // packed + statistics
 };
 
+// On the CPU a product with an NF4 weight dequantizes at most this many bytes of it at a time
+// (whole rows or columns; model/llama.cpp), into one scratch buffer per thread.
+constexpr int64_t nf4_tile_bytes = int64_t{4} << 20;
+
 // Quantizes a floating tensor of any dtype (read as float32). double_quant false keeps float32
 // absmax values in absmax2 (one per block) and leaves absmax_q undefined.
 Nf4Weight nf4_quantize(const at::Tensor& w, bool double_quant = true, int64_t block = 64);
@@ -65,5 +70,9 @@ at::Tensor nf4_dequantize(const Nf4Weight& q, at::ScalarType dtype);
 // The same into `out` (CPU, contiguous, floating, at least q.numel() elements; its first
 // q.numel() are written); returns them viewed as q.shape. For a reused scratch buffer.
 at::Tensor nf4_dequantize_into(const Nf4Weight& q, const at::Tensor& out);
+// Rows [r0, r0 + rows) and columns [c0, c0 + cols) of a 2-D q the same way, as a contiguous
+// [rows, cols] tensor in `out`; `scales` is nf4_scales(q). For a product a tile at a time.
+at::Tensor nf4_dequantize_tile_into(const Nf4Weight& q, const at::Tensor& scales, int64_t r0, int64_t rows,
+                                    int64_t c0, int64_t cols, const at::Tensor& out);
 
 }  // namespace ringtune

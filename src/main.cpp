@@ -9,6 +9,7 @@
 
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
+#include "src/cpu_pool.h"
 #include "distributed/process_info.h"
 #include "src/error.h"
 #include "src/log.h"
@@ -54,6 +55,7 @@ void print_usage(std::ostream& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ringtune::install_cpu_pool();  // before the first tensor (src/cpu_pool.h; RINGTUNE_CPU_POOL=0: off)
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string level = "info";
   try {
@@ -84,7 +86,13 @@ int main(int argc, char** argv) {
                                  (near ? " (did you mean \"" + *near + "\"?)" : "") +
                                  "; run `ringtune --help`");
     }
-    return it->second.run(ringtune::Args(args.begin() + 1, args.end()));
+    const int rc = it->second.run(ringtune::Args(args.begin() + 1, args.end()));
+    if (ringtune::cpu_pool_installed()) {
+      const auto st = ringtune::cpu_pool_stats();
+      spdlog::debug("CPU block pool: peak {:.1f} MiB, {} blocks mapped, {} reused, {} unmapped; {:.1f} MiB live, {:.1f} MiB cached",
+                    st.peak / 1048576.0, st.maps, st.reuses, st.unmaps, st.live / 1048576.0, st.cached / 1048576.0);
+    }
+    return rc;
   } catch (const ringtune::InputError& e) {
     std::cerr << "error: " << e.what() << std::endl;
     return 2;

@@ -270,3 +270,58 @@ TEST(Quant, Nf4LinearForwardAndBackward) {
   }
   EXPECT_THROW(lin->merge(), std::invalid_argument);
 }
+
+// A tile of the weight is the same values as the whole weight dequantized: rows and columns at odd
+// offsets (the low nibble first), quantization blocks that straddle rows (100 columns, blocks of 64).
+TEST(Quant, Nf4TileIsTheSameSliceOfTheWholeWeight) {
+  torch::manual_seed(21);
+  const auto q = nf4_quantize(torch::randn({37, 100}));
+  const auto scales = nf4_scales(q).contiguous();
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const auto whole = nf4_dequantize(q, dtype);
+    auto out = torch::empty({37 * 100}, torch::TensorOptions().dtype(dtype));
+    for (const auto& [r0, rows, c0, cols] : std::vector<std::array<int64_t, 4>>{
+             {0, 37, 0, 100}, {3, 5, 7, 33}, {36, 1, 99, 1}, {0, 37, 1, 64}, {10, 20, 0, 1}}) {
+      const auto tile = nf4_dequantize_tile_into(q, scales, r0, rows, c0, cols, out);
+      EXPECT_TRUE(torch::equal(tile, whole.slice(0, r0, r0 + rows).slice(1, c0, c0 + cols)))
+          << r0 << " " << rows << " " << c0 << " " << cols;
+    }
+    EXPECT_THROW(nf4_dequantize_tile_into(q, scales, 30, 8, 0, 10, out), std::invalid_argument);
+  }
+}
+
+// A weight over the CPU product's 4 MiB tile is multiplied a tile at a time (rows of W forward,
+// columns of W for the input's gradient): output and input gradient as the product with the whole
+// dequantized weight (float32: to summation order; bf16: no worse than that product's own rounding).
+TEST(Quant, Nf4ProductByTilesEqualsTheWholeWeightProduct) {
+  torch::manual_seed(22);
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const int64_t out = 1500, in = dtype == torch::kFloat32 ? 1100 : 2100;  // 6.3 MiB / 6.0 MiB: 2 tiles each way
+    Linear lin(in, out, false);
+    lin->set_nf4(nf4_quantize(torch::randn({out, in}) * 0.05));
+    const auto w64 = nf4_dequantize(*lin->nf4, torch::kFloat64);
+    auto x = (torch::randn({2, 9, in})).to(dtype).requires_grad_(true);
+    auto y = lin->forward(x);
+    const auto g = torch::randn_like(y);
+    y.backward(g);
+    // Reference in float64 from the same rounded inputs; dense dtype products for the bf16 bound.
+    const auto x64 = x.detach().to(torch::kFloat64), g64 = g.to(torch::kFloat64);
+    const auto y_ref = torch::matmul(x64, w64.t()), gx_ref = torch::matmul(g64, w64);
+    const auto wd = w64.to(dtype);
+    const auto y_dense = torch::matmul(x.detach(), wd.t()), gx_dense = torch::matmul(g, wd);
+    const auto err = [](const torch::Tensor& a, const torch::Tensor& ref) {
+      return ((a.to(torch::kFloat64) - ref).abs().max() / ref.abs().max()).item<double>();
+    };
+    if (dtype == torch::kFloat32) {
+      EXPECT_LT(err(y, y_ref), 1e-6);
+      EXPECT_LT(err(x.grad(), gx_ref), 1e-6);
+    } else {
+      EXPECT_LE(err(y, y_ref), 2 * err(y_dense, y_ref) + 1e-3);
+      EXPECT_LE(err(x.grad(), gx_ref), 2 * err(gx_dense, gx_ref) + 1e-3);
+      EXPECT_LT(err(y, y_ref), 1e-2);
+    }
+    // A tile that misses a column or a row of the weight is caught: an untouched output column.
+    EXPECT_GT(y.detach().select(-1, out - 1).abs().sum().item<double>(), 0);
+    EXPECT_GT(x.grad().select(-1, in - 1).abs().sum().item<double>(), 0);
+  }
+}

@@ -89,6 +89,8 @@
 
 #include "model/attention_kernel.h"  // defines: attention_kernel_saved_per_row
 #include "model/parameter_shapes.h"
+#include "model/quant.h"  // defines: nf4_tile_bytes
+#include "src/cpu_pool.h"  // defines: cpu_pool_min_bytes
 #include "src/train/loss.h"  // defines: loss_chunk_rows
 
 namespace ringtune {
@@ -97,15 +99,18 @@ namespace {
 
 constexpr int64_t kMiB = int64_t{1} << 20;
 constexpr int64_t kCudaContext = 512 * kMiB;               // CUDA context, cuBLAS/NCCL workspaces (assumed)
-// glibc's heap on the CPU keeps freed blocks resident (it returns only the top of the heap), and
-// the heap grows over the first steps to a plateau (12 steps traced with RINGTUNE_TRACE_MEMORY:
-// mallinfo2's heap size flat from the 6th). What it keeps beyond the live tensors is modelled as
+// On the CPU, tensors of 256 KiB and more come from ringtune's block pool (src/cpu_pool.h), which
+// holds at most the live peak plus 1/16 of the step's part of it; smaller ones from glibc's heap,
+// which keeps freed blocks resident (it returns only the top of the heap) and grows over the first
+// steps to a plateau (traced with RINGTUNE_TRACE_MEMORY). What the heap keeps beyond the live
+// tensors is modelled as
 //   kRetainLayer x the heap-served bytes of one layer's activations and backward working set (the
 //                  freed temporaries of a layer's forward and backward passes, left as holes)
 // + kRetainSaved x the heap-served bytes of the activations kept across layers (fragmentation
 //                  between long-lived tensors).
-// The two factors were fitted on two runs of bench/memory_estimate.sh (TinyLlama's shape, LoRA,
-// gradient checkpointing on and off) and hold the other nine within 15% (README).
+// The two factors were fitted when glibc served every tensor under 32 MiB, on two runs of
+// bench/memory_estimate.sh (TinyLlama's shape, LoRA, gradient checkpointing on and off); with the
+// pool they apply to the few small tensors left.
 constexpr double kRetainLayer = 3.5, kRetainSaved = 0.45;
 
 bool ends_with(const std::string& s, const std::string& tail) {
@@ -122,27 +127,26 @@ struct Shapes {
   int64_t d, qd, kvd, hd, inter, heads, kv_heads, layers, vocab;
 };
 
-// Bytes of tensors split by how the C library serves them on the CPU: glibc's malloc maps
-// allocations above its mmap threshold (which grows to at most 32 MiB as mapped blocks are freed)
-// and unmaps them when freed, and serves smaller ones from its heap, which keeps freed space
-// resident (see kHeapRetention).
-constexpr int64_t kMmapMax = int64_t{32} << 20;
+// Bytes of tensors split by how they are served on the CPU: from 256 KiB (cpu_pool_min_bytes) by
+// ringtune's block pool (src/cpu_pool.h), which holds at most the live peak and 1/16 of the
+// transient part of it, below that by glibc's heap, which keeps freed space resident (see
+// kRetainLayer).
 struct Bytes {
-  int64_t heap = 0, mapped = 0;
+  int64_t heap = 0, pooled = 0;
   void add(int64_t tensor_bytes, int64_t count = 1) {
-    (tensor_bytes >= kMmapMax ? mapped : heap) += tensor_bytes * count;
+    (tensor_bytes >= cpu_pool_min_bytes ? pooled : heap) += tensor_bytes * count;
   }
   Bytes& operator+=(const Bytes& o) {
     heap += o.heap;
-    mapped += o.mapped;
+    pooled += o.pooled;
     return *this;
   }
-  int64_t total() const { return heap + mapped; }
+  int64_t total() const { return heap + pooled; }
 };
 Bytes operator+(Bytes a, const Bytes& b) { return a += b; }
 Bytes times(Bytes a, int64_t n) {
   a.heap *= n;
-  a.mapped *= n;
+  a.pooled *= n;
   return a;
 }
 
@@ -246,7 +250,7 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
   }
 
   // Frozen weights.
-  int64_t frozen = 0, nf4_values = 0, largest_projection = 0, frozen_params = 0;
+  int64_t frozen = 0, nf4_values = 0, largest_projection = 0, widest = 0, frozen_params = 0;
   for (const auto& [name, shape] : parameter_shapes(c)) {
     if (trained.count(name)) continue;
     const int64_t n = numel(shape);
@@ -257,11 +261,13 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
       frozen += ceil_div(n, 2) + blocks + 4 * ceil_div(blocks, 256) + 4;
       nf4_values += n;
       largest_projection = std::max(largest_projection, n);
+      widest = std::max({widest, shape[0], shape[1]});
     } else {
       frozen += n * e;
     }
   }
-  if (in.nf4) frozen += largest_projection * e;  // the one projection dequantized at a time
+  // The one projection dequantized at a time: on the CPU a tile of it (whole rows or columns).
+  if (in.nf4) frozen += in.cuda ? largest_projection * e : std::min(largest_projection * e, std::max(nf4_tile_bytes, widest * e));
   out.frozen_params = frozen_params;
 
   // Trainable tensors, their gradients, the optimizer.
@@ -331,7 +337,7 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
   }
   Bytes activations = kept + final_part;
   activations.heap -= first_layer_saves.heap;
-  activations.mapped -= first_layer_saves.mapped;
+  activations.pooled -= first_layer_saves.pooled;
 
   // Optimizer step temporaries.
   Bytes at_step;
@@ -354,7 +360,7 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
   if (full) {
     Bytes last = (in.gradient_checkpointing ? kept : Bytes{}) + per_layer + working + grads;
     last.heap -= first_layer_grads.heap + embedding_grad.heap;
-    last.mapped -= first_layer_grads.mapped + embedding_grad.mapped;
+    last.pooled -= first_layer_grads.pooled + embedding_grad.pooled;
     phases.push_back({"backward pass", activations + loss});
     phases.push_back({"backward pass", last});
   } else {
@@ -367,16 +373,19 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
   const int64_t baseline = in.cuda ? kCudaContext : in.baseline_bytes;
   const int64_t persistent = baseline + frozen + params_bytes + flat + master + moments;
   int64_t live = 0;
+  Bytes live_bytes;
   const char* live_phase = "backward pass";
   for (const Phase& ph : phases)
-    if (ph.bytes.total() > live) live = ph.bytes.total(), live_phase = ph.name;
+    if (ph.bytes.total() > live) live = ph.bytes.total(), live_bytes = ph.bytes, live_phase = ph.name;
   out.saved_activations = activations.total();
   out.step_transient = live;
   out.live_total = persistent + live;
-  // Resident on the CPU: the live peak plus what the C heap keeps (see kRetainLayer).
+  // Resident on the CPU: the live peak plus what the C heap keeps (see kRetainLayer) and the block
+  // pool's margin over the peak.
   const Bytes one_layer = per_layer + working;
   const int64_t retained = static_cast<int64_t>(kRetainLayer * static_cast<double>(one_layer.heap) +
-                                                kRetainSaved * static_cast<double>(kept.heap));
+                                                kRetainSaved * static_cast<double>(kept.heap)) +
+                           live_bytes.pooled / 16;
   const int64_t transient = in.cuda ? live : live + retained;
   out.total = persistent + transient;
   out.peak_phase = live_phase;
@@ -387,7 +396,7 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
   p.push_back({in.cuda ? "CUDA context (assumed)" : "process (libraries, measured)", baseline, ""});
   p.push_back({"base weights", frozen,
                fmt_count(static_cast<double>(frozen_params)) + " frozen values" +
-                   (in.nf4 ? ", " + fmt_count(static_cast<double>(nf4_values)) + " in NF4 + one dequantized projection" : "")});
+                   (in.nf4 ? ", " + fmt_count(static_cast<double>(nf4_values)) + (in.cuda ? " in NF4 + one dequantized projection" : " in NF4 + one dequantized tile") : "")});
   p.push_back({"trainable parameters", params_bytes,
                fmt_count(static_cast<double>(trainable_n)) + (full ? " values (full fine-tuning)" : " values (LoRA r " +
                                                                                                     std::to_string(in.lora->r) + ")")});
@@ -403,10 +412,11 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
   p.push_back({"autograd gradients", grads_bytes, "until added into the buffer (end of backward)"});
   p.push_back({"optimizer step temporaries", at_step.total(), sharded ? "incl. the all-gathered values" : ""});
   if (!in.cuda)
-    p.push_back({"C heap retention (CPU)", retained,
-                 "freed heap blocks kept resident: " + std::to_string(kRetainLayer).substr(0, 3) + " x one layer's (" +
+    p.push_back({"freed memory kept (CPU)", retained,
+                 "C heap: " + std::to_string(kRetainLayer).substr(0, 3) + " x one layer's tensors under 256 KiB (" +
                      format_bytes(one_layer.heap) + ") + " + std::to_string(kRetainSaved).substr(0, 4) +
-                     " x the kept activations' (" + format_bytes(kept.heap) + ")"});
+                     " x the kept activations' (" + format_bytes(kept.heap) + "); block pool: 1/16 of the step's (" +
+                     format_bytes(live_bytes.pooled) + ")"});
   return out;
 }
 
@@ -418,7 +428,7 @@ std::string memory_table(const MemoryEstimate& e) {
                   part.detail.c_str());
     o << line;
   }
-  std::snprintf(line, sizeof line, "  %-30s %12s   persistent + the largest live transient, without the C heap's retention\n",
+  std::snprintf(line, sizeof line, "  %-30s %12s   persistent + the largest live transient, without freed memory kept\n",
                 "peak of live tensors", format_bytes(e.live_total).c_str());
   o << line;
   std::snprintf(line, sizeof line, "  %-30s %12s   at the %s (persistent + the largest transient)\n", "peak",
@@ -482,7 +492,7 @@ std::string memory_grid(const MemoryInputs& base) {
 int64_t largest_micro_batch(MemoryInputs in, int64_t max_micro_batch, int64_t budget) {
   int64_t best = 0;
   for (int64_t b = 1; b <= std::max<int64_t>(1, max_micro_batch); ++b) {
-    in.micro_batch = b;  // every size: a tensor that passes the mmap threshold can lower the estimate
+    in.micro_batch = b;  // every size: a tensor that passes the block pool's threshold can lower the estimate
     if (estimate_memory(in).total <= budget) best = b;
   }
   return best;

@@ -42,7 +42,7 @@ struct MemoryPart {
 
 struct MemoryEstimate {
   std::vector<MemoryPart> parts;  // in table order; their sum is `total` only for the persistent ones (see peak)
-  int64_t total = 0;              // the predicted peak (on the CPU: resident, with the C heap's retention)
+  int64_t total = 0;              // the predicted peak (on the CPU: resident, with the freed memory kept)
   int64_t live_total = 0;         // the peak of live tensor bytes (+ the process baseline)
   std::string peak_phase;         // "backward", "end of backward", "optimizer step"
   int64_t trainable_params = 0, frozen_params = 0;

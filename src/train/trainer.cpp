@@ -45,6 +45,7 @@
 #include "src/train/flops.h"            // defines: FlopsModel, flops_model, peak_flops
 #include "src/train/loss.h"             // defines: batch_loss_sum
 #include "src/train/metrics.h"          // defines: MetricsLog, StepMetrics
+#include "src/cpu_pool.h"                 // defines: cpu_pool_trim
 #include "src/train/model_setup.h"      // defines: setup_model, check_token_ids, padding_id
 #include "src/io/atomic_file.h"         // defines: check_output_dir
 #include "src/io/run_lock.h"            // defines: RunLock
@@ -717,6 +718,7 @@ TrainSummary run_training(const TrainOptions& options) {
   t.setup_data();
   t.setup_optimizer();
   t.resume();
+  cpu_pool_trim();  // the loading's temporaries out of the pool: the steps set its size
   tensor_memory_mark("setup");
 
   // Training: one optimizer step at a time; validation, metrics and checkpoints between steps.
