@@ -42,16 +42,13 @@ torch::Tensor nf4_scratch(int64_t n, at::ScalarType dtype) {
 // x W^T (forward) or x W (the input's gradient) with W held in NF4, x of any leading shape.
 torch::Tensor nf4_product(const torch::Tensor& x, const Nf4Weight& w, bool transposed) {
   const auto dtype = x.scalar_type();
-  if (!w.packed.device().is_cpu()) {
-    const auto full = nf4_dequantize(w, dtype);
-    return torch::matmul(x, transposed ? full.t() : full);
-  }
+  const bool cpu = w.packed.device().is_cpu();
   const int64_t out = w.shape[0], in = w.shape[1], elem = static_cast<int64_t>(c10::elementSize(dtype));
   // Forward: tiles of whole rows of W; the gradient: tiles of whole columns.
   const int64_t across = transposed ? in : out, along = transposed ? out : in;
   const int64_t step = std::max<int64_t>(1, nf4_tile_bytes / (across * elem));
-  if (step >= along) {
-    const auto full = nf4_dequantize_into(w, nf4_scratch(w.numel(), dtype));
+  if (!cpu || step >= along) {  // the whole weight (other devices: a new tensor each time)
+    const auto full = cpu ? nf4_dequantize_into(w, nf4_scratch(w.numel(), dtype)) : nf4_dequantize(w, dtype);
     return torch::matmul(x, transposed ? full.t() : full);
   }
   const auto scales = nf4_scales(w).contiguous();

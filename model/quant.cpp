@@ -218,7 +218,7 @@ namespace {
 void dequantize_tile(const Nf4Weight& q, const at::Tensor& scales, int64_t ld, int64_t r0, int64_t rows, int64_t c0,
                      int64_t cols, const at::Tensor& out) {
   if (!q.packed.device().is_cpu() || !out.device().is_cpu() || !out.is_contiguous() || out.numel() < rows * cols)
-    throw std::invalid_argument("nf4_dequantize_into: needs CPU tensors and a contiguous output of " +
+    throw std::invalid_argument("NF4 dequantization into a buffer: needs CPU tensors and a contiguous output of " +
                                 std::to_string(rows * cols) + " elements");
   const float* code = nf4_code().data();
   const uint8_t* src = q.packed.data_ptr<uint8_t>();

@@ -28,7 +28,7 @@ struct Pool {
   std::multimap<size_t, std::pair<void*, uint64_t>> by_size;
   std::map<uint64_t, std::multimap<size_t, std::pair<void*, uint64_t>>::iterator> by_age;
   uint64_t clock = 0;
-  int64_t peak_live = 0, live_at_trim = 0;  // since the last trim; then
+  int64_t peak_live = 0, live_at_trim = 0;  // the most bytes live since the last trim; those live at it
   CpuPoolStats stats;
 
   // A block of at least n bytes, or nullptr when the system has none to map.

@@ -89,6 +89,26 @@ struct Case {
   std::vector<std::string> targets;
 };
 
+// estimate_memory(in).total for micro-batches 1..8, indexed by the micro-batch ([0] unused).
+std::vector<int64_t> estimates_by_micro_batch(MemoryInputs in) {
+  std::vector<int64_t> est(9);
+  for (int64_t b = 1; b <= 8; ++b) {
+    in.micro_batch = b;
+    est[b] = estimate_memory(in).total;
+  }
+  return est;
+}
+
+// The largest micro-batch up to `most` whose own estimate fits the budget (0: none). The estimate
+// need not grow with the micro-batch on the CPU: a tensor that grows past the block pool's
+// threshold leaves the C heap, whose retention is modelled as larger.
+int64_t largest_fitting(const std::vector<int64_t>& est, int64_t budget, int64_t most) {
+  int64_t best = 0;
+  for (int64_t b = 1; b <= most; ++b)
+    if (est[b] <= budget) best = b;
+  return best;
+}
+
 }  // namespace
 
 TEST(MemoryEstimate, TrainableShapesAreThoseApplyLoraMakes) {
@@ -189,24 +209,11 @@ TEST(MemoryEstimate, LargestMicroBatchFitsTheBudget) {
   in.seq = 96;
   LoraOptions o;
   in.lora = o;
-  // The estimate need not grow with the micro-batch on the CPU: a tensor that grows past the block
-  // pool's threshold leaves the C heap, whose retention is modelled as larger. The pick is the
-  // largest size whose own estimate fits.
-  std::vector<int64_t> est(9);
-  for (int64_t b = 1; b <= 8; ++b) {
-    in.micro_batch = b;
-    est[b] = estimate_memory(in).total;
-  }
-  const auto expected = [&](int64_t share, int64_t budget) {
-    int64_t best = 0;
-    for (int64_t b = 1; b <= share; ++b)
-      if (est[b] <= budget) best = b;
-    return best;
-  };
+  const std::vector<int64_t> est = estimates_by_micro_batch(in);
   ASSERT_LT(est[1], est[4]);
   ASSERT_LT(est[4], est[5]);
   for (const int64_t budget : {est[4], est[5] - 1, est[5], est[8]}) {
-    EXPECT_EQ(largest_micro_batch(in, 8, budget), expected(8, budget)) << budget;
+    EXPECT_EQ(largest_micro_batch(in, 8, budget), largest_fitting(est, budget, 8)) << budget;
     EXPECT_GE(largest_micro_batch(in, 8, budget), 4);
     EXPECT_LE(est[largest_micro_batch(in, 8, budget)], budget);
   }
@@ -254,19 +261,7 @@ TEST(MemoryEstimate, AutoPicksTheLargestMicroBatchUnderTheBudgetAndRefusesTooSma
   TrainOptions o = options_of(ws.config("train_batch_size_per_device: auto\n"));
   ASSERT_EQ(o.micro_batch, 0);
   MemoryInputs in = memory_inputs(o, 1);
-  std::vector<int64_t> est(9);
-  for (int64_t b = 1; b <= 8; ++b) {
-    in.micro_batch = b;
-    est[b] = estimate_memory(in).total;
-  }
-  // The estimate need not grow with the batch (a tensor past glibc's 32 MiB mmap threshold stops
-  // counting the heap's retention): auto takes the largest micro-batch that fits.
-  const auto expected = [&](int64_t budget, int64_t most) {
-    int64_t best = 0;
-    for (int64_t b = 1; b <= most; ++b)
-      if (est[b] <= budget) best = b;
-    return best;
-  };
+  const std::vector<int64_t> est = estimates_by_micro_batch(in);  // auto takes the largest that fits
   // plan_memory on these same inputs: memory_inputs(o, ...) would measure the process's resident
   // size again, and it moves between two calls (CI saw est[2] grow past a budget of est[2]).
   const auto plan = [&](int world) {
@@ -277,7 +272,7 @@ TEST(MemoryEstimate, AutoPicksTheLargestMicroBatchUnderTheBudgetAndRefusesTooSma
     return std::make_pair(e, log);
   };
   o.memory_budget = est[2];
-  const int64_t pick = expected(o.memory_budget, 8);
+  const int64_t pick = largest_fitting(est, o.memory_budget, 8);
   ASSERT_GE(pick, 2);
   const auto [e, log] = plan(1);
   EXPECT_EQ(o.micro_batch, pick);

@@ -18,10 +18,10 @@
 #include <set>
 #include <torch/torch.h>
 
+#include "src/cpu_pool.h"
 #include "src/error.h"
 #include "src/io/atomic_file.h"
 #include "src/io/finite_check.h"
-#include "src/cpu_pool.h"
 #include "src/io/json_file.h"
 #include "src/io/safetensors.h"
 #include "model/llama.h"
@@ -273,7 +273,7 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
       // 1.1 GiB for a 1.1B model).
       malloc_trim(0);
 #endif
-      cpu_pool_trim();  // the same for the temporaries of 1 MiB and more (src/cpu_pool.h)
+      cpu_pool_trim();  // the same for the temporaries of 256 KiB and more (src/cpu_pool.h)
     }
     used.insert(name);
   }

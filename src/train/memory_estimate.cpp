@@ -61,7 +61,7 @@
 //
 // Persistent state: frozen weights (e bytes per value; NF4 projections 0.5 byte + one byte of
 // double-quantized scale per 64 values + float32 second-level scales, plus one projection
-// dequantized at a time), trainable tensors (float32 adapters, e for the rest), the float32 flat
+// dequantized at a time, on the CPU a tile of it of at most nf4_tile_bytes), trainable tensors (float32 adapters, e for the rest), the float32 flat
 // gradient buffer (all trainable values, every rank), the float32 master and the moments of this
 // rank's optimizer range (all of it for ZeRO-0, 1/world for ZeRO-1; 8-bit: one byte per value and a
 // float32 absmax per 256 for tensors of ≥ 4096 values). Autograd's own gradients (the parameters'

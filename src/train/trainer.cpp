@@ -32,6 +32,7 @@
 #include "distributed/shard_map.h"      // defines: ShardMap
 #include "distributed/watchdog.h"       // defines: Watchdog
 #include "src/io/prepared_dataset.h"  // defines: PreparedDataset, prepare_dataset
+#include "src/cpu_pool.h"               // defines: cpu_pool_trim
 #include "src/error.h"
 #include "src/io/checkpoint.h"          // defines: CheckpointState, save/load/find_resume_checkpoint
 #include "src/io/export.h"              // defines: write_peft_adapter, write_hf_model_dir
@@ -45,7 +46,6 @@
 #include "src/train/flops.h"            // defines: FlopsModel, flops_model, peak_flops
 #include "src/train/loss.h"             // defines: batch_loss_sum
 #include "src/train/metrics.h"          // defines: MetricsLog, StepMetrics
-#include "src/cpu_pool.h"                 // defines: cpu_pool_trim
 #include "src/train/model_setup.h"      // defines: setup_model, check_token_ids, padding_id
 #include "src/io/atomic_file.h"         // defines: check_output_dir
 #include "src/io/run_lock.h"            // defines: RunLock
