@@ -2,8 +2,9 @@
 // bitsandbytes's own tolerances (tests/test_optim.py test_optimizer8bit: 1024 x {32, 1024, 4097}
 // parameters ~ N(0, 0.1^2), 50 steps of N(0, 0.01^2) gradients; after every step the dequantized
 // moments agree at atol 3e-3 / rtol 1e-3 except fewer than 20 values, the parameters' mean
-// absolute error is under 6e-5 and mean relative error under 6e-4; then the parameters are
-// re-synced so the errors do not compound), plus what the trainer relies on: the state of small
+// absolute error is under 6e-5 and mean relative error under 6e-4; then, as that test does, the
+// parameters are re-synced and the float32 optimizer's moments set to the dequantized 8-bit ones),
+// the same with the moments left to drift, plus what the trainer relies on: the state of small
 // tensors stays float32, checkpoints round-trip bitwise, conversion between precisions, the
 // block-aligned shard map and the state's size.
 #include <gtest/gtest.h>
@@ -40,59 +41,82 @@ torch::optim::AdamWParamState& torch_state(torch::optim::AdamW& opt, const torch
   return static_cast<torch::optim::AdamWParamState&>(*opt.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
 }
 
+// 50 steps of torch's float32 AdamW (p1) and ours in 8 bits (p2) from the same parameters and
+// gradients, re-syncing the parameters after every step; sync_moments also sets torch's moments to
+// our dequantized ones, as bitsandbytes's test does (each step then measures one step's
+// quantization). Without it the moments drift apart over the 50 steps, a harder check.
+void against_float32_adamw(int64_t dim2, bool sync_moments) {
+  torch::manual_seed(static_cast<uint64_t>(dim2));
+  const auto p0 = torch::randn({1024, dim2}) * 0.1;
+  auto p1 = p0.clone().requires_grad_(true);  // torch's AdamW
+  auto p2 = p0.clone().requires_grad_(true);  // ours, 8-bit
+  torch::optim::AdamW ref({p1}, torch::optim::AdamWOptions(1e-3).weight_decay(0.0));
+  AdamWOptions o;
+  o.eight_bit = true;
+  AdamW ours({{"w", p2}}, o);
+  double worst_err = 0, worst_rel = 0, worst_rel_kept = 0;
+  int64_t worst_misses = 0, over = 0;
+  double worst_moment[2] = {0, 0};
+  for (int step = 0; step < 50; ++step) {
+    const auto g = torch::randn({1024, dim2}) * 0.01;
+    p1.mutable_grad() = g.clone();
+    p2.mutable_grad() = g.clone();
+    ref.step();
+    ours.step(1e-3);
+    const auto st = by_name(ours.state());
+    ASSERT_TRUE(st.count("w.exp_avg.q8"));  // 1024 x 32 is above 4096: 8-bit
+    auto& ts = torch_state(ref, p1);
+    std::vector<torch::Tensor> dequantized;
+    for (const bool first : {true, false}) {
+      const auto mine = moment(st, first ? "w.exp_avg" : "w.exp_avg_sq", first);
+      const auto theirs = (first ? ts.exp_avg() : ts.exp_avg_sq()).reshape({-1});
+      const int64_t misses = (~torch::isclose(theirs, mine, 1e-3, 3e-3)).sum().item<int64_t>();
+      worst_misses = std::max(worst_misses, misses);
+      EXPECT_LT(misses, 20) << "dim2 " << dim2 << " step " << step << (first ? " exp_avg" : " exp_avg_sq");
+      // atol 3e-3 is above every moment at this gradient scale (|m| ~ 1e-2, v ~ 1e-4), so also
+      // the error relative to the moment's own size
+      const double rel_moment = ((theirs - mine).abs().sum() / theirs.abs().sum()).item<double>();
+      worst_moment[first ? 0 : 1] = std::max(worst_moment[first ? 0 : 1], rel_moment);
+      // measured 1.1% / 0.7% after one quantization (re-synced), 2.5% / 1.2% drifting
+      EXPECT_LT(rel_moment, (first ? 0.015 : 0.01) * (sync_moments ? 1.0 : 2.0)) << "dim2 " << dim2 << " step " << step;
+      dequantized.push_back(mine);
+    }
+    const auto err = (p1.detach() - p2.detach()).abs();
+    const auto rel = err / (p1.detach().abs() + 1e-9);
+    const double mae = err.mean().item<double>(), mre = rel.mean().item<double>();
+    // Over all parameters the relative error is heavy-tailed once the moments drift: a parameter
+    // within 1e-6 of zero moved by the update's error (~1e-5) counts ~10. Without the moments'
+    // re-sync it is held over |p| >= 1e-4 (all but ~0.08% of N(0, 0.1^2)) and the plain mean reported.
+    const double mre_kept = rel.masked_select(p1.detach().abs() >= 1e-4).mean().item<double>();
+    worst_err = std::max(worst_err, mae);
+    worst_rel = std::max(worst_rel, mre);
+    worst_rel_kept = std::max(worst_rel_kept, mre_kept);
+    over += mre >= 6e-4;
+    EXPECT_LT(mae, 6e-5) << "dim2 " << dim2 << " step " << step;
+    EXPECT_LT(sync_moments ? mre : mre_kept, 6e-4) << "dim2 " << dim2 << " step " << step;
+    // re-sync: ours continues from torch's parameters (its master too)
+    ours.load_master({{"w", p1.detach().clone()}});
+    ours.write_all(p1.detach().reshape({-1}));
+    if (sync_moments) {
+      torch::NoGradGuard no_grad;
+      ts.exp_avg().copy_(dequantized[0].view_as(ts.exp_avg()));
+      ts.exp_avg_sq().copy_(dequantized[1].view_as(ts.exp_avg_sq()));
+    }
+  }
+  std::cout << "[ adamw_8bit ] 1024x" << dim2 << (sync_moments ? ", moments re-synced" : ", moments drifting")
+            << ": worst mean abs error " << worst_err << " (< 6e-5), worst moment misses " << worst_misses
+            << " (< 20), worst mean rel error " << worst_rel << " (>= 6e-4 in " << over << " of 50 steps), over |p| >= 1e-4 "
+            << worst_rel_kept << "; moments' relative L1 error " << worst_moment[0] << " / " << worst_moment[1] << "\n";
+}
+
 }  // namespace
 
 TEST(AdamW8bit, BitsandbytesTolerancesAgainstFloat32AdamW) {
-  for (const int64_t dim2 : {32, 1024, 4097}) {
-    torch::manual_seed(static_cast<uint64_t>(dim2));
-    const auto p0 = torch::randn({1024, dim2}) * 0.1;
-    auto p1 = p0.clone().requires_grad_(true);  // torch's AdamW
-    auto p2 = p0.clone().requires_grad_(true);  // ours, 8-bit
-    torch::optim::AdamW ref({p1}, torch::optim::AdamWOptions(1e-3).weight_decay(0.0));
-    AdamWOptions o;
-    o.eight_bit = true;
-    AdamW ours({{"w", p2}}, o);
-    double worst_err = 0, worst_rel = 0, worst_rel_kept = 0;
-    int64_t worst_misses = 0, over = 0;
-    for (int step = 0; step < 50; ++step) {
-      const auto g = torch::randn({1024, dim2}) * 0.01;
-      p1.mutable_grad() = g.clone();
-      p2.mutable_grad() = g.clone();
-      ref.step();
-      ours.step(1e-3);
-      const auto st = by_name(ours.state());
-      ASSERT_TRUE(st.count("w.exp_avg.q8"));  // 1024 x 32 is above 4096: 8-bit
-      auto& ts = torch_state(ref, p1);
-      for (const bool first : {true, false}) {
-        const auto mine = moment(st, first ? "w.exp_avg" : "w.exp_avg_sq", first);
-        const auto theirs = (first ? ts.exp_avg() : ts.exp_avg_sq()).reshape({-1});
-        const int64_t misses = (~torch::isclose(theirs, mine, 1e-3, 3e-3)).sum().item<int64_t>();
-        worst_misses = std::max(worst_misses, misses);
-        EXPECT_LT(misses, 20) << "dim2 " << dim2 << " step " << step << (first ? " exp_avg" : " exp_avg_sq");
-      }
-      const auto err = (p1.detach() - p2.detach()).abs();
-      const auto rel = err / (p1.detach().abs() + 1e-9);
-      const double mae = err.mean().item<double>(), mre = rel.mean().item<double>();
-      // bitsandbytes's mean relative error is heavy-tailed: one parameter within 1e-6 of zero
-      // moves it by up to ~1e-3 (the update's error, ~1e-5, over |p|). It is held over the
-      // parameters with |p| >= 1e-4 (all but ~0.08% of N(0, 0.1^2)); the plain mean is reported.
-      const auto kept = p1.detach().abs() >= 1e-4;
-      const double mre_kept = rel.masked_select(kept).mean().item<double>();
-      worst_err = std::max(worst_err, mae);
-      worst_rel = std::max(worst_rel, mre);
-      worst_rel_kept = std::max(worst_rel_kept, mre_kept);
-      over += mre >= 6e-4;
-      EXPECT_LT(mae, 6e-5) << "dim2 " << dim2 << " step " << step;
-      EXPECT_LT(mre_kept, 6e-4) << "dim2 " << dim2 << " step " << step;
-      // re-sync: ours continues from torch's parameters (its master too)
-      ours.load_master({{"w", p1.detach().clone()}});
-      ours.write_all(p1.detach().reshape({-1}));
-    }
-    std::cout << "[ adamw_8bit ] 1024x" << dim2 << ": worst mean abs error " << worst_err << " (bound 6e-5), worst moment "
-              << "misses " << worst_misses << " (< 20), worst mean rel error " << worst_rel_kept
-              << " over |p| >= 1e-4 (6e-4); over all parameters worst " << worst_rel << ", >= 6e-4 in " << over
-              << " of 50 steps\n";
-  }
+  for (const int64_t dim2 : {32, 1024, 4097}) against_float32_adamw(dim2, /*sync_moments=*/true);
+}
+
+TEST(AdamW8bit, MomentsLeftToDriftStayWithinTheTolerances) {
+  for (const int64_t dim2 : {32, 1024, 4097}) against_float32_adamw(dim2, /*sync_moments=*/false);
 }
 
 namespace {
