@@ -74,8 +74,8 @@ struct BlockLayout {
   }
 };
 
-// A [T, hd] slice in float32: itself when it is float32, else a float32 copy. The products run in
-// float32 in every case: oneDNN's bf16 products build a primitive per new shape, and the key
+// A tensor in float32: itself when it is float32, else a float32 copy with its strides. The
+// products run in float32 in every case: oneDNN's bf16 products build a primitive per new shape, and the key
 // ranges here take many shapes (measured on 64-row blocks: 190 us per product, 20 in float32).
 Tensor float32(const Tensor& x) { return x.scalar_type() == torch::kFloat32 ? x : x.to(torch::kFloat32); }
 
@@ -85,21 +85,21 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
     const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), K = k.size(1), rep = H / K;
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
     const bool f32 = q.scalar_type() == torch::kFloat32;
-    auto out = torch::empty({B, T, H, hd}, q.options());
-    const auto qd = q.detach(), kd = k.detach(), vd = v.detach();
+    // bf16 inputs widened once, whole (one vectorised pass each; per-head strided copies cost
+    // ~10x as much), their strides kept, so the per-head slices below are views either way
+    const Tensor qd = float32(q.detach()), kd = float32(k.detach()), vd = float32(v.detach());
+    auto out32 = torch::empty({B, T, H, hd}, q.options().dtype(torch::kFloat32));
     const int64_t* st = starts.data_ptr<int64_t>();
     const BlockLayout lay(st, B, H, T);
     auto probs = torch::empty({lay.total}, q.options().dtype(torch::kFloat32));
     at::parallel_for(0, B * K, 1, [&](int64_t lo, int64_t hi) {
       at::AutoDispatchBelowADInplaceOrView guard;
-      Tensor o32 = f32 ? Tensor() : torch::empty({T, hd});
       for (int64_t item = lo; item < hi; ++item) {
         const int64_t b = item / K, kh = item % K;
         const int64_t* sb = st + b * T;
-        const Tensor kb = float32(kd[b][kh]), vb = float32(vd[b][kh]);
+        const Tensor kb = kd[b][kh], vb = vd[b][kh];
         for (int64_t h = kh * rep; h < (kh + 1) * rep; ++h) {
-          const Tensor qb = float32(qd[b][h]);
-          Tensor ob = f32 ? out[b].select(1, h) : o32;
+          const Tensor qb = qd[b][h], ob = out32[b].select(1, h);
           for_each_block(T, sb, [&](int64_t i0, int64_t m, int64_t j0, int64_t n) {
             Tensor S = probs.narrow(0, lay.offset(b, h, i0), m * n).view({m, n});
             at::addmm_out(S, S, qb.narrow(0, i0, m), kb.narrow(0, j0, n).t(), 0.0, scale);
@@ -109,10 +109,10 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
             Tensor o = ob.narrow(0, i0, m);
             at::mm_out(o, S, vb.narrow(0, j0, n));
           });
-          if (!f32) out[b].select(1, h).copy_(o32);
         }
       }
     });
+    const Tensor out = f32 ? out32 : out32.to(q.scalar_type());
     ctx->save_for_backward({q, k, v, out, probs, starts});
     return out.transpose(1, 2);
   }
@@ -124,9 +124,10 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
                  probs = saved[4], starts = saved[5];
     const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), K = k.size(1), rep = H / K;
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-    const Tensor dout = grad_out[0];  // [B, H, T, hd]
+    const Tensor dout = float32(grad_out[0]);  // [B, H, T, hd]; bf16 widened once, as in forward
+    const Tensor q32 = float32(q), k32 = float32(k), v32 = float32(v);
     // D = rowsum(dO ⊙ O) in float32, [B, H, T].
-    const Tensor D = (float32(dout) * float32(out.transpose(1, 2))).sum(-1);
+    const Tensor D = (dout * float32(out.transpose(1, 2))).sum(-1);
     // Float32 gradients (keys and values accumulate over query blocks and heads), cast at the end.
     const auto opts = q.options().dtype(torch::kFloat32);
     auto dq = torch::empty({B, T, H, hd}, opts);
@@ -140,10 +141,9 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
       for (int64_t item = lo; item < hi; ++item) {
         const int64_t b = item / K, kh = item % K;
         const int64_t* sb = st + b * T;
-        const Tensor kb = float32(k[b][kh]), vb = float32(v[b][kh]), dkb = dk[b].select(1, kh),
-                     dvb = dv[b].select(1, kh);
+        const Tensor kb = k32[b][kh], vb = v32[b][kh], dkb = dk[b].select(1, kh), dvb = dv[b].select(1, kh);
         for (int64_t h = kh * rep; h < (kh + 1) * rep; ++h) {
-          const Tensor qb = float32(q[b][h]), dob = float32(dout[b][h]), dqb = dq[b].select(1, h), Db = D[b][h];
+          const Tensor qb = q32[b][h], dob = dout[b][h], dqb = dq[b].select(1, h), Db = D[b][h];
           for_each_block(T, sb, [&](int64_t i0, int64_t m, int64_t j0, int64_t n) {
             const Tensor qblk = qb.narrow(0, i0, m), doblk = dob.narrow(0, i0, m);
             const Tensor krng = kb.narrow(0, j0, n), vrng = vb.narrow(0, j0, n);
