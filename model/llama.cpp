@@ -107,31 +107,28 @@ void LinearImpl::set_nf4(Nf4Weight q) {
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  if (lora_A && !merged_ && x.scalar_type() == lora_A->weight.scalar_type()) {
-    // One precision (float32): the adapter's product accumulated into the base output in place,
-    // y = x W^T + b, then y += scale · (dropout(x) A^T) B^T as one product with alpha = scale, on
-    // 2-D views so autograd sees plain tensors; no [N, out] copies for the scaling and the sum.
-    // (In bfloat16, below, PEFT's order: the branch in float32, the sum rounded once. Running the
-    // branch's products in bfloat16 instead, as torch.autocast would, measured 3-5% faster on the
-    // medium benchmark shape: not worth departing from PEFT's numbers.)
-    const auto x2 = x.reshape({-1, x.size(-1)});
-    auto y = base_product(*this, x2);
-    auto h = x2;
-    if (lora_dropout > 0.0 && is_training()) h = torch::dropout(h, lora_dropout, /*train=*/true);
-    y.addmm_(torch::nn::functional::linear(h, lora_A->weight), lora_B->weight.t(), 1.0, lora_scale);
-    auto sizes = x.sizes().vec();
-    sizes.back() = y.size(-1);
-    return y.view(sizes);
-  }
-  const torch::Tensor result = base_product(*this, x);
-  if (!lora_A || merged_) return result;
-  // As PEFT's lora.Linear: the input is cast to the adapter's dtype, dropout touches only the
-  // adapter branch, and the sum is cast back to the base output's dtype.
-  auto h = x.to(lora_A->weight.scalar_type());
+  if (!lora_A || merged_) return base_product(*this, x);
+  // The adapter's product accumulated into the base output in place, y = x W^T + b, then
+  // y += scale · (dropout(x) A^T) B^T as one product with alpha = scale, on 2-D views so autograd
+  // sees plain tensors: no [N, out] temporaries for the scaling, the sum or a cast.
+  // In float32 that is PEFT's arithmetic. With bf16 activations (float32 adapter weights) the
+  // factors are cast to bf16 for the products, as torch.autocast runs PEFT's lora.Linear in a
+  // bf16 mixed-precision trainer: the products accumulate in float32 and the sum into the base
+  // output is rounded once (autocast rounds the branch, then the sum); the factors' gradients are
+  // bf16 products cast back to float32. (PEFT without autocast computes the branch and the sum in
+  // float32 [N, out] tensors and casts back: 4-5 extra passes over [N, out] each way, about a
+  // quarter of a medium-shape bf16 step.)
+  const auto x2 = x.reshape({-1, x.size(-1)});
+  auto y = base_product(*this, x2);
+  auto h = x2;
   if (lora_dropout > 0.0 && is_training()) h = torch::dropout(h, lora_dropout, /*train=*/true);
-  auto delta = torch::nn::functional::linear(torch::nn::functional::linear(h, lora_A->weight),
-                                             lora_B->weight);
-  return (result + delta * lora_scale).to(result.scalar_type());  // + promotes bf16 to float32
+  const auto dtype = x.scalar_type();
+  const auto a = lora_A->weight.scalar_type() == dtype ? lora_A->weight : lora_A->weight.to(dtype);
+  const auto b = lora_B->weight.scalar_type() == dtype ? lora_B->weight : lora_B->weight.to(dtype);
+  y.addmm_(torch::nn::functional::linear(h, a), b.t(), 1.0, lora_scale);
+  auto sizes = x.sizes().vec();
+  sizes.back() = y.size(-1);
+  return y.view(sizes);
 }
 
 void LinearImpl::add_lora(int64_t r, double scale, double dropout) {
