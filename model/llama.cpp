@@ -61,6 +61,7 @@ torch::Tensor nf4_product(const torch::Tensor& x, const Nf4Weight& w, bool trans
                                  : nf4_dequantize_tile_into(w, scales, 0, out, at, n, scratch);  // [out, n]
     y.narrow(1, at, n).copy_(torch::mm(x2, transposed ? tile.t() : tile));
   }
+  if (x.dim() == 2) return y;  // not a view: LinearImpl::forward adds the LoRA branch into it in place
   auto shape = x.sizes().vec();
   shape.back() = along;
   return y.view(shape);

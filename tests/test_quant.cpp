@@ -325,5 +325,20 @@ TEST(Quant, Nf4ProductByTilesEqualsTheWholeWeightProduct) {
     // A tile that misses a column or a row of the weight is caught: an untouched output column.
     EXPECT_GT(y.detach().select(-1, out - 1).abs().sum().item<double>(), 0);
     EXPECT_GT(x.grad().select(-1, in - 1).abs().sum().item<double>(), 0);
+    // With a LoRA adapter its branch is added into the tiled product's output in place (that
+    // output must not be a view of the custom function's).
+    lin->add_lora(4, 2.0, 0.0);
+    {
+      torch::NoGradGuard ng;
+      lin->lora_A->weight.normal_(0, 0.05);
+      lin->lora_B->weight.normal_(0, 0.05);
+    }
+    auto xl = x.detach().clone().requires_grad_(true);
+    auto yl = lin->forward(xl);
+    yl.backward(g);
+    const auto a64 = lin->lora_A->weight.detach().to(torch::kFloat64), b64 = lin->lora_B->weight.detach().to(torch::kFloat64);
+    const auto yl_ref = y_ref + 2.0 * torch::matmul(torch::matmul(x64, a64.t()), b64.t());
+    EXPECT_LT(err(yl, yl_ref), dtype == torch::kFloat32 ? 1e-6 : 1e-2);
+    EXPECT_GT(lin->lora_B->weight.grad().abs().sum().item<double>(), 0);
   }
 }

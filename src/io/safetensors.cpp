@@ -84,10 +84,17 @@ at::Tensor SafeTensorsFile::load(const std::string& name, int float_dtype) const
                                torch::TensorOptions().dtype(type));
   const bool is_float = type == torch::kFloat32 || type == torch::kFloat16 ||
                         type == torch::kBFloat16 || type == torch::kFloat64;
-  if (is_float && float_dtype >= 0 && static_cast<torch::ScalarType>(float_dtype) != type) {
-    return view.to(static_cast<torch::ScalarType>(float_dtype));
-  }
-  return view.clone();
+  at::Tensor out = is_float && float_dtype >= 0 && static_cast<torch::ScalarType>(float_dtype) != type
+                       ? view.to(static_cast<torch::ScalarType>(float_dtype))
+                       : view.clone();
+  // The mapped file pages just read are let go: they stay in the page cache, but would otherwise
+  // count in this process's resident size until the file is closed (a float32 file loaded as
+  // bf16 peaked at the file's size plus the model's, 4.8 GiB for a 1.1B model, not 2.2).
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(map_ + data_start_ + ti.begin) & ~(page - 1);
+  const uintptr_t hi = reinterpret_cast<uintptr_t>(map_ + data_start_ + ti.end);
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  return out;
 }
 
 void write_safetensors(const std::string& path,
