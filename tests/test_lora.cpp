@@ -600,12 +600,12 @@ TEST(Lora, Bfloat16BaseKeepsFloat32Adapters) {
   auto x = torch::randn({2, 3, 64}).to(torch::kBFloat16);
   auto y = q.forward(x);
   EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
-  // As torch.autocast runs the branch: bf16 factors, x A^T rounded to bf16, its product with B
+  // x A^T in float32 (as PEFT), rounded to bf16; its product with B in bf16 (as torch.autocast)
   // accumulated in float32 with the bf16 base output and rounded once. Written out in float32
   // from the bf16-rounded operands, it may differ from the fused product by one rounding.
   namespace F = torch::nn::functional;
   const auto f32 = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
-  const auto a = F::linear(x, q.lora_A->weight.to(torch::kBFloat16));  // [.., r] bf16
+  const auto a = F::linear(f32(x), q.lora_A->weight).to(torch::kBFloat16);  // [.., r] bf16
   auto want = (f32(F::linear(x, q.weight, q.bias)) +
                F::linear(f32(a), f32(q.lora_B->weight.to(torch::kBFloat16))) * q.lora_scale)
                   .to(torch::kBFloat16);

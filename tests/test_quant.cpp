@@ -254,9 +254,10 @@ TEST(Quant, Nf4LinearForwardAndBackward) {
     ASSERT_EQ(y.scalar_type(), dtype);
     auto x2 = x.detach().clone().requires_grad_(true);
     auto a2 = lin->lora_A->weight.detach().clone().requires_grad_(true);
-    // the LoRA branch's products in the activations' dtype, as torch.autocast runs them
+    // the LoRA branch: x A^T in float32, its product with B in the activations' dtype
     auto y2 = (torch::nn::functional::linear(x2, wq.to(dtype), lin->bias.to(dtype)).to(torch::kFloat32) +
-               torch::matmul(torch::matmul(x2, a2.to(dtype).t()), lin->lora_B->weight.detach().to(dtype).t())
+               torch::matmul(torch::matmul(x2.to(torch::kFloat32), a2.t()).to(dtype),
+                             lin->lora_B->weight.detach().to(dtype).t())
                        .to(torch::kFloat32) * 2.0)
                   .to(dtype);
     const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;

@@ -19,11 +19,12 @@
 //   projections         a frozen weight keeps nothing of its input; a trained one (full fine-tuning)
 //                       keeps it: the norm outputs (q/k/v and gate/up read one each), the attention
 //                       output (o) and the SwiGLU product (down):               + e·(2d + H·hd + I)
-//   LoRA branch         per adapted projection of input width w, its products in the compute dtype
-//                       (bf16 factors in bf16 runs): the input of A, the input itself,
-//                       shared by the projections reading it:                    e·w (per input)
-//                       with dropout the mask and the dropped input instead:      2·e·w per adapter
-//                       and A's output kept by the product with B:               + e·r
+//   LoRA branch         per adapted projection of input width w: the float32 input of A (its own
+//                       copy in bf16, the shared input itself in float32),       4w (per input in f32)
+//                       with dropout the mask (compute dtype) and the dropped
+//                       input in float32 instead:                                (e + 4)·w per adapter
+//                       and A's output (rounded to the compute dtype) kept by
+//                       the product with B:                                      + e·r
 //   attention           q after RoPE, k and v repeated to H heads (kept by the two products):
 //                                                                                e·H·hd·(1 + 2·[K<H]) + 2e·K·hd·[K=H]
 //                       RoPE's cos/sin in bf16 (copies for q and k):             4·e·hd (bf16 only)
@@ -170,8 +171,8 @@ Bytes layer_bytes(const MemoryInputs& in, const Shapes& s, const std::set<std::s
       int64_t n = 0;
       for (const char* m : names) n += adapted.count(m);
       if (n == 0) continue;
-      if (dropout) b.add(e * w * N, 2 * n);          // mask and dropped input per adapter
-      else b.add(e * w * N);                          // the shared input
+      if (dropout) b.add((e + 4) * w * N, n);        // mask and dropped float32 input per adapter
+      else b.add(4 * w * N, e == 4 ? 1 : n);          // the shared float32 input, or a copy per adapter
       b.add(e * in.lora->r * N, n);                   // A's output
     }
   }
