@@ -124,9 +124,9 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   const auto x2 = x.reshape({-1, x.size(-1)});
   auto y = base_product(*this, x2);
   const auto dtype = x.scalar_type(), adapter = lora_A->weight.scalar_type();
-  auto h = x2;
+  auto h = x2.to(adapter);  // casts: no-ops in float32
   if (lora_dropout > 0.0 && is_training()) h = torch::dropout(h, lora_dropout, /*train=*/true);
-  auto u = torch::nn::functional::linear(h.to(adapter), lora_A->weight).to(dtype);  // casts: no-ops in float32
+  auto u = torch::nn::functional::linear(h, lora_A->weight).to(dtype);
   const auto b = lora_B->weight.scalar_type() == dtype ? lora_B->weight : lora_B->weight.to(dtype);
   y.addmm_(u, b.t(), 1.0, lora_scale);
   auto sizes = x.sizes().vec();

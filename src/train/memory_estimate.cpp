@@ -21,8 +21,7 @@
 //                       output (o) and the SwiGLU product (down):               + e·(2d + H·hd + I)
 //   LoRA branch         per adapted projection of input width w: the float32 input of A (its own
 //                       copy in bf16, the shared input itself in float32),       4w (per input in f32)
-//                       with dropout the mask (compute dtype) and the dropped
-//                       input in float32 instead:                                (e + 4)·w per adapter
+//                       with dropout the float32 mask and the dropped input     8w
 //                       and A's output (rounded to the compute dtype) kept by
 //                       the product with B:                                      + e·r
 //   attention           q after RoPE, k and v repeated to H heads (kept by the two products):
@@ -171,7 +170,7 @@ Bytes layer_bytes(const MemoryInputs& in, const Shapes& s, const std::set<std::s
       int64_t n = 0;
       for (const char* m : names) n += adapted.count(m);
       if (n == 0) continue;
-      if (dropout) b.add((e + 4) * w * N, n);        // mask and dropped float32 input per adapter
+      if (dropout) b.add(4 * w * N, 2 * n);          // mask and dropped input per adapter
       else b.add(4 * w * N, e == 4 ? 1 : n);          // the shared float32 input, or a copy per adapter
       b.add(e * in.lora->r * N, n);                   // A's output
     }
