@@ -53,18 +53,20 @@ torch::Tensor nf4_product(const torch::Tensor& x, const Nf4Weight& w, bool trans
   }
   const auto scales = nf4_scales(w).contiguous();
   const auto x2 = x.reshape({-1, x.size(-1)});
-  auto y = torch::empty({x2.size(0), along}, x.options());
+  // Allocated in x's leading shape and returned as is, not as a view: LinearImpl::forward adds
+  // the LoRA branch into it in place, which autograd refuses on a view made inside a Function.
+  auto shape = x.sizes().vec();
+  shape.back() = along;
+  auto y = torch::empty(shape, x.options());
+  auto y2 = y.view({-1, along});
   const auto scratch = nf4_scratch(step * across, dtype);
   for (int64_t at = 0; at < along; at += step) {
     const int64_t n = std::min(step, along - at);
     const auto tile = transposed ? nf4_dequantize_tile_into(w, scales, at, n, 0, in, scratch)    // [n, in]
                                  : nf4_dequantize_tile_into(w, scales, 0, out, at, n, scratch);  // [out, n]
-    y.narrow(1, at, n).copy_(torch::mm(x2, transposed ? tile.t() : tile));
+    y2.narrow(1, at, n).copy_(torch::mm(x2, transposed ? tile.t() : tile));
   }
-  if (x.dim() == 2) return y;  // not a view: LinearImpl::forward adds the LoRA branch into it in place
-  auto shape = x.sizes().vec();
-  shape.back() = along;
-  return y.view(shape);
+  return y;
 }
 
 // y = x W^T with W held in NF4: dequantized to x's dtype in forward and again in backward, where
@@ -127,8 +129,7 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   auto h = x2.to(adapter);  // casts: no-ops in float32
   if (lora_dropout > 0.0 && is_training()) h = torch::dropout(h, lora_dropout, /*train=*/true);
   auto u = torch::nn::functional::linear(h, lora_A->weight).to(dtype);
-  const auto b = lora_B->weight.scalar_type() == dtype ? lora_B->weight : lora_B->weight.to(dtype);
-  y.addmm_(u, b.t(), 1.0, lora_scale);
+  y.addmm_(u, lora_B->weight.to(dtype).t(), 1.0, lora_scale);
   auto sizes = x.sizes().vec();
   sizes.back() = y.size(-1);
   return y.view(sizes);
