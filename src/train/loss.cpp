@@ -3,11 +3,17 @@
 
 #include <torch/torch.h>
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "model/llama.h"
 #include "src/train/packing.h"
+#include "src/train/xent_kernel.h"
 
 namespace ringtune {
 
@@ -90,31 +96,73 @@ struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntrop
   }
 };
 
+// Sum over rows of the cross-entropy of logits [rows, V] (float32 or bf16, contiguous, CPU)
+// against y, each row replaced by softmax - one-hot: the fused kernel, rows split over threads,
+// the per-row losses summed in double in row order (the same total for any thread count).
+double fused_cross_entropy_grad(torch::Tensor& logits, const torch::Tensor& labels) {
+  const int64_t rows = logits.size(0), V = logits.size(1);
+  const auto y = labels.to(torch::kInt64).contiguous();
+  const int64_t* yp = y.data_ptr<int64_t>();
+  if (rows > 0) {
+    const int64_t lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
+    if (lo < 0 || hi >= V)
+      throw std::out_of_range("cross-entropy: label " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary of " +
+                              std::to_string(V));
+  }
+  std::vector<float> loss(static_cast<size_t>(rows));
+  const bool bf16 = logits.scalar_type() == torch::kBFloat16;
+  void* x = logits.data_ptr();
+  at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
+    if (bf16)
+      xent_grad_rows_bf16(static_cast<uint16_t*>(x), V, yp, r0, r1, loss.data());
+    else
+      xent_grad_rows_f32(static_cast<float*>(x), V, yp, r0, r1, loss.data());
+  });
+  double total = 0;
+  for (const float l : loss) total += l;
+  return total;
+}
+
 // The same loss when the output layer has nothing to train (LoRA on the body, the usual case):
 // the gradient with respect to the hidden states is computed in the forward pass, chunk by chunk,
-// from the logits already there, d loss / d logits = softmax - onehot (what log_softmax and
-// nll_loss back-propagate), so backward is one multiplication by the incoming scale instead of a
-// second pass through the output layer (2·vocab·hidden FLOPs per supervised token: ~16% of a
-// LoRA step on a 32k-vocabulary model with d=512). The loss itself is computed by the same
-// operators as cross_entropy (log_softmax, then nll_loss), so it is bit for bit the same.
+// from the logits already there, d loss / d logits = softmax - onehot, so backward is one
+// multiplication by the incoming scale instead of a second pass through the output layer
+// (2·vocab·hidden FLOPs per supervised token: ~16% of a LoRA step on a 32k-vocabulary model with
+// d=512). On the CPU the loss and that gradient come from one fused pass over each row of logits
+// in the matmul's dtype (fused_cross_entropy_grad); elsewhere from libtorch's log_softmax and
+// nll_loss, the float32 softmax minus one-hot cast to the matmul's dtype (what autograd through
+// cross_entropy would back-propagate).
 struct FrozenHeadCrossEntropy : public torch::autograd::Function<FrozenHeadCrossEntropy> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
                                const torch::Tensor& labels, int64_t model_ptr) {
     auto& model = *reinterpret_cast<LlamaForCausalLMImpl*>(model_ptr);
     torch::NoGradGuard no_grad;
     const auto& w = model.lm_head_weight();
+    const bool fused = hidden.device().is_cpu() &&
+                       (hidden.scalar_type() == torch::kFloat32 || hidden.scalar_type() == torch::kBFloat16);
     auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat32));
+    double fused_total = 0;
     auto grad = torch::empty_like(hidden);
     int64_t at = 0;
     for_each_chunk(model, hidden, labels, [&](const torch::Tensor& h, const torch::Tensor& y) {
-      auto logp = torch::log_softmax(model.project(h), 1);
-      total = total + torch::nll_loss(logp, y, {}, at::Reduction::Sum);
-      auto g = logp.exp_();  // softmax
-      g.scatter_add_(1, y.unsqueeze(1), torch::full({y.size(0), 1}, -1.0f, g.options()));
-      // As autograd through project(): the float32 gradient cast to the matmul's dtype, times W.
-      grad.narrow(0, at, h.size(0)).copy_(torch::matmul(g.to(h.scalar_type()), w));
+      if (fused) {
+        // The logits in the matmul's dtype, replaced in place by d loss / d logits
+        // (src/train/xent_kernel.h), then times W into the hidden states' gradient.
+        auto logits = torch::matmul(h, w.t()).contiguous();
+        fused_total += fused_cross_entropy_grad(logits, y);
+        auto out = grad.narrow(0, at, h.size(0));
+        at::mm_out(out, logits, w);
+      } else {
+        auto logp = torch::log_softmax(model.project(h), 1);
+        total = total + torch::nll_loss(logp, y, {}, at::Reduction::Sum);
+        auto g = logp.exp_();  // softmax
+        g.scatter_add_(1, y.unsqueeze(1), torch::full({y.size(0), 1}, -1.0f, g.options()));
+        // As autograd through project(): the float32 gradient cast to the matmul's dtype, times W.
+        grad.narrow(0, at, h.size(0)).copy_(torch::matmul(g.to(h.scalar_type()), w));
+      }
       at += h.size(0);
     });
+    if (fused) total.fill_(fused_total);
     ctx->save_for_backward({grad});
     return total;
   }

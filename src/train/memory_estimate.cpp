@@ -53,8 +53,10 @@
 //
 // Output layer and loss (src/train/loss.cpp): logits exist only for a chunk of rows ≤ 64 Mi / V at a
 // time. A frozen output layer (LoRA on the body): the forward pass makes the hidden states' gradient
-// chunk by chunk, the float32 logits and their log-softmax (turned into the logits' gradient in
-// place), rows·V·8, in bf16 also the product's bf16 output and the gradient's bf16 copy, + rows·V·4.
+// chunk by chunk; on the CPU from the logits in e, turned into their gradient in place by the fused
+// kernel (src/train/xent_kernel.h), rows·V·e; on a GPU from the float32 logits and their
+// log-softmax (turned into the logits' gradient in place), rows·V·8, in bf16 also the product's
+// bf16 output and the gradient's bf16 copy, + rows·V·4.
 // A trained one: the backward pass recomputes a chunk's logits (in e, then float32), keeps the
 // log-softmax and makes its gradient and the logits' gradient, three float32 [rows, V] at once:
 // rows·V·12. The final norm keeps 4d and the loss keeps the hidden states e·d per token (the
@@ -314,14 +316,17 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
     if (!full && !adapted.count("k_proj")) first_layer_saves.add(e * s.qd * N);
   }
   const int64_t rows = std::min<int64_t>(N, loss_chunk_rows(s.vocab));
-  // A frozen output layer: the loss's gradient is made in the forward pass (the float32 logits, their
-  // log-softmax turned into the gradient in place, in bf16 also the product's own output and the
-  // gradient's copy), and the hidden states' gradient is kept instead of the hidden states.
+  // A frozen output layer: the loss's gradient is made in the forward pass (on the CPU the logits
+  // turned into it in place; on a GPU the float32 logits, their log-softmax turned into the gradient
+  // in place, in bf16 also the product's own output and the gradient's copy), and the hidden
+  // states' gradient is kept instead of the hidden states.
   // A trained one: the backward pass recomputes logits, log-softmax and two gradients.
   bool head_frozen = lm_head_grad.total() == 0;
   for (const auto& [name, n] : trained) head_frozen = head_frozen && name.rfind("lm_head.", 0) != 0;
   Bytes loss;
-  if (head_frozen) {
+  if (head_frozen && !in.cuda) {
+    loss.add(rows * s.vocab * e);  // the CPU's fused kernel: the logits, turned into their gradient in place
+  } else if (head_frozen) {
     loss.add(rows * s.vocab * 4, 2);
     if (e != 4) loss.add(rows * s.vocab * e, 2);
   } else {

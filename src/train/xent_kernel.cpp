@@ -1,0 +1,249 @@
+// Fused cross-entropy gradient over rows of logits; see xent_kernel.h.
+// Built with -O3 -ffp-contract=off -fno-trapping-math and without the precompiled header
+// (src/CMakeLists.txt); the arithmetic is written on 16-lane vector types, so the compiler never
+// reorders a sum.
+#include "src/train/xent_kernel.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#define RINGTUNE_INLINE inline __attribute__((always_inline))
+
+namespace ringtune {
+
+namespace {
+
+// The kernel works on 16 logical float32 lanes held as 16 / W vectors of the instruction set's
+// native width W (16 for AVX-512, 8 for AVX2, 4 for the baseline), as GCC/Clang vector types:
+// lane l of every sum is the same sequence of IEEE operations whatever W is.
+constexpr int kLanes = 16;
+// Lanes are summed into a double every this many values, so the float sums stay short.
+constexpr int64_t kSumBlock = 512;
+
+template <int W>
+struct Vec;
+template <>
+struct Vec<16> {
+  typedef float f __attribute__((vector_size(64)));
+  typedef uint32_t u __attribute__((vector_size(64)));
+  typedef uint16_t h __attribute__((vector_size(32)));
+};
+template <>
+struct Vec<8> {
+  typedef float f __attribute__((vector_size(32)));
+  typedef uint32_t u __attribute__((vector_size(32)));
+  typedef uint16_t h __attribute__((vector_size(16)));
+};
+template <>
+struct Vec<4> {
+  typedef float f __attribute__((vector_size(16)));
+  typedef uint32_t u __attribute__((vector_size(16)));
+  typedef uint16_t h __attribute__((vector_size(8)));
+};
+
+template <int W>
+RINGTUNE_INLINE typename Vec<W>::f splat(float v) {
+  typename Vec<W>::f r = {};
+  return r + v;
+}
+
+// exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 (ln 2 split in two parts, exact first
+// product), exp(r) by Cephes' expf polynomial on |r| <= ln 2 / 2 (about 1 ulp). k is rounded by
+// adding 1.5 * 2^23, whose low mantissa bits then hold it: no float-to-integer conversion, and
+// NaN stays NaN. Below -87.3 (results under the smallest normal float32) it returns 0.
+template <int W>
+RINGTUNE_INLINE typename Vec<W>::f exp_poly(typename Vec<W>::f x) {
+  using F = typename Vec<W>::f;
+  using U = typename Vec<W>::u;
+  const auto tiny = x < -87.3f;  // below the smallest normal float32: 0
+  x = tiny ? splat<W>(-87.3f) : x;
+  x = x > 88.3f ? splat<W>(88.3f) : x;
+  const F shifted = x * 1.44269504088896341f + 12582912.0f;
+  const F k = shifted - 12582912.0f;
+  F r = x - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  F p = splat<W>(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const U ki = (U)shifted - 0x4B400000u;  // k, two's complement
+  const U scale = (ki + 127u) << 23;
+  p = p * (F)scale;
+  return tiny ? splat<W>(0.0f) : p;
+}
+
+template <int W>
+RINGTUNE_INLINE typename Vec<W>::f load(const float* x) {
+  typename Vec<W>::f v;
+  std::memcpy(&v, x, sizeof v);
+  return v;
+}
+template <int W>
+RINGTUNE_INLINE typename Vec<W>::f load(const uint16_t* x) {
+  typename Vec<W>::h h;
+  std::memcpy(&h, x, sizeof h);
+  const typename Vec<W>::u u = __builtin_convertvector(h, typename Vec<W>::u) << 16;
+  return (typename Vec<W>::f)u;
+}
+template <int W>
+RINGTUNE_INLINE void store(float* x, typename Vec<W>::f v) {
+  std::memcpy(x, &v, sizeof v);
+}
+// Round to nearest even, NaN to the quiet NaN (as c10::BFloat16 does).
+template <int W>
+RINGTUNE_INLINE void store(uint16_t* x, typename Vec<W>::f v) {
+  using U = typename Vec<W>::u;
+  const U u = (U)v;
+  U r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  r = v != v ? (r - r) + 0x7FC0u : r;
+  const typename Vec<W>::h h = __builtin_convertvector(r, typename Vec<W>::h);
+  std::memcpy(x, &h, sizeof h);
+}
+
+RINGTUNE_INLINE float scalar(float x) { return x; }
+RINGTUNE_INLINE float scalar(uint16_t x) {
+  const uint32_t u = static_cast<uint32_t>(x) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// 16 logical lanes.
+template <int W>
+struct Lanes {
+  static constexpr int P = kLanes / W;
+  typename Vec<W>::f v[P];
+  static Lanes all(float x) {
+    Lanes a;
+    for (int p = 0; p < P; ++p) a.v[p] = splat<W>(x);
+    return a;
+  }
+  double sum() const {  // in lane order, in double
+    double s = 0;
+    for (int p = 0; p < P; ++p)
+      for (int l = 0; l < W; ++l) s += v[p][l];
+    return s;
+  }
+};
+
+// The last V % 16 values go through the same vector code, copied into a padded row of -inf
+// (nothing to the max, 0 to the sum; the mask keeps it so should the max itself be -inf).
+template <typename T>
+struct Tail {
+  T buf[kLanes];
+  float keep[kLanes];  // 1 for the real lanes, 0 for the padding
+  int64_t n;
+  Tail(const T* x, int64_t n_) : n(n_) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      buf[l] = l < n ? x[l] : neg_inf();
+      keep[l] = l < n ? 1.0f : 0.0f;
+    }
+  }
+  static T neg_inf() {
+    if constexpr (std::is_same_v<T, float>) return -std::numeric_limits<float>::infinity();
+    return uint16_t{0xFF80};
+  }
+};
+
+template <int W, typename T>
+RINGTUNE_INLINE void one_row(T* __restrict x, int64_t V, int64_t y, float* loss) {
+  constexpr int P = kLanes / W;
+  const int64_t whole = V / kLanes * kLanes;
+  Tail<T> tail(x + whole, V - whole);
+  // max
+  auto acc = Lanes<W>::all(-std::numeric_limits<float>::infinity());
+  const auto max_in = [&](const T* at) {
+    for (int p = 0; p < P; ++p) {
+      const auto v = load<W>(at + p * W);
+      acc.v[p] = v > acc.v[p] ? v : acc.v[p];
+    }
+  };
+  for (int64_t j = 0; j < whole; j += kLanes) max_in(x + j);
+  if (tail.n) max_in(tail.buf);
+  float m = acc.v[0][0];
+  for (int p = 0; p < P; ++p)
+    for (int l = 0; l < W; ++l) m = acc.v[p][l] > m ? acc.v[p][l] : m;
+  // sum of exponentials: float lanes over blocks of kSumBlock values, the blocks summed in double
+  double total = 0;
+  for (int64_t b = 0; b < whole; b += kSumBlock) {
+    const int64_t e = b + kSumBlock < whole ? b + kSumBlock : whole;
+    acc = Lanes<W>::all(0.0f);
+    for (int64_t j = b; j < e; j += kLanes)
+      for (int p = 0; p < P; ++p) acc.v[p] += exp_poly<W>(load<W>(x + j + p * W) - m);
+    total += acc.sum();
+  }
+  if (tail.n) {
+    for (int p = 0; p < P; ++p) acc.v[p] = exp_poly<W>(load<W>(tail.buf + p * W) - m) * load<W>(tail.keep + p * W);
+    total += acc.sum();
+  }
+  const float s = static_cast<float>(total);
+  // loss, then the row replaced by softmax - one-hot
+  const float xy = scalar(x[y]);
+  *loss = std::log(s) - (xy - m);
+  const float inv = 1.0f / s;
+  for (int64_t j = 0; j < whole; j += kLanes)
+    for (int p = 0; p < P; ++p) store<W>(x + j + p * W, exp_poly<W>(load<W>(x + j + p * W) - m) * inv);
+  if (tail.n) {
+    for (int p = 0; p < P; ++p) store<W>(tail.buf + p * W, exp_poly<W>(load<W>(tail.buf + p * W) - m) * inv);
+    for (int64_t l = 0; l < tail.n; ++l) x[whole + l] = tail.buf[l];
+  }
+  T gy[W];
+  store<W>(gy, exp_poly<W>(splat<W>(xy - m)) * inv - 1.0f);
+  x[y] = gy[0];
+}
+
+template <int W, typename T>
+RINGTUNE_INLINE void rows(T* x, int64_t V, const int64_t* y, int64_t r0, int64_t r1, float* loss) {
+  for (int64_t r = r0; r < r1; ++r) one_row<W>(x + r * V, V, y[r], loss + r);
+}
+
+// The same source compiled for each instruction set.
+#define RINGTUNE_VARIANT(NAME, W, ATTR)                                                                  \
+  ATTR void f32_##NAME(float* x, int64_t V, const int64_t* y, int64_t r0, int64_t r1, float* loss) {     \
+    rows<W>(x, V, y, r0, r1, loss);                                                                      \
+  }                                                                                                      \
+  ATTR void bf16_##NAME(uint16_t* x, int64_t V, const int64_t* y, int64_t r0, int64_t r1, float* loss) { \
+    rows<W>(x, V, y, r0, r1, loss);                                                                      \
+  }
+RINGTUNE_VARIANT(baseline, 4, )
+#if defined(__x86_64__) && defined(__GNUC__)
+RINGTUNE_VARIANT(avx2, 8, __attribute__((target("avx2"))))
+RINGTUNE_VARIANT(avx512, 16, __attribute__((target("avx512f"))))
+#endif
+#undef RINGTUNE_VARIANT
+
+const XentVariant& best() {
+  static const XentVariant v = xent_variants().front();
+  return v;
+}
+
+}  // namespace
+
+std::vector<XentVariant> xent_variants() {
+  std::vector<XentVariant> out;
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) out.push_back({"avx512f", f32_avx512, bf16_avx512});
+  if (__builtin_cpu_supports("avx2")) out.push_back({"avx2", f32_avx2, bf16_avx2});
+#endif
+  out.push_back({"baseline", f32_baseline, bf16_baseline});
+  return out;
+}
+
+void xent_grad_rows_f32(float* x, int64_t V, const int64_t* y, int64_t r0, int64_t r1, float* loss) {
+  best().f32(x, V, y, r0, r1, loss);
+}
+
+void xent_grad_rows_bf16(uint16_t* x, int64_t V, const int64_t* y, int64_t r0, int64_t r1, float* loss) {
+  best().bf16(x, V, y, r0, r1, loss);
+}
+
+float xent_exp(float x) { return exp_poly<4>(splat<4>(x))[0]; }
+
+}  // namespace ringtune
