@@ -501,9 +501,13 @@ torch::Tensor LlamaForCausalLMImpl::forward_hidden(const torch::Tensor& tokens,
 
 torch::Tensor LlamaForCausalLMImpl::project(const torch::Tensor& hidden) {
   if (lm_head && lm_head->has_lora()) return lm_head->forward(hidden).to(torch::kFloat32);
-  auto logits = torch::matmul(hidden, lm_head_weight().t()).to(torch::kFloat32);
+  auto logits = head_product(hidden).to(torch::kFloat32);
   if (tied_head_lora) logits = logits + tied_head_lora->delta(hidden);
   return logits;
+}
+
+torch::Tensor LlamaForCausalLMImpl::head_product(const torch::Tensor& hidden) const {
+  return torch::matmul(hidden, lm_head_weight().t());
 }
 
 void LlamaForCausalLMImpl::add_tied_head_lora(int64_t r, double scale, double dropout) {

@@ -176,6 +176,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
                                const AttentionMask& mask = {}, KVCache* cache = nullptr);
   // hidden [.., D] -> logits [.., V] (computed in float32).
   torch::Tensor project(const torch::Tensor& hidden);
+  // The output layer's own product hidden W^T, in the hidden states' dtype, without an adapter:
+  // project()'s base term, and the frozen-head loss's logits (src/train/loss.cpp).
+  torch::Tensor head_product(const torch::Tensor& hidden) const;
   torch::Tensor forward(const torch::Tensor& tokens, torch::Tensor positions = {},
                         const AttentionMask& mask = {}, KVCache* cache = nullptr) {
     return project(forward_hidden(tokens, std::move(positions), mask, cache));

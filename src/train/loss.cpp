@@ -148,7 +148,7 @@ struct FrozenHeadCrossEntropy : public torch::autograd::Function<FrozenHeadCross
       if (fused) {
         // The logits in the matmul's dtype, replaced in place by d loss / d logits
         // (src/train/xent_kernel.h), then times W into the hidden states' gradient.
-        auto logits = torch::matmul(h, w.t()).contiguous();
+        auto logits = model.head_product(h).contiguous();
         fused_total += fused_cross_entropy_grad(logits, y);
         auto out = grad.narrow(0, at, h.size(0));
         at::mm_out(out, logits, w);

@@ -1,7 +1,7 @@
 // Fused cross-entropy gradient over rows of logits; see xent_kernel.h.
 // Built with -O3 -ffp-contract=off -fno-trapping-math and without the precompiled header
-// (src/CMakeLists.txt); the arithmetic is written on 16-lane vector types, so the compiler never
-// reorders a sum.
+// (src/CMakeLists.txt); the arithmetic is written on vector types, so the compiler never reorders
+// a sum.
 #include "src/train/xent_kernel.h"
 
 #include <cmath>
@@ -132,18 +132,14 @@ struct Lanes {
   }
 };
 
-// The last V % 16 values go through the same vector code, copied into a padded row of -inf
-// (nothing to the max, 0 to the sum; the mask keeps it so should the max itself be -inf).
+// The last V % 16 values go through the same vector code, copied into a padded row of -inf:
+// nothing to the max, exp(-inf - m) = 0 to the sum.
 template <typename T>
 struct Tail {
   T buf[kLanes];
-  float keep[kLanes];  // 1 for the real lanes, 0 for the padding
   int64_t n;
   Tail(const T* x, int64_t n_) : n(n_) {
-    for (int64_t l = 0; l < kLanes; ++l) {
-      buf[l] = l < n ? x[l] : neg_inf();
-      keep[l] = l < n ? 1.0f : 0.0f;
-    }
+    for (int64_t l = 0; l < kLanes; ++l) buf[l] = l < n ? x[l] : neg_inf();
   }
   static T neg_inf() {
     if constexpr (std::is_same_v<T, float>) return -std::numeric_limits<float>::infinity();
@@ -179,7 +175,7 @@ RINGTUNE_INLINE void one_row(T* __restrict x, int64_t V, int64_t y, float* loss)
     total += acc.sum();
   }
   if (tail.n) {
-    for (int p = 0; p < P; ++p) acc.v[p] = exp_poly<W>(load<W>(tail.buf + p * W) - m) * load<W>(tail.keep + p * W);
+    for (int p = 0; p < P; ++p) acc.v[p] = exp_poly<W>(load<W>(tail.buf + p * W) - m);
     total += acc.sum();
   }
   const float s = static_cast<float>(total);
