@@ -8,16 +8,25 @@
 //   backward  D_i = sum_d dO_id O_id;  dV_rng += P^T dO_blk;  dS = P ⊙ (dO_blk V_rng^T - D);
 //             dQ_blk = s·dS K_rng;  dK_rng += s·dS^T Q_blk
 // Work is split over (b, key/value head) pairs, each running its query heads in turn, so the
-// accumulations into dK and dV never race. The products are libtorch's (BLAS) in float32 on
-// strided views: nothing is transposed or copied into [B, H, T, hd] order.
+// accumulations into dK and dV never race. Products read strided views: nothing is transposed or
+// copied into [B, H, T, hd] order. Float32 inputs: libtorch's (BLAS) float32 products. Bfloat16
+// inputs: oneDNN's bf16 x bf16 -> float32 GEMM where the process has it (see Bf16Gemm), reading q,
+// k, v and dO in place; softmax and dS in float32, rounded to bf16 for their products (as
+// torch.autocast does), and P kept in bf16 (half the memory), the P the output was made from;
+// otherwise the inputs are widened to float32 once and take the float32 products.
 #include "model/attention_kernel.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <unordered_set>
 #include <vector>
 
@@ -74,10 +83,58 @@ struct BlockLayout {
   }
 };
 
-// A tensor in float32: itself when it is float32, else a float32 copy with its strides. The
-// products run in float32 in every case: oneDNN's bf16 products build a primitive per new shape, and the key
-// ranges here take many shapes (measured on 64-row blocks: 190 us per product, 20 in float32).
+// A tensor in float32: itself when it is float32, else a float32 copy with its strides.
 Tensor float32(const Tensor& x) { return x.scalar_type() == torch::kFloat32 ? x : x.to(torch::kFloat32); }
+
+// oneDNN's row-major C = alpha op(A) op(B) + beta C with bf16 A, B and float32 C (dnnl.h's
+// dnnl_gemm_bf16bf16f32; dnnl_dim_t is int64_t, bfloat16 passed as its 16 bits, 0 is success).
+// libtorch's bf16 matmul goes through oneDNN's primitives, which are built per shape (measured on
+// 64-row blocks: 190 us per product against 20 in float32), and the key ranges here take many
+// shapes; this GEMM entry point has no primitive. It is looked up at run time among the libraries
+// already loaded (Debian's libtorch links libdnnl.so.2; builds that hide oneDNN's symbols, as the
+// pip wheels do, fall back to float32), and checked once on a small product, because oneDNN
+// answers "unimplemented" on CPUs without AVX-512.
+using Bf16Gemm = int (*)(char, char, int64_t, int64_t, int64_t, float, const uint16_t*, int64_t, const uint16_t*,
+                         int64_t, float, float*, int64_t);
+std::atomic<bool> g_allow_bf16{true};
+
+Bf16Gemm find_bf16_gemm() {
+  static const Bf16Gemm gemm = [] {
+    auto f = reinterpret_cast<Bf16Gemm>(dlsym(RTLD_DEFAULT, "dnnl_gemm_bf16bf16f32"));
+    if (!f) return Bf16Gemm{};
+    // [2, 3] x [3, 2]^T with entries exact in bf16 (0x3F80 = 1, 0x4000 = 2, 0x4040 = 3)
+    const uint16_t a[6] = {0x3F80, 0x4000, 0x4040, 0x4000, 0x3F80, 0x3F80};
+    const uint16_t b[6] = {0x3F80, 0x3F80, 0x3F80, 0x4000, 0x4000, 0x4040};
+    float c[4] = {0, 0, 0, 0};
+    if (f('N', 'T', 2, 2, 3, 1.0f, a, 3, b, 3, 0.0f, c, 2) != 0) return Bf16Gemm{};
+    const float want[4] = {6, 15, 4, 9};
+    return std::memcmp(c, want, sizeof c) == 0 ? f : Bf16Gemm{};
+  }();
+  return g_allow_bf16.load(std::memory_order_relaxed) ? gemm : Bf16Gemm{};
+}
+
+// A [rows, hd] bf16 matrix from row r0 of a 2-D view whose rows are contiguous.
+struct Bf16Rows {
+  const uint16_t* p;
+  int64_t ld;
+};
+Bf16Rows bf16_rows(const Tensor& x, int64_t r0) {
+  return {reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>()) + r0 * x.stride(0), x.stride(0)};
+}
+uint16_t* bf16_data(const Tensor& x) { return reinterpret_cast<uint16_t*>(x.data_ptr<at::BFloat16>()); }
+
+// op(A) is m x k, op(B) is k x n; 'T' reads the stored matrix transposed.
+void gemm(Bf16Gemm f, char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, Bf16Rows a, Bf16Rows b,
+          float beta, float* c, int64_t ldc) {
+  const int rc = f(ta, tb, m, n, k, alpha, a.p, a.ld, b.p, b.ld, beta, c, ldc);
+  if (rc != 0) throw std::runtime_error("attention: oneDNN bf16 GEMM failed with status " + std::to_string(rc));
+}
+
+// x itself when its last dimension is contiguous, else a copy that is.
+Tensor rows_contiguous(const Tensor& x) { return x.stride(-1) == 1 ? x : x.contiguous(); }
+
+// Row r of a 2-D float32 view.
+float* row_ptr(const Tensor& x, int64_t r) { return x.data_ptr<float>() + r * x.stride(0); }
 
 struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAttention> {
   static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -85,15 +142,21 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
     const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), K = k.size(1), rep = H / K;
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
     const bool f32 = q.scalar_type() == torch::kFloat32;
-    // bf16 inputs widened once, whole (one vectorised pass each; per-head strided copies cost
-    // ~10x as much), their strides kept, so the per-head slices below are views either way
-    const Tensor qd = float32(q.detach()), kd = float32(k.detach()), vd = float32(v.detach());
+    const Bf16Gemm bf = q.scalar_type() == torch::kBFloat16 ? find_bf16_gemm() : nullptr;
+    // With bf, bf16 read in place; else bf16 inputs widened once, whole (one vectorised pass
+    // each; per-head strided copies cost ~10x as much), their strides kept, so the per-head
+    // slices below are views either way.
+    const auto operand = [&](const Tensor& x) { return bf ? rows_contiguous(x.detach()) : float32(x.detach()); };
+    const Tensor qd = operand(q), kd = operand(k), vd = operand(v);
     auto out32 = torch::empty({B, T, H, hd}, q.options().dtype(torch::kFloat32));
     const int64_t* st = starts.data_ptr<int64_t>();
     const BlockLayout lay(st, B, H, T);
-    auto probs = torch::empty({lay.total}, q.options().dtype(torch::kFloat32));
+    // P of the visited blocks, kept for the backward pass: float32, or with bf16 products P
+    // rounded to bf16 once, what the PV product reads and what the backward pass differentiates.
+    auto probs = torch::empty({lay.total}, q.options().dtype(bf ? torch::kBFloat16 : torch::kFloat32));
     at::parallel_for(0, B * K, 1, [&](int64_t lo, int64_t hi) {
       at::AutoDispatchBelowADInplaceOrView guard;
+      Tensor s32 = bf ? torch::empty({kBlock * T}, q.options().dtype(torch::kFloat32)) : Tensor();  // scores
       for (int64_t item = lo; item < hi; ++item) {
         const int64_t b = item / K, kh = item % K;
         const int64_t* sb = st + b * T;
@@ -101,13 +164,24 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
         for (int64_t h = kh * rep; h < (kh + 1) * rep; ++h) {
           const Tensor qb = qd[b][h], ob = out32[b].select(1, h);
           for_each_block(T, sb, [&](int64_t i0, int64_t m, int64_t j0, int64_t n) {
-            Tensor S = probs.narrow(0, lay.offset(b, h, i0), m * n).view({m, n});
-            at::addmm_out(S, S, qb.narrow(0, i0, m), kb.narrow(0, j0, n).t(), 0.0, scale);
-            mask_block(S.data_ptr<float>(), m, n, i0, j0, sb);
-            S.sub_(S.amax(1, true)).exp_();
-            S.div_(S.sum(1, true));
+            Tensor P = probs.narrow(0, lay.offset(b, h, i0), m * n).view({m, n});
+            if (bf) {
+              Tensor S = s32.narrow(0, 0, m * n).view({m, n});
+              gemm(bf, 'N', 'T', m, n, hd, static_cast<float>(scale), bf16_rows(qb, i0), bf16_rows(kb, j0), 0.0f,
+                   S.data_ptr<float>(), n);
+              mask_block(S.data_ptr<float>(), m, n, i0, j0, sb);
+              S.sub_(S.amax(1, true)).exp_();
+              at::div_out(P, S, S.sum(1, true));  // normalised in float32, stored in bf16
+              gemm(bf, 'N', 'N', m, hd, n, 1.0f, {bf16_data(P), n}, bf16_rows(vb, j0), 0.0f, row_ptr(ob, i0),
+                   ob.stride(0));
+              return;
+            }
+            at::addmm_out(P, P, qb.narrow(0, i0, m), kb.narrow(0, j0, n).t(), 0.0, scale);
+            mask_block(P.data_ptr<float>(), m, n, i0, j0, sb);
+            P.sub_(P.amax(1, true)).exp_();
+            P.div_(P.sum(1, true));
             Tensor o = ob.narrow(0, i0, m);
-            at::mm_out(o, S, vb.narrow(0, j0, n));
+            at::mm_out(o, P, vb.narrow(0, j0, n));
           });
         }
       }
@@ -124,10 +198,12 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
                  probs = saved[4], starts = saved[5];
     const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), K = k.size(1), rep = H / K;
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-    const Tensor dout = float32(grad_out[0]);  // [B, H, T, hd]; bf16 widened once, as in forward
-    const Tensor q32 = float32(q), k32 = float32(k), v32 = float32(v);
+    const Bf16Gemm bf = q.scalar_type() == torch::kBFloat16 ? find_bf16_gemm() : nullptr;
+    const auto operand = [&](const Tensor& x) { return bf ? rows_contiguous(x) : float32(x); };
+    const Tensor dout = operand(grad_out[0]);  // [B, H, T, hd]
+    const Tensor qd = operand(q), kd = operand(k), vd = operand(v);
     // D = rowsum(dO ⊙ O) in float32, [B, H, T].
-    const Tensor D = (dout * float32(out.transpose(1, 2))).sum(-1);
+    const Tensor D = (float32(grad_out[0]) * float32(out.transpose(1, 2))).sum(-1);
     // Float32 gradients (keys and values accumulate over query blocks and heads), cast at the end.
     const auto opts = q.options().dtype(torch::kFloat32);
     auto dq = torch::empty({B, T, H, hd}, opts);
@@ -138,20 +214,36 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
     at::parallel_for(0, B * K, 1, [&](int64_t lo, int64_t hi) {
       at::AutoDispatchBelowADInplaceOrView guard;
       Tensor scratch = torch::empty({kBlock * T});
+      Tensor ds16 = bf ? torch::empty({kBlock * T}, q.options()) : Tensor();  // dS rounded to bf16
       for (int64_t item = lo; item < hi; ++item) {
         const int64_t b = item / K, kh = item % K;
         const int64_t* sb = st + b * T;
-        const Tensor kb = k32[b][kh], vb = v32[b][kh], dkb = dk[b].select(1, kh), dvb = dv[b].select(1, kh);
+        const Tensor kb = kd[b][kh], vb = vd[b][kh], dkb = dk[b].select(1, kh), dvb = dv[b].select(1, kh);
         for (int64_t h = kh * rep; h < (kh + 1) * rep; ++h) {
-          const Tensor qb = q32[b][h], dob = dout[b][h], dqb = dq[b].select(1, h), Db = D[b][h];
+          const Tensor qb = qd[b][h], dob = dout[b][h], dqb = dq[b].select(1, h), Db = D[b][h];
           for_each_block(T, sb, [&](int64_t i0, int64_t m, int64_t j0, int64_t n) {
+            const Tensor P = probs.narrow(0, lay.offset(b, h, i0), m * n).view({m, n});
+            Tensor dS = scratch.narrow(0, 0, m * n).view({m, n});
+            if (bf) {  // P in bf16
+              // dV_rng += P^T dO_blk;  dP = dO_blk V_rng^T
+              gemm(bf, 'T', 'N', n, hd, m, 1.0f, {bf16_data(P), n}, bf16_rows(dob, i0), 1.0f,
+                   row_ptr(dvb, j0), dvb.stride(0));
+              gemm(bf, 'N', 'T', m, n, hd, 1.0f, bf16_rows(dob, i0), bf16_rows(vb, j0), 0.0f, dS.data_ptr<float>(), n);
+              // dS = P ⊙ (dP - D), in float32, rounded to bf16 for its two products
+              Tensor dsb = ds16.narrow(0, 0, m * n).view({m, n});
+              at::mul_out(dsb, dS.sub_(Db.narrow(0, i0, m).unsqueeze(1)), P);
+              // dQ_blk = s dS K_rng;  dK_rng += s dS^T Q_blk
+              const auto s = static_cast<float>(scale);
+              const Bf16Rows ds{bf16_data(dsb), n};
+              gemm(bf, 'N', 'N', m, hd, n, s, ds, bf16_rows(kb, j0), 0.0f, row_ptr(dqb, i0), dqb.stride(0));
+              gemm(bf, 'T', 'N', n, hd, m, s, ds, bf16_rows(qb, i0), 1.0f, row_ptr(dkb, j0), dkb.stride(0));
+              return;
+            }
             const Tensor qblk = qb.narrow(0, i0, m), doblk = dob.narrow(0, i0, m);
             const Tensor krng = kb.narrow(0, j0, n), vrng = vb.narrow(0, j0, n);
             Tensor dvr = dvb.narrow(0, j0, n), dkr = dkb.narrow(0, j0, n), dqr = dqb.narrow(0, i0, m);
-            const Tensor P = probs.narrow(0, lay.offset(b, h, i0), m * n).view({m, n});
             at::addmm_out(dvr, dvr, P.t(), doblk);  // dV_rng += P^T dO_blk
             // dS = P ⊙ (dO_blk V_rng^T - D)
-            Tensor dS = scratch.narrow(0, 0, m * n).view({m, n});
             at::mm_out(dS, doblk, vrng.t());
             dS.sub_(Db.narrow(0, i0, m).unsqueeze(1)).mul_(P);
             at::addmm_out(dqr, dqr, dS, krng, 0.0, scale);
@@ -195,6 +287,10 @@ Tensor segment_run_starts(const Tensor& segment_ids, int64_t batch, int64_t leng
   }
   return starts;
 }
+
+bool attention_kernel_bf16_products() { return find_bf16_gemm() != nullptr; }
+
+void allow_attention_kernel_bf16_products(bool allow) { g_allow_bf16.store(allow); }
 
 Tensor segment_causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& starts) {
   return SegmentCausalAttention::apply(q, k, v, starts);

@@ -89,16 +89,34 @@ TEST(AttentionKernel, EqualsDenseAttentionAndItsGradients) {
       EXPECT_LT(relative(f32.dq, ref.dq), 1e-5);
       EXPECT_LT(relative(f32.dk, ref.dk), 1e-5);
       EXPECT_LT(relative(f32.dv, ref.dv), 1e-5);
-      // bfloat16 (products in bf16, softmax in float32) against the same float64 reference, and no
-      // worse than libtorch's dense attention run in bfloat16.
-      const Result bf = run(true, torch::kBFloat16, q, k, v, ids, up);
+      // bfloat16 against the same float64 reference, and no worse than libtorch's dense attention
+      // run in bfloat16: with products in bf16 (oneDNN, where the process has it) and with the
+      // inputs widened to float32 products; softmax in float32 in both.
       const Result dense_bf = run(false, torch::kBFloat16, q, k, v, ids, up);
-      for (const auto& [mine, theirs, want, name] :
-           {std::tuple{bf.out, dense_bf.out, ref.out, "out"}, std::tuple{bf.dq, dense_bf.dq, ref.dq, "dq"},
-            std::tuple{bf.dk, dense_bf.dk, ref.dk, "dk"}, std::tuple{bf.dv, dense_bf.dv, ref.dv, "dv"}}) {
-        EXPECT_LT(relative(mine, want), 3e-2) << name;
-        EXPECT_LT(relative(mine, want), 2 * relative(theirs, want) + 1e-3) << name;
+      for (const bool bf16_products : {true, false}) {
+        allow_attention_kernel_bf16_products(bf16_products);
+        if (bf16_products && !attention_kernel_bf16_products()) continue;  // reported by the test below
+        SCOPED_TRACE(bf16_products ? "bf16 products" : "float32 products");
+        const Result bf = run(true, torch::kBFloat16, q, k, v, ids, up);
+        for (const auto& [mine, theirs, want, name] :
+             {std::tuple{bf.out, dense_bf.out, ref.out, "out"}, std::tuple{bf.dq, dense_bf.dq, ref.dq, "dq"},
+              std::tuple{bf.dk, dense_bf.dk, ref.dk, "dk"}, std::tuple{bf.dv, dense_bf.dv, ref.dv, "dv"}}) {
+          EXPECT_LT(relative(mine, want), 3e-2) << name;
+          EXPECT_LT(relative(mine, want), 2 * relative(theirs, want) + 1e-3) << name;
+        }
       }
+      allow_attention_kernel_bf16_products(true);
     }
   }
+}
+
+// The bf16 products are oneDNN's, looked up at run time; where the process has them (Debian's
+// libtorch links libdnnl.so.2, and oneDNN's bf16 GEMM needs AVX-512) the test above covers them,
+// and this one says which path it covered.
+TEST(AttentionKernel, Bf16ProductsAvailability) {
+  if (!attention_kernel_bf16_products()) GTEST_SKIP() << "no oneDNN bf16 GEMM in this process: float32 products only";
+  allow_attention_kernel_bf16_products(false);
+  EXPECT_FALSE(attention_kernel_bf16_products());
+  allow_attention_kernel_bf16_products(true);
+  EXPECT_TRUE(attention_kernel_bf16_products());
 }

@@ -90,7 +90,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "model/attention_kernel.h"  // defines: attention_kernel_saved_per_row
+#include "model/attention_kernel.h"  // defines: attention_kernel_saved_per_row, attention_kernel_bf16_products
 #include "model/parameter_shapes.h"
 #include "model/quant.h"  // defines: nf4_tile_bytes
 #include "src/cpu_pool.h"  // defines: cpu_pool_min_bytes
@@ -187,8 +187,9 @@ Bytes layer_bytes(const MemoryInputs& in, const Shapes& s, const std::set<std::s
     if (in.cuda) {
       b.add(4 * s.heads * N);                          // log-sum-exp
       if (in.packed) b.add(T * N);                     // SDPA's boolean mask
-    } else {                                           // the visited blocks' probabilities (at most)
-      b.add(static_cast<int64_t>(4 * s.heads * attention_kernel_saved_per_row(T)) * N);
+    } else {  // the visited blocks' probabilities (at most), in bf16 where its products are bf16
+      const int64_t pe = e == 2 && attention_kernel_bf16_products() ? 2 : 4;
+      b.add(static_cast<int64_t>(pe * s.heads * attention_kernel_saved_per_row(T)) * N);
     }
   } else {
     b.add(4 * s.heads * T * N);                        // softmax output
