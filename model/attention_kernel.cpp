@@ -211,7 +211,7 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
     const Tensor dout = operand(grad_out[0]);  // [B, H, T, hd]
     const Tensor qd = operand(q), kd = operand(k), vd = operand(v);
     // D = rowsum(dO ⊙ O) in float32, [B, H, T].
-    const Tensor D = (float32(grad_out[0]) * float32(out.transpose(1, 2))).sum(-1);
+    const Tensor D = (float32(dout) * float32(out.transpose(1, 2))).sum(-1);  // dout widened once
     // Float32 gradients (keys and values accumulate over query blocks and heads), cast at the end.
     const auto opts = q.options().dtype(torch::kFloat32);
     auto dq = torch::empty({B, T, H, hd}, opts);
