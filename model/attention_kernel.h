@@ -44,9 +44,9 @@ at::Tensor segment_causal_attention(const at::Tensor& q, const at::Tensor& k, co
 // the libraries libtorch loaded, and allowed); otherwise they are widened to float32.
 bool attention_kernel_bf16_products();
 
-// Allows or forbids the bf16 products. Forbidden by default (they slow the bf16 loss's descent:
-// README, "bf16 attention products"); RINGTUNE_ATTENTION_BF16_PRODUCTS=1 in the environment allows
-// them from the start. The tests compare both paths.
+// Allows or forbids the bf16 products. Allowed by default; RINGTUNE_ATTENTION_BF16_PRODUCTS=0 in
+// the environment forbids them from the start (float32 products, the code before they were on by
+// default). The tests compare both paths.
 void allow_attention_kernel_bf16_products(bool allow);
 
 }  // namespace ringtune
