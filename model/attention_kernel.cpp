@@ -96,9 +96,10 @@ Tensor float32(const Tensor& x) { return x.scalar_type() == torch::kFloat32 ? x 
 // already loaded (Debian's libtorch links libdnnl.so.2; builds that hide oneDNN's symbols, as the
 // pip wheels do, fall back to float32), and checked once on a small product, because oneDNN
 // answers "unimplemented" on CPUs without AVX-512.
-// On unless RINGTUNE_ATTENTION_BF16_PRODUCTS=0. Over 200 steps of the medium shape on three seeds
-// the bf16 loss with them stays as close to float32's as with the float32 products (README, "bf16
-// attention products"), and the step is 7-12% faster.
+// On unless RINGTUNE_ATTENTION_BF16_PRODUCTS=0. Over 200 steps of the medium shape on five seeds
+// the bf16 loss with them stays as close to float32's as with the float32 products, within the
+// noise of two bf16 runs (README, "bf16 attention products on by default"), and the medium bf16
+// step was 1.5-21% faster in interleaved rounds.
 using Bf16Gemm = int (*)(char, char, int64_t, int64_t, int64_t, float, const uint16_t*, int64_t, const uint16_t*,
                          int64_t, float, float*, int64_t);
 std::atomic<bool> g_allow_bf16{[] {
