@@ -13,9 +13,12 @@
 // inputs (see Bf16Gemm): oneDNN's bf16 x bf16 -> float32 GEMM where the process has it, reading q,
 // k, v and dO in place; softmax in float32, P rounded to bf16 for its products (as torch.autocast
 // does) and kept in bf16 (half the memory), the P the output was made from; dS in float32 with D
-// taken per block, its products as two bf16 products (split_ds). Where the GEMM is missing, or with
-// RINGTUNE_ATTENTION_BF16_PRODUCTS=0: widened to float32 once, then the float32 products.
+// taken per block, its products as two bf16 products (attention_split_ds). Where the GEMM is
+// missing, or with RINGTUNE_ATTENTION_BF16_PRODUCTS=0: widened to float32 once, then the float32
+// products.
 #include "model/attention_kernel.h"
+
+#include "model/attention_split.h"  // defines: attention_split_ds
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
@@ -139,62 +142,6 @@ void gemm(Bf16Gemm f, char ta, char tb, int64_t m, int64_t n, int64_t k, float a
   if (rc != 0) throw std::runtime_error("attention: oneDNN bf16 GEMM failed with status " + std::to_string(rc));
 }
 
-// dS = P ⊙ (dP - D) for an [m, n] block (dP float32, P bf16), written as two bf16 matrices
-// hi = bf16(dS) and lo = bf16(dS - hi), so that a product with dS is the sum of two bf16 products
-// carrying about 16 bits of dS instead of 8. The block holds every key its rows attend to, so D is
-// taken here as the row's sum of P ⊙ dP, in float32 from the P the output was made from, instead of
-// rowsum(dO ⊙ O) with O rounded to bf16: the rows of dS then sum to zero, which dQ = s·dS·K relies
-// on when the keys share a large common part. Errors against float64, relative to the float32
-// products': 1.09-1.20x with centred keys (dS rounded once, as torch.autocast does: 1.39-1.49x),
-// dQ 0.51-0.58x with keys offset by 8 (D from the rounded output: 1.13-1.22x; the test
-// Bf16ProductsKeepGradientsOfOffsetKeys). Over 200 steps of the medium shape, rounding dS once
-// ended one seed's loss 0.95% above float32's (README, "bf16 attention products").
-//
-// Elementwise over every visited block of every head, so it is vectorised: bf16 is rounded to
-// nearest even by hand (c10::BFloat16's conversion branches on NaN, which stops GCC's vectoriser),
-// D is summed in eight fixed lanes, and the function is compiled for AVX-512, AVX2 and the baseline
-// with the best picked at load time, without contracting into FMA, so every clone gives the same
-// bits. Measured on a [128, 512] block: 203 us before (scalar), 19 us (AVX-512), 32 (AVX2), 72
-// (SSE2).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 11
-#define RINGTUNE_VECTORISED \
-  __attribute__((target_clones("arch=x86-64-v4", "avx2", "default"), optimize("O3", "fp-contract=off")))
-#else
-#define RINGTUNE_VECTORISED
-#endif
-inline float widen_bf16(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-inline uint16_t round_bf16(float x) {  // to nearest even, NaN to the quiet NaN c10 gives
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  const uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-  return (u & 0x7FFFFFFFu) > 0x7F800000u ? uint16_t{0x7FC0} : static_cast<uint16_t>(r);
-}
-RINGTUNE_VECTORISED void split_ds(const float* dp, const uint16_t* p, int64_t m, int64_t n, uint16_t* hi,
-                                  uint16_t* lo) {
-  const int64_t n8 = n - n % 8;
-  for (int64_t r = 0; r < m; ++r) {
-    const float* dpr = dp + r * n;
-    const uint16_t* pr = p + r * n;
-    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int64_t c = 0; c < n8; c += 8)
-      for (int k = 0; k < 8; ++k) lane[k] += widen_bf16(pr[c + k]) * dpr[c + k];
-    float d = 0;
-    for (int64_t c = n8; c < n; ++c) d += widen_bf16(pr[c]) * dpr[c];
-    for (int k = 0; k < 8; ++k) d += lane[k];
-    for (int64_t c = 0; c < n; ++c) {
-      const float x = widen_bf16(pr[c]) * (dpr[c] - d);
-      const uint16_t h = round_bf16(x);
-      hi[r * n + c] = h;
-      lo[r * n + c] = round_bf16(x - widen_bf16(h));
-    }
-  }
-}
-
 // x itself when its last dimension is contiguous, else a copy that is.
 Tensor rows_contiguous(const Tensor& x) { return x.stride(-1) == 1 ? x : x.contiguous(); }
 
@@ -267,7 +214,7 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
     const auto operand = [&](const Tensor& x) { return bf ? rows_contiguous(x) : float32(x); };
     const Tensor dout = operand(grad_out[0]);  // [B, H, T, hd]
     const Tensor qd = operand(q), kd = operand(k), vd = operand(v);
-    // D = rowsum(dO ⊙ O) in float32, [B, H, T] (with bf16 products, per block: see split_ds).
+    // D = rowsum(dO ⊙ O) in float32, [B, H, T] (with bf16 products, per block: see below).
     const Tensor D = bf ? Tensor() : (float32(dout) * float32(out.transpose(1, 2))).sum(-1);
     // Float32 gradients (keys and values accumulate over query blocks and heads), cast at the end.
     const auto opts = q.options().dtype(torch::kFloat32);
@@ -286,7 +233,7 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
         const Tensor kb = kd[b][kh], vb = vd[b][kh], dkb = dk[b].select(1, kh), dvb = dv[b].select(1, kh);
         for (int64_t h = kh * rep; h < (kh + 1) * rep; ++h) {
           const Tensor qb = qd[b][h], dob = dout[b][h], dqb = dq[b].select(1, h);
-          const Tensor Db = bf ? Tensor() : D[b][h];
+          const Tensor Db = D.defined() ? D[b][h] : Tensor();
           for_each_block(T, sb, [&](int64_t i0, int64_t m, int64_t j0, int64_t n) {
             const Tensor P = probs.narrow(0, lay.offset(b, h, i0), m * n).view({m, n});
             Tensor dS = scratch.narrow(0, 0, m * n).view({m, n});
@@ -295,11 +242,17 @@ struct SegmentCausalAttention : public torch::autograd::Function<SegmentCausalAt
               gemm(bf, 'T', 'N', n, hd, m, 1.0f, {bf16_data(P), n}, bf16_rows(dob, i0), 1.0f,
                    row_ptr(dvb, j0), dvb.stride(0));
               gemm(bf, 'N', 'T', m, n, hd, 1.0f, bf16_rows(dob, i0), bf16_rows(vb, j0), 0.0f, dS.data_ptr<float>(), n);
-              // dS = P ⊙ (dP - D) in float32, then its two products, dQ_blk = s dS K_rng and
-              // dK_rng += s dS^T Q_blk, each taken as hi + lo products (see split_ds)
+              // dS = P ⊙ (dP - D) in float32, D taken per block: the block holds every key its rows
+              // attend to, so D is the row sum of P ⊙ dP from the P the output was made from, and
+              // dS's rows sum to zero, which dQ = s·dS·K relies on when the keys share a large
+              // common part. Its two products, dQ_blk = s dS K_rng and dK_rng += s dS^T Q_blk, each
+              // as hi + lo bf16 products (attention_split_ds). Errors against float64, relative to
+              // the float32 products': 1.09-1.20x with centred keys (dS rounded once, as
+              // torch.autocast does: 1.39-1.49x), dQ 0.51-0.58x with keys offset by 8 (D from the
+              // output rounded to bf16: 1.13-1.22x; Bf16ProductsKeepGradientsOfOffsetKeys).
               uint16_t* const ds_hi = bf16_data(ds16);
               uint16_t* const ds_lo = ds_hi + m * n;
-              split_ds(dS.data_ptr<float>(), bf16_data(P), m, n, ds_hi, ds_lo);
+              attention_split_ds(dS.data_ptr<float>(), bf16_data(P), m, n, ds_hi, ds_lo);
               const auto s = static_cast<float>(scale);
               for (const uint16_t* part : {ds_hi, ds_lo}) {
                 gemm(bf, 'N', 'N', m, hd, n, s, {part, n}, bf16_rows(kb, j0), part == ds_hi ? 0.0f : 1.0f,
