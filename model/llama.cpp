@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "model/attention_kernel.h"
+#include "model/cpu_bf16.h"  // defines: widens, widened_linear, bf16_matmul
 #include "model/rope.h"
 
 namespace ringtune {
@@ -49,10 +50,12 @@ torch::Tensor nf4_product(const torch::Tensor& x, const Nf4Weight& w, bool trans
   const int64_t step = std::max<int64_t>(1, nf4_tile_bytes / (across * elem));
   if (!cpu || step >= along) {  // the whole weight (other devices: a new tensor each time)
     const auto full = cpu ? nf4_dequantize_into(w, nf4_scratch(w.numel(), dtype)) : nf4_dequantize(w, dtype);
-    return torch::matmul(x, transposed ? full.t() : full);
+    return bf16_matmul(x, transposed ? full.t() : full);
   }
   const auto scales = nf4_scales(w).contiguous();
-  const auto x2 = x.reshape({-1, x.size(-1)});
+  // Where bf16 products are widened (model/cpu_bf16.h): x once, each bf16 tile as it is made.
+  const bool wide = widens(x);
+  const auto x2 = wide ? x.reshape({-1, x.size(-1)}).to(torch::kFloat32) : x.reshape({-1, x.size(-1)});
   // Allocated in x's leading shape and returned as is, not as a view: LinearImpl::forward adds
   // the LoRA branch into it in place, which autograd refuses on a view made inside a Function.
   auto shape = x.sizes().vec();
@@ -64,7 +67,8 @@ torch::Tensor nf4_product(const torch::Tensor& x, const Nf4Weight& w, bool trans
     const int64_t n = std::min(step, along - at);
     const auto tile = transposed ? nf4_dequantize_tile_into(w, scales, at, n, 0, in, scratch)    // [n, in]
                                  : nf4_dequantize_tile_into(w, scales, 0, out, at, n, scratch);  // [out, n]
-    y2.narrow(1, at, n).copy_(torch::mm(x2, transposed ? tile.t() : tile));
+    const auto t = wide ? tile.to(torch::kFloat32) : tile;
+    y2.narrow(1, at, n).copy_(torch::mm(x2, transposed ? t.t() : t));  // rounded once into y
   }
   return y;
 }
@@ -85,6 +89,12 @@ struct Nf4Matmul : public torch::autograd::Function<Nf4Matmul> {
 
 // x W^T + b with the base weight as it is held (a tensor, or NF4 dequantized for the product).
 torch::Tensor base_product(const LinearImpl& l, const torch::Tensor& x) {
+  if (!l.is_nf4() && widens(x)) {  // bf16 on a CPU without bf16 products (model/cpu_bf16.h)
+    auto sizes = x.sizes().vec();
+    sizes.back() = l.weight.size(0);
+    auto y = widened_linear(x.reshape({-1, x.size(-1)}), l.weight, torch::Tensor(), 1.0).view(sizes);
+    return l.bias.defined() ? y + l.bias.to(y.scalar_type()) : y;
+  }
   if (!l.is_nf4()) return torch::nn::functional::linear(x, l.weight, l.bias);
   if (!l.nf4) throw std::logic_error("Linear: NF4 weight not loaded");
   auto y = Nf4Matmul::apply(x, l.nf4.get());
@@ -129,7 +139,10 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   auto h = x2.to(adapter);  // casts: no-ops in float32
   if (lora_dropout > 0.0 && is_training()) h = torch::dropout(h, lora_dropout, /*train=*/true);
   auto u = torch::nn::functional::linear(h, lora_A->weight).to(dtype);
-  y.addmm_(u, lora_B->weight.to(dtype).t(), 1.0, lora_scale);
+  if (widens(u))
+    y = widened_linear(u, lora_B->weight.to(dtype), y, lora_scale);  // the same sum, widened (model/cpu_bf16.h)
+  else
+    y.addmm_(u, lora_B->weight.to(dtype).t(), 1.0, lora_scale);
   auto sizes = x.sizes().vec();
   sizes.back() = y.size(-1);
   return y.view(sizes);
@@ -266,10 +279,10 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 #else
   (void)plain_causal;
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
+  auto scores = bf16_matmul(q, k.transpose(-2, -1)) * scale;
   scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
   auto probs = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());
-  return torch::matmul(probs, v);
+  return bf16_matmul(probs, v);
 #endif
 }
 
@@ -507,7 +520,13 @@ torch::Tensor LlamaForCausalLMImpl::project(const torch::Tensor& hidden) {
 }
 
 torch::Tensor LlamaForCausalLMImpl::head_product(const torch::Tensor& hidden) const {
-  return torch::matmul(hidden, lm_head_weight().t());
+  const auto& w = lm_head_weight();
+  if (widens(hidden)) {  // bf16 on a CPU without bf16 products (model/cpu_bf16.h)
+    auto sizes = hidden.sizes().vec();
+    sizes.back() = w.size(0);
+    return widened_linear(hidden.reshape({-1, hidden.size(-1)}), w, torch::Tensor(), 1.0).view(sizes);
+  }
+  return torch::matmul(hidden, w.t());
 }
 
 void LlamaForCausalLMImpl::add_tied_head_lora(int64_t r, double scale, double dropout) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 
+#include "model/cpu_bf16.h"        // defines: cpu_bf16_products_widened
 #include "src/io/atomic_file.h"  // defines: atomic_write
 
 namespace fs = std::filesystem;
@@ -129,7 +130,11 @@ double peak_flops(double configured, const std::string& device, const std::strin
   // Measured at every start (a quarter of a second) and cached as the best figure seen: a measurement
   // taken while the machine was busy (the test suite running beside it) would otherwise stay in
   // the cache and put MFU above 1 (seen: 125 GFLOP/s cached for float32 on 2 threads, 219 quiet).
-  const std::string key = cpu_model_name() + "|threads=" + std::to_string(threads) + "|" + dtype;
+  const torch::ScalarType st = dtype == "bfloat16" ? torch::kBFloat16 : dtype == "float16" ? torch::kHalf : torch::kFloat;
+  // Where bf16 products are widened (model/cpu_bf16.h), the products the run makes are float32's.
+  const bool widened = st == torch::kBFloat16 && cpu_bf16_products_widened();
+  const std::string measured = widened ? dtype + " widened to float32" : dtype;
+  const std::string key = cpu_model_name() + "|threads=" + std::to_string(threads) + "|" + measured;
   const fs::path file = cache_file();
   double cached = 0;
   if (!file.empty()) {
@@ -137,9 +142,8 @@ double peak_flops(double configured, const std::string& device, const std::strin
     const auto it = all.find(key);
     if (it != all.end()) cached = it->second;
   }
-  const torch::ScalarType st = dtype == "bfloat16" ? torch::kBFloat16 : dtype == "float16" ? torch::kHalf : torch::kFloat;
-  const double v = std::max(cached, measure_cpu(st));
-  say("measured matmul peak (" + dtype + ", " + std::to_string(threads) + " thread(s)" +
+  const double v = std::max(cached, measure_cpu(widened ? torch::kFloat : st));
+  say("measured matmul peak (" + measured + ", " + std::to_string(threads) + " thread(s)" +
       (file.empty() ? std::string(")") : "; the best seen, cached in " + file.string() + ")"));
   if (v <= cached) return v;
   if (!file.empty()) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "model/cpu_bf16.h"  // defines: widens
 #include "model/llama.h"
 #include "src/train/packing.h"
 #include "src/train/xent_kernel.h"
@@ -143,15 +144,21 @@ struct FrozenHeadCrossEntropy : public torch::autograd::Function<FrozenHeadCross
     auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat32));
     double fused_total = 0;
     auto grad = torch::empty_like(hidden);
+    // bf16 on a CPU without bf16 products (model/cpu_bf16.h): W widened once for every chunk.
+    const auto w32 = fused && widens(hidden) ? w.to(torch::kFloat32) : torch::Tensor();
     int64_t at = 0;
     for_each_chunk(model, hidden, labels, [&](const torch::Tensor& h, const torch::Tensor& y) {
       if (fused) {
         // The logits in the matmul's dtype, replaced in place by d loss / d logits
         // (src/train/xent_kernel.h), then times W into the hidden states' gradient.
-        auto logits = model.head_product(h).contiguous();
+        auto logits = w32.defined() ? torch::mm(h.to(torch::kFloat32), w32.t()).to(h.scalar_type())
+                                    : model.head_product(h).contiguous();
         fused_total += fused_cross_entropy_grad(logits, y);
         auto out = grad.narrow(0, at, h.size(0));
-        at::mm_out(out, logits, w);
+        if (w32.defined())
+          out.copy_(torch::mm(logits.to(torch::kFloat32), w32));
+        else
+          at::mm_out(out, logits, w);
       } else {
         auto logp = torch::log_softmax(model.project(h), 1);
         total = total + torch::nll_loss(logp, y, {}, at::Reduction::Sum);
