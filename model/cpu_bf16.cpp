@@ -64,10 +64,13 @@ Tensor wide_mm(const Tensor& a, const Tensor& b) {
 // custom functions take no undefined tensor as an input.
 Tensor widened_forward(torch::autograd::AutogradContext* ctx, const Tensor& x, const Tensor& w, const Tensor* c,
                        double alpha) {
-  ctx->save_for_backward({x, w});
+  // As autograd through addmm keeps them: x only for w's gradient, w only for x's.
+  ctx->save_for_backward({w.requires_grad() ? x : Tensor(), x.requires_grad() ? w : Tensor()});
   ctx->saved_data["alpha"] = alpha;
   ctx->saved_data["grad_x"] = x.requires_grad();
   ctx->saved_data["grad_w"] = w.requires_grad();
+  ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+  ctx->saved_data["w_dtype"] = static_cast<int64_t>(w.scalar_type());
   Tensor y = c ? widen(*c) : torch::empty({x.size(0), w.size(0)}, x.options().dtype(torch::kFloat32));
   g_widened.fetch_add(1, std::memory_order_relaxed);
   at::addmm_out(y, y, widen(x), widen(w).t(), c ? 1.0 : 0.0, alpha);
@@ -86,8 +89,9 @@ std::pair<Tensor, Tensor> widened_backward(torch::autograd::AutogradContext* ctx
     return p.to(dtype);
   };
   Tensor dx, dw;
-  if (ctx->saved_data["grad_x"].toBool()) dx = product(g, w, x.scalar_type());
-  if (ctx->saved_data["grad_w"].toBool()) dw = product(g.t(), x, w.scalar_type());
+  const auto dtype = [&](const char* key) { return static_cast<at::ScalarType>(ctx->saved_data[key].toInt()); };
+  if (ctx->saved_data["grad_x"].toBool()) dx = product(g, w, dtype("x_dtype"));
+  if (ctx->saved_data["grad_w"].toBool()) dw = product(g.t(), x, dtype("w_dtype"));
   return {dx, dw};
 }
 

@@ -6,11 +6,13 @@
 #include <exception>
 #include <iostream>
 #include <map>
+#include <stdexcept>
 
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
 #include "src/cpu_pool.h"
 #include "distributed/process_info.h"
+#include "model/cpu_bf16.h"  // defines: cpu_bf16_products_widened
 #include "src/error.h"
 #include "src/log.h"
 #include "src/stop_signal.h"
@@ -85,6 +87,11 @@ int main(int argc, char** argv) {
       throw ringtune::InputError("unknown command \"" + args[0] + "\"" +
                                  (near ? " (did you mean \"" + *near + "\"?)" : "") +
                                  "; run `ringtune --help`");
+    }
+    try {  // RINGTUNE_CPU_BF16_PRODUCTS, read once, checked before any command uses it
+      (void)ringtune::cpu_bf16_products_widened();
+    } catch (const std::invalid_argument& e) {
+      throw ringtune::InputError(e.what());
     }
     const int rc = it->second.run(ringtune::Args(args.begin() + 1, args.end()));
     if (ringtune::cpu_pool_installed()) {

@@ -144,21 +144,37 @@ struct FrozenHeadCrossEntropy : public torch::autograd::Function<FrozenHeadCross
     auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat32));
     double fused_total = 0;
     auto grad = torch::empty_like(hidden);
-    // bf16 on a CPU without bf16 products (model/cpu_bf16.h): W widened once for every chunk.
-    const auto w32 = fused && widens(hidden) ? w.to(torch::kFloat32) : torch::Tensor();
+    const bool wide = fused && widens(hidden);  // bf16 on a CPU without bf16 products (model/cpu_bf16.h)
     int64_t at = 0;
     for_each_chunk(model, hidden, labels, [&](const torch::Tensor& h, const torch::Tensor& y) {
       if (fused) {
         // The logits in the matmul's dtype, replaced in place by d loss / d logits
         // (src/train/xent_kernel.h), then times W into the hidden states' gradient.
-        auto logits = w32.defined() ? torch::mm(h.to(torch::kFloat32), w32.t()).to(h.scalar_type())
-                                    : model.head_product(h).contiguous();
-        fused_total += fused_cross_entropy_grad(logits, y);
         auto out = grad.narrow(0, at, h.size(0));
-        if (w32.defined())
-          out.copy_(torch::mm(logits.to(torch::kFloat32), w32));
-        else
+        if (!wide) {
+          auto logits = model.head_product(h).contiguous();
+          fused_total += fused_cross_entropy_grad(logits, y);
           at::mm_out(out, logits, w);
+        } else {
+          // Widened: W in tiles of vocabulary rows, each widened as it is used (float32 tiles of at
+          // most 32 MiB), logits rounded to bf16 per tile, d loss / d hidden summed over the tiles
+          // in float32 and rounded once.
+          const int64_t rows = h.size(0), vocab = w.size(0);
+          const int64_t tile = std::max<int64_t>(1, (int64_t{8} << 20) / std::max(rows, w.size(1)));
+          const auto h32 = h.to(torch::kFloat32);
+          auto logits = torch::empty({rows, vocab}, h.options());
+          for (int64_t v = 0; v < vocab; v += tile) {
+            const int64_t n = std::min(tile, vocab - v);
+            logits.narrow(1, v, n).copy_(torch::mm(h32, w.narrow(0, v, n).to(torch::kFloat32).t()));
+          }
+          fused_total += fused_cross_entropy_grad(logits, y);
+          auto sum = torch::zeros({rows, w.size(1)}, h32.options());
+          for (int64_t v = 0; v < vocab; v += tile) {
+            const int64_t n = std::min(tile, vocab - v);
+            sum.addmm_(logits.narrow(1, v, n).to(torch::kFloat32), w.narrow(0, v, n).to(torch::kFloat32));
+          }
+          out.copy_(sum);
+        }
       } else {
         auto logp = torch::log_softmax(model.project(h), 1);
         total = total + torch::nll_loss(logp, y, {}, at::Reduction::Sum);

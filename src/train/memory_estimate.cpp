@@ -90,6 +90,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "model/cpu_bf16.h"         // defines: cpu_bf16_products_widened
 #include "model/attention_kernel.h"  // defines: attention_kernel_saved_per_row, attention_kernel_bf16_products
 #include "model/parameter_shapes.h"
 #include "model/quant.h"  // defines: nf4_tile_bytes
@@ -209,6 +210,9 @@ Bytes layer_backward_working(const MemoryInputs& in, const Shapes& s, int64_t N)
   Bytes b;
   if (attention > 2 * e * s.inter) b.add(attention * N);  // about the size class of the scores
   else b.add(e * s.inter * N, 2);
+  // bf16 products widened on this CPU (model/cpu_bf16.h): the MLP's products run on float32
+  // copies of their operands and results (the incoming gradient, the product, the weight).
+  if (e == 2 && !in.cuda && cpu_bf16_products_widened()) b.add(4 * (s.d + s.inter) * N + 4 * s.d * s.inter);
   return b;
 }
 

@@ -76,13 +76,8 @@ ModelSetup setup_model(const ModelOptions& o) {
   ModelSetup s;
   s.model = load_hf_model(o.base_dir, o.dtype, o.device, o.quantization == "nf4");
   const LlamaConfig& mc = s.model->config();
-  if (o.dtype == "bfloat16" && s.model->parameters().front().device().is_cpu()) {
-    try {  // RINGTUNE_CPU_BF16_PRODUCTS is read (and checked) here, before any product
-      spdlog::info("bf16 products on this CPU: {}", cpu_bf16_products_setting());
-    } catch (const std::invalid_argument& e) {
-      throw InputError(e.what());
-    }
-  }
+  if (o.dtype == "bfloat16" && s.model->parameters().front().device().is_cpu())
+    spdlog::info("bf16 products on this CPU: {}", cpu_bf16_products_setting());  // checked in main()
   if (o.context_length > mc.max_position_embeddings)
     o.origins.fail("context_length", std::to_string(o.context_length) + " exceeds the model's max_position_embeddings " +
                                          std::to_string(mc.max_position_embeddings));
