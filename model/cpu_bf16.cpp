@@ -148,16 +148,13 @@ Tensor bf16_matmul(const Tensor& a, const Tensor& b) {
   return torch::matmul(a, b);
 }
 
-void bf16_mm_out(Tensor& out, const Tensor& a, const Tensor& b) {
-  if (widens(a) && widens(b)) {
-    out.copy_(wide_mm(widen(a), widen(b)));
-    return;
-  }
-  at::mm_out(out, a, b);
-}
-
 Tensor widened_linear(const Tensor& x, const Tensor& w, const Tensor& c, double alpha) {
-  return c.defined() ? WidenedAddLinear::apply(x, w, c, alpha) : WidenedLinear::apply(x, w, alpha);
+  auto sizes = x.sizes().vec();
+  sizes.back() = w.size(0);
+  const auto x2 = x.reshape({-1, x.size(-1)});
+  return (c.defined() ? WidenedAddLinear::apply(x2, w, c.reshape({-1, w.size(0)}), alpha)
+                      : WidenedLinear::apply(x2, w, alpha))
+      .view(sizes);
 }
 
 }  // namespace ringtune

@@ -10,7 +10,7 @@
 // oneDNN and torch.autocast compute), in another summation order. Activations, weights and
 // saved tensors stay bf16; only the operands of the product being computed are widened.
 // defines: cpu_bf16_products_widened, cpu_bf16_products_setting, set_cpu_bf16_products_widened,
-//          cpu_bf16_widened_products, widens, bf16_matmul, bf16_mm_out, widened_linear
+//          cpu_bf16_widened_products, widens, bf16_matmul, widened_linear
 #pragma once
 #include <string>
 
@@ -42,12 +42,8 @@ bool widens(const at::Tensor& t);
 // backward): for products outside training's hot path (dense attention, no-grad passes).
 at::Tensor bf16_matmul(const at::Tensor& a, const at::Tensor& b);
 
-// out = a·b for 2-D a and b (b may be a transposed view) with out preallocated, as at::mm_out;
-// widened as above. No autograd.
-void bf16_mm_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b);
-
-// y = c + alpha · x·wᵀ (c undefined: y = alpha · x·wᵀ) for bf16 x [N, in], w [out, in] and
-// c [N, out], computed widened: the linear layers' product and LoRA's second product where
+// y = c + alpha · x·wᵀ (c undefined: y = alpha · x·wᵀ) for bf16 x [.., in], w [out, in] and
+// c [.., out] (any leading shape, y in x's), computed widened: the linear layers' product and LoRA's second product where
 // widens(x). An autograd function whose forward and backward widen x and w for each product and
 // save only x and w as they are (bf16), so no float32 copy of a weight outlives its product.
 // Gradients for x, w and c as autograd through addmm gives them: c's is the incoming gradient,

@@ -90,9 +90,7 @@ struct Nf4Matmul : public torch::autograd::Function<Nf4Matmul> {
 // x W^T + b with the base weight as it is held (a tensor, or NF4 dequantized for the product).
 torch::Tensor base_product(const LinearImpl& l, const torch::Tensor& x) {
   if (!l.is_nf4() && widens(x)) {  // bf16 on a CPU without bf16 products (model/cpu_bf16.h)
-    auto sizes = x.sizes().vec();
-    sizes.back() = l.weight.size(0);
-    auto y = widened_linear(x.reshape({-1, x.size(-1)}), l.weight, torch::Tensor(), 1.0).view(sizes);
+    auto y = widened_linear(x, l.weight, torch::Tensor(), 1.0);
     return l.bias.defined() ? y + l.bias.to(y.scalar_type()) : y;
   }
   if (!l.is_nf4()) return torch::nn::functional::linear(x, l.weight, l.bias);
@@ -521,12 +519,8 @@ torch::Tensor LlamaForCausalLMImpl::project(const torch::Tensor& hidden) {
 
 torch::Tensor LlamaForCausalLMImpl::head_product(const torch::Tensor& hidden) const {
   const auto& w = lm_head_weight();
-  if (widens(hidden)) {  // bf16 on a CPU without bf16 products (model/cpu_bf16.h)
-    auto sizes = hidden.sizes().vec();
-    sizes.back() = w.size(0);
-    return widened_linear(hidden.reshape({-1, hidden.size(-1)}), w, torch::Tensor(), 1.0).view(sizes);
-  }
-  return torch::matmul(hidden, w.t());
+  // bf16 on a CPU without bf16 products: widened (model/cpu_bf16.h)
+  return widens(hidden) ? widened_linear(hidden, w, torch::Tensor(), 1.0) : torch::matmul(hidden, w.t());
 }
 
 void LlamaForCausalLMImpl::add_tied_head_lora(int64_t r, double scale, double dropout) {

@@ -3,7 +3,7 @@
 //     every gradient, with and without the added term and with a scale, and against libtorch's own
 //     bf16 product (as accurate or better);
 //   - a LoRA model in bf16, forward and backward, widened against native, both held to the same
-//     model in float32 (the widened path is taken: its results are not bitwise the native ones);
+//     model in float32 (a counter shows the widened path is taken, and only there);
 //   - the automatic setting follows the CPU's flags as /proc/cpuinfo lists them;
 //   - a bad RINGTUNE_CPU_BF16_PRODUCTS is refused with exit code 2 and the variable named, and a
 //     bf16 run says which products it uses.
