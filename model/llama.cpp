@@ -10,6 +10,7 @@
 
 #include "model/attention_kernel.h"
 #include "model/cpu_bf16.h"  // defines: widens, widened_linear, bf16_matmul
+#include "model/pointwise.h"  // defines: rms_norm, swiglu
 #include "model/rope.h"
 
 namespace ringtune {
@@ -225,12 +226,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  // As Hugging Face: normalise in float32, cast back, then scale.
-  auto xf = x.to(torch::kFloat32);
-  auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return weight * normed.to(x.scalar_type());
-}
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return rms_norm(x, weight, eps); }
 
 // ---------------------------------------------------------------------------------------------
 // Attention
@@ -347,7 +343,7 @@ MlpImpl::MlpImpl(const LlamaConfig& cfg) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  return down_proj(swiglu(gate_proj(x), up_proj(x)));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const LlamaConfig& cfg) {

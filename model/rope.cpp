@@ -1,6 +1,8 @@
 // Rotary embeddings: frequency tables (plain, linear, llama3 scaling) and their application.
 #include "model/rope.h"
 
+#include "model/pointwise.h"  // defines: fused_rope
+
 #include <cmath>
 
 namespace ringtune {
@@ -34,6 +36,7 @@ std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(const torch::Tensor& inv_fr
 }
 
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  if (auto fused = fused_rope(x, cos, sin); fused.defined()) return fused;  // model/pointwise.h
   const int64_t half = x.size(-1) / 2;
   auto x1 = x.narrow(-1, 0, half);
   auto x2 = x.narrow(-1, half, half);

@@ -9,13 +9,15 @@
 // op by op from what libtorch keeps for the backward pass of ringtune's forward (model/llama.cpp),
 // per token of a micro-batch (N = B·T tokens), for a compute dtype of e bytes (4 or 2):
 //
-//   RMSNorm (x2)        the float32 input (the input itself in float32, a float32 copy in bf16),
-//                       kept by the square and the product with rsqrt, the square itself (kept
-//                       by libtorch 1.13's mean.dim: seen with saved_tensors_hooks in Debian's
+//   RMSNorm (x2)        eager: the float32 input (the input itself in float32, a float32 copy in
+//                       bf16), kept by the square and the product with rsqrt, the square itself
+//                       (kept by libtorch 1.13's mean.dim: seen with saved_tensors_hooks in Debian's
 //                       python3-torch, and with the allocator hook in tests/test_memory_estimate.cpp)
 //                       and the rsqrt column:                                   2 · (8d + 4)
 //                       with a trained norm weight (full fine-tuning) also the
 //                       normalised value kept by the product with it:           + 2 · e·d
+//                       fused (the CPU's kernels, model/pointwise.h): the input and the
+//                       rsqrt column, whether the weight trains or not:         2 · (e·d + 4)
 //   projections         a frozen weight keeps nothing of its input; a trained one (full fine-tuning)
 //                       keeps it: the norm outputs (q/k/v and gate/up read one each), the attention
 //                       output (o) and the SwiGLU product (down):               + e·(2d + H·hd + I)
@@ -26,7 +28,7 @@
 //                       the product with B:                                      + e·r
 //   attention           q after RoPE, k and v repeated to H heads (kept by the two products):
 //                                                                                e·H·hd·(1 + 2·[K<H]) + 2e·K·hd·[K=H]
-//                       RoPE's cos/sin in bf16 (copies for q and k):             4·e·hd (bf16 only)
+//                       RoPE's cos/sin in bf16 (copies for q and k):             4·e·hd (bf16 eager only)
 //                       eager (libtorch 1.x): the float32 softmax output          4·H·T
 //                       and its bf16 copy kept by the weighting product          + 2·H·T (bf16 only)
 //                       and the boolean mask kept by masked_fill                 + T (packed) or T/B
@@ -36,6 +38,7 @@
 //                       output and the visited blocks' float32 probabilities,
 //                       at most (one segment per row, blocks of 128 rows)        e·H·hd + 4·H·a(T)
 //   SwiGLU MLP          gate output (SiLU), SiLU output and up output (product): 3·e·I
+//                       fused: gate and up outputs                               2·e·I
 //   residual adds       nothing
 //
 // In the first layer, with a frozen embedding, the first norm keeps nothing (its input needs no
@@ -93,6 +96,7 @@
 #include "model/cpu_bf16.h"         // defines: cpu_bf16_products_widened
 #include "model/attention_kernel.h"  // defines: attention_kernel_saved_per_row, attention_kernel_bf16_products
 #include "model/parameter_shapes.h"
+#include "model/pointwise.h"  // defines: fused_pointwise
 #include "model/quant.h"  // defines: nf4_tile_bytes
 #include "src/cpu_pool.h"  // defines: cpu_pool_min_bytes
 #include "src/train/loss.h"  // defines: loss_chunk_rows
@@ -154,15 +158,22 @@ Bytes times(Bytes a, int64_t n) {
   return a;
 }
 
+// Whether the decoder's norms, rotary embeddings and SwiGLU run as the fused CPU kernels
+// (model/pointwise.h), which keep less than the eager operators.
+bool pointwise_fused(const MemoryInputs& in) { return !in.cuda && fused_pointwise(); }
+
 // One decoder layer's saved activations for N tokens (see the derivation above), tensor by tensor.
 Bytes layer_bytes(const MemoryInputs& in, const Shapes& s, const std::set<std::string>& adapted, int64_t N) {
   const int64_t e = in.dtype_bytes, T = in.seq;
   const bool full = !in.lora.has_value();
   Bytes b;
-  b.add(4 * s.d * N, 4);  // the two norms: float32 input and its square (kept by the mean) each
-  b.add(4 * N, 2);        // their rsqrt columns
+  const bool fused = pointwise_fused(in);
+  if (fused) b.add(e * s.d * N, 2);  // the two norms' inputs
+  else b.add(4 * s.d * N, 4);        // the two norms: float32 input and its square (kept by the mean) each
+  b.add(4 * N, 2);                   // their rsqrt columns
   if (full) {
-    b.add(e * s.d * N, 4);  // normalised values (trained norm weights) and the norm outputs (trained projections)
+    // normalised values (trained norm weights; not by the fused norm) and the norm outputs (trained projections)
+    b.add(e * s.d * N, fused ? 2 : 4);
     b.add(e * s.qd * N);
     b.add(e * s.inter * N);
   } else {
@@ -182,7 +193,7 @@ Bytes layer_bytes(const MemoryInputs& in, const Shapes& s, const std::set<std::s
   const bool grouped = s.kv_heads < s.heads && !(in.fused_attention && !in.cuda);
   b.add(e * s.qd * N);                                 // q after RoPE
   b.add(e * (grouped ? s.qd : s.kvd) * N, 2);          // k and v
-  if (e != 4) b.add(e * s.hd * N, 4);                  // RoPE's cos/sin in bf16, for q and k
+  if (e != 4 && !fused) b.add(e * s.hd * N, 4);       // RoPE's cos/sin in bf16, for q and k
   if (in.fused_attention) {
     b.add(e * s.qd * N);                               // output
     if (in.cuda) {
@@ -197,7 +208,7 @@ Bytes layer_bytes(const MemoryInputs& in, const Shapes& s, const std::set<std::s
     if (e != 4) b.add(e * s.heads * T * N);            // its bf16 copy
     b.add(in.packed ? T * N : T * T);                  // the boolean mask
   }
-  b.add(e * s.inter * N, 3);                           // SwiGLU
+  b.add(e * s.inter * N, fused ? 2 : 3);               // SwiGLU: gate and up (eager: and SiLU's output)
   return b;
 }
 
@@ -308,15 +319,18 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
   // states the loss keeps; RoPE's float32 cos/sin; with a frozen embedding the first layer's first
   // norm keeps nothing (its input needs no gradient), nor, without an adapter on k_proj, does the
   // scores' product keep a q for k's gradient.
+  const bool fused = pointwise_fused(in);
   Bytes final_part;
-  final_part.add(4 * s.d * N, 2);
+  if (fused) final_part.add(e * s.d * N);
+  else final_part.add(4 * s.d * N, 2);
   final_part.add(4 * N);
-  final_part.add(e * s.d * N, full ? 2 : 1);
+  final_part.add(e * s.d * N, full && !fused ? 2 : 1);
   final_part.add(4 * s.hd * N, 2);
   const bool embedding_trains = trained.count("model.embed_tokens.weight") || trained.count("model.embed_tokens.lora_embedding_A");
   Bytes first_layer_saves;  // subtracted below
   if (!embedding_trains && !in.gradient_checkpointing) {
-    first_layer_saves.add(4 * s.d * N, 2);
+    if (fused) first_layer_saves.add(e * s.d * N);
+    else first_layer_saves.add(4 * s.d * N, 2);
     first_layer_saves.add(4 * N);
     if (!full && !adapted.count("k_proj")) first_layer_saves.add(e * s.qd * N);
   }
@@ -390,6 +404,8 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
     if (ph.bytes.total() > live) live = ph.bytes.total(), live_bytes = ph.bytes, live_phase = ph.name;
   out.saved_activations = activations.total();
   out.step_transient = live;
+  for (const Phase& ph : phases)
+    if (std::string(ph.name) != "optimizer step") out.backward_transient = std::max(out.backward_transient, ph.bytes.total());
   out.live_total = persistent + live;
   // Resident on the CPU: the live peak plus what the C heap keeps (see kRetainLayer) and the block
   // pool's margin over the peak.

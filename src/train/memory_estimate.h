@@ -46,9 +46,10 @@ struct MemoryEstimate {
   int64_t live_total = 0;         // the peak of live tensor bytes (+ the process baseline)
   std::string peak_phase;         // "backward", "end of backward", "optimizer step"
   int64_t trainable_params = 0, frozen_params = 0;
-  // Tensor bytes a forward pass keeps for backward (layers, final norm, loss input), and the most
-  // that live on top of the persistent state during a step (the largest transient phase).
-  int64_t saved_activations = 0, step_transient = 0;
+  // Tensor bytes a forward pass keeps for backward (layers, final norm, loss input), the most that
+  // live on top of the persistent state during a step (the largest transient phase), and during
+  // its forward and backward passes (the optimizer step left out).
+  int64_t saved_activations = 0, step_transient = 0, backward_transient = 0;
 };
 
 MemoryEstimate estimate_memory(const MemoryInputs& in);
