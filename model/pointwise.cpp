@@ -174,13 +174,12 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
 }
 
 torch::Tensor fused_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  if (!applies(x) || x.dim() != 4 || cos.dim() != 3 || !x.transpose(1, 2).is_contiguous()) return {};
+  if (!applies(x) || x.dim() != 4 || x.size(3) % 2 != 0 || !x.transpose(1, 2).is_contiguous()) return {};
   const auto want = std::vector<int64_t>{x.size(0), x.size(2), x.size(3)};
   for (const auto* t : {&cos, &sin})
     if (t->sizes() != at::IntArrayRef(want) || t->scalar_type() != torch::kFloat32 || !t->is_contiguous() ||
         t->device() != x.device() || t->requires_grad())
       return {};
-  if (x.size(3) % 2 != 0) return {};
   return RopeFn::apply(x, cos, sin);
 }
 

@@ -394,6 +394,7 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
     phases.push_back({"backward pass", activations + layer_peak + lm_head_grad});
   }
   phases.push_back({"end of the backward pass", grads});
+  for (const Phase& ph : phases) out.backward_transient = std::max(out.backward_transient, ph.bytes.total());
   phases.push_back({"optimizer step", at_step});
   const int64_t baseline = in.cuda ? kCudaContext : in.baseline_bytes;
   const int64_t persistent = baseline + frozen + params_bytes + flat + master + moments;
@@ -404,8 +405,6 @@ MemoryEstimate estimate_memory(const MemoryInputs& in) {
     if (ph.bytes.total() > live) live = ph.bytes.total(), live_bytes = ph.bytes, live_phase = ph.name;
   out.saved_activations = activations.total();
   out.step_transient = live;
-  for (const Phase& ph : phases)
-    if (std::string(ph.name) != "optimizer step") out.backward_transient = std::max(out.backward_transient, ph.bytes.total());
   out.live_total = persistent + live;
   // Resident on the CPU: the live peak plus what the C heap keeps (see kRetainLayer) and the block
   // pool's margin over the peak.
