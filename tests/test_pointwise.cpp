@@ -21,6 +21,7 @@
 #include "model/pointwise_kernel.h"
 #include "model/rope.h"
 #include "src/io/hf_model.h"
+#include "forward_backward.h"
 #include "test_util.h"
 
 using namespace ringtune;
@@ -43,18 +44,6 @@ double rel_err(const torch::Tensor& got, const torch::Tensor& want) {
 // What a test computes: outputs then the gradients of the inputs, in that order.
 using Results = std::vector<torch::Tensor>;
 
-// Runs f on leaf copies of the inputs (dtype dt) with gradient g, returns output and gradients.
-template <typename F>
-Results run(F f, const std::vector<torch::Tensor>& inputs, const torch::Tensor& g, torch::ScalarType dt) {
-  std::vector<torch::Tensor> leaves;
-  for (const auto& x : inputs) leaves.push_back(x.detach().to(dt).requires_grad_(true));
-  auto y = f(leaves);
-  y.backward(g.to(dt));
-  Results r{y.detach()};
-  for (const auto& l : leaves) r.push_back(l.grad());
-  return r;
-}
-
 // fused (float32 and bf16) against float64 autograd of the eager formula `eager(inputs, dtype)`
 // on the same (rounded) inputs, dtype the one being checked (for constants it rounds as that dtype
 // does); in bf16 also no worse than libtorch's eager bf16 operators (5% slack) and within
@@ -68,15 +57,16 @@ void check_against_float64(const std::string& what, Fused fused, Eager eager, co
     for (const auto& x : inputs) rounded.push_back(x.to(dt));
     const auto g_dt = g.to(dt);
     const Results want =
-        run([&](const std::vector<torch::Tensor>& in) { return eager(in, dt); }, rounded, g_dt, torch::kFloat64);
+        forward_backward([&](const std::vector<torch::Tensor>& in) { return eager(in, dt); }, rounded, g_dt,
+                         torch::kFloat64);
     Results got, eager_dt;
     {
       AllowFused on(true);
-      got = run(fused, rounded, g_dt, dt);
+      got = forward_backward(fused, rounded, g_dt, dt);
     }
     {
       AllowFused off(false);
-      eager_dt = run(fused, rounded, g_dt, dt);
+      eager_dt = forward_backward(fused, rounded, g_dt, dt);
     }
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < got.size(); ++i) {

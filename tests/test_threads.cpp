@@ -23,8 +23,10 @@
 #include "model/quant.h"
 #include "src/train/loss.h"
 #include "src/train/packing.h"
+#include "forward_backward.h"
 
 using namespace ringtune;
+using ringtune_test::forward_backward;
 
 namespace {
 
@@ -65,18 +67,6 @@ void expect_same_bits_on_any_thread_count(const std::string& what, const std::fu
                                               << ")";
     }
   }
-}
-
-// Runs f on leaf copies of inputs (dtype dt) and back-propagates g: output, then the gradients.
-Results forward_backward(const std::function<torch::Tensor(const std::vector<torch::Tensor>&)>& f,
-                         const std::vector<torch::Tensor>& inputs, const torch::Tensor& g, torch::ScalarType dt) {
-  std::vector<torch::Tensor> leaves;
-  for (const auto& x : inputs) leaves.push_back(x.detach().to(dt).requires_grad_(true));
-  auto y = f(leaves);
-  y.backward(g.to(dt));
-  Results r{y.detach().clone()};
-  for (const auto& l : leaves) r.push_back(l.grad().clone());
-  return r;
 }
 
 }  // namespace
