@@ -9,6 +9,16 @@
 
 namespace ringtune {
 
+namespace {
+std::string& cli_level() {
+  static std::string level;
+  return level;
+}
+}  // namespace
+
+void set_command_line_log_level(const std::string& level) { cli_level() = level; }
+const std::string& command_line_log_level() { return cli_level(); }
+
 void init_logging(const std::string& level, int rank, int world_size,
                   const std::string& per_rank_dir) {
   auto lvl = spdlog::level::from_str(level);

@@ -10,4 +10,9 @@ namespace ringtune {
 void init_logging(const std::string& level, int rank, int world_size,
                   const std::string& per_rank_dir = "");
 
+// The level given with --log-level on the command line ("" when none was): it wins over a
+// config's logging.level (main sets it once, before any command runs).
+void set_command_line_log_level(const std::string& level);
+const std::string& command_line_log_level();
+
 }  // namespace ringtune

@@ -60,14 +60,17 @@ int main(int argc, char** argv) {
   ringtune::install_cpu_pool();  // before the first tensor (src/cpu_pool.h; RINGTUNE_CPU_POOL=0: off)
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string level = "info";
+  bool level_given = false;
   try {
     // --log-level may stand anywhere.
     for (size_t i = 0; i < args.size();) {
       if (args[i] == "--log-level" && i + 1 < args.size()) {
         level = args[i + 1];
+        level_given = true;
         args.erase(args.begin() + i, args.begin() + i + 2);
       } else if (args[i].rfind("--log-level=", 0) == 0) {
         level = args[i].substr(12);
+        level_given = true;
         args.erase(args.begin() + i);
       } else {
         ++i;
@@ -75,6 +78,7 @@ int main(int argc, char** argv) {
     }
     const auto proc = ringtune::detect_process_info();
     ringtune::init_logging(level, proc.rank, proc.world_size);
+    if (level_given) ringtune::set_command_line_log_level(level);
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
       print_usage(args.empty() ? std::cerr : std::cout);  // no command is a usage error: stderr, exit 2
       return args.empty() ? 2 : 0;

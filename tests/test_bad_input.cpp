@@ -210,6 +210,18 @@ Setup with_weights_file(const std::string& bytes) {
 const std::string kTinyTokenizer =
     R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}})";
 
+// Nested aliases in a flow map: the last list expands to 10^levels strings.
+std::string alias_bomb(int levels) {
+  std::string v = "{l0: &l0 [x, x, x, x, x, x, x, x, x, x]";
+  for (int i = 1; i < levels; ++i) {
+    const std::string prev = "*l" + std::to_string(i - 1);
+    v += ", l" + std::to_string(i) + ": &l" + std::to_string(i) + " [" + prev;
+    for (int j = 1; j < 10; ++j) v += ", " + prev;
+    v += "]";
+  }
+  return v + "}";
+}
+
 std::vector<Case> cases() {
   const std::string train = "train cfg.yaml";
   const std::string gen = "generate --model ../base --max-new-tokens 1";
@@ -523,7 +535,15 @@ std::vector<Case> cases() {
       {"adapter path missing", with_config({{"initial_adapter_model_ckpt_path", "nothere"}}), train,
        "initial_adapter_model_ckpt_path"},
       {"generate adapter missing", {}, gen + " --adapter nothere", "nothere"},
+      {"config alias into itself", with_config({{"seed", "&a [*a]"}}), train, "key \"seed\": the value is nested more "
+                                                                             "than 64 levels deep"},
+      {"config aliases that multiply", with_config({{"logger", alias_bomb(8)}}), train,
+       "key \"logger\": the value is more than a million items"},
   };
+  // Before the refusal, libtorch 1.13 failed inside its product (exit 1, a stack trace).
+  if (!cpu_has_float16_products())
+    c.push_back({"dtype float16 on the CPU", {}, gen + " --dtype float16",
+                 "dtype \"float16\": this libtorch has no float16 matrix product on the CPU"});
   return c;
 }
 
@@ -572,4 +592,34 @@ TEST(BadInput, EveryCaseExitsTwoWithOneLineAndLeavesNothingBehind) {
     fs::remove_all(dir);
   }
   std::cout << all.size() << " malformed inputs; " << quiet << " of them failed before any log line\n";
+}
+
+// --log-level on the command line wins over the config's logging.level, also when per-rank log
+// files are written (the trainer sets logging up again for them); without the flag the config's
+// level applies. Before, the per-rank set-up took the config's level (default info) whatever the
+// flag said, and without per-rank files logging.level did nothing.
+TEST(LogLevel, CommandLineWinsOverTheConfigAndTheConfigAppliesWithoutIt) {
+  Workspace w;
+  struct Run {
+    std::string args;
+    bool debug, info;  // debug lines expected, info lines expected
+  };
+  const std::vector<Run> runs = {
+      {"--log-level warn train cfg.yaml logging.per_rank_files=true", false, false},
+      {"--log-level debug train cfg.yaml logging.per_rank_files=true logging.level=warn", true, true},
+      {"train cfg.yaml logging.level=debug", true, true},
+      {"train cfg.yaml logging.level=warn", false, false},
+      {"train cfg.yaml", false, true},
+  };
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const std::string dir = w.dir.file("log" + std::to_string(i));
+    fs::create_directories(dir);
+    write_file(dir + "/cfg.yaml", config({{"output_dir", "out"}, {"max_steps", "1"}}));
+    const RunResult r = run_shell("cd " + dir + " && timeout 300 " + ringtune_binary() + " " + runs[i].args + " < /dev/null");
+    SCOPED_TRACE("ringtune " + runs[i].args + "\nstderr:\n" + r.err);
+    ASSERT_EQ(r.exit_code, 0);
+    EXPECT_EQ(r.err.find(" debug] ") != std::string::npos, runs[i].debug);
+    EXPECT_EQ(r.err.find(" info] ") != std::string::npos, runs[i].info);
+    fs::remove_all(dir);
+  }
 }

@@ -7,6 +7,7 @@
 #include "distributed/process_info.h"
 #include "src/cli/args.h"
 #include "src/error.h"
+#include "src/log.h"
 #include "src/cli/commands.h"
 #include "src/cli/config_args.h"
 #include "src/config/registry.h"
@@ -40,6 +41,8 @@ int cmd_train(const Args& args) {
     // Before any work: the memory estimate (one line), train_batch_size_per_device auto, and a
     // memory_budget below the estimate refused.
     const ProcessInfo proc = detect_process_info();
+    // The config's logging.level from here on, unless --log-level was given (it wins).
+    if (command_line_log_level().empty()) init_logging(options.log_level, proc.rank, proc.world_size);
     std::string log;
     plan_memory(options, proc.world_size, proc.local_size, &log);
     for (size_t at = 0; proc.rank == 0 && at < log.size();) {

@@ -669,7 +669,24 @@ class ConfigLoader {
   }
 
   // Every string in a value is UTF-8 (paths, names and templates end up in JSON and file names).
+  // Also bounds the value: an alias that contains itself (`&a [*a]`) would recurse for ever, and
+  // nested aliases (`&b [*a, *a, ...]` nine levels deep) expand to billions of nodes; both are
+  // refused here, before anything else walks the value.
   static void check_utf8(const YAML::Node& node, const std::string& name, const Origin& origin) {
+    size_t budget = 1'000'000;
+    check_utf8(node, name, origin, 0, budget);
+  }
+  static void check_utf8(const YAML::Node& node, const std::string& name, const Origin& origin, int depth,
+                         size_t& budget) {
+    constexpr int kMaxDepth = 64;
+    if (depth > kMaxDepth || budget-- == 0) {
+      Origin o = origin;
+      if (o.kind == Origin::Kind::File) o.line = line_of(node, origin.line);
+      throw InputError(o.describe() + ": key " + in_quotes(name) + ": the value is " +
+                       (depth > kMaxDepth ? "nested more than " + std::to_string(kMaxDepth) + " levels deep"
+                                          : std::string("more than a million items")) +
+                       " (an alias that contains itself, or aliases that multiply?)");
+    }
     if (node.IsScalar()) {
       const std::string& s = node.Scalar();
       const size_t bad = utf8::first_invalid(s);
@@ -684,10 +701,10 @@ class ConfigLoader {
     } else if (node.IsMap() || node.IsSequence()) {
       for (auto it = node.begin(); it != node.end(); ++it) {
         if (node.IsMap()) {
-          check_utf8(it->first, name, origin);
-          check_utf8(it->second, name, origin);
+          check_utf8(it->first, name, origin, depth + 1, budget);
+          check_utf8(it->second, name, origin, depth + 1, budget);
         } else {
-          check_utf8(*it, name, origin);
+          check_utf8(*it, name, origin, depth + 1, budget);
         }
       }
     }

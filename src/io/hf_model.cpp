@@ -291,6 +291,19 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
                 dir, load_s, fused, used.size(), check_s, load_s > 0 ? 100.0 * check_s / load_s : 0.0);
 }
 
+bool cpu_has_float16_products() {
+  static const bool has = [] {
+    try {
+      const auto a = torch::ones({2, 2}, torch::TensorOptions().dtype(torch::kFloat16));
+      (void)torch::mm(a, a);
+      return true;
+    } catch (const c10::Error&) {
+      return false;
+    }
+  }();
+  return has;
+}
+
 LlamaForCausalLM load_hf_model(const std::string& dir, const std::string& dtype,
                                const std::string& device, bool nf4) {
   const LlamaConfig cfg = read_hf_config(dir);
@@ -299,6 +312,9 @@ LlamaForCausalLM load_hf_model(const std::string& dir, const std::string& dtype,
   else if (dtype == "bfloat16") st = torch::kBFloat16;
   else if (dtype == "float16") st = torch::kFloat16;
   else throw InputError("dtype \"" + dtype + "\" is not one of float32, bfloat16, float16");
+  if (st == torch::kFloat16 && torch::Device(device).is_cpu() && !cpu_has_float16_products())
+    throw InputError("dtype \"float16\": this libtorch has no float16 matrix product on the CPU; use bfloat16 or "
+                     "float32 there, or a GPU (--device cuda)");
   LlamaForCausalLM model(cfg);
   if (nf4) mark_nf4_linears(model);  // before `to`: their full-size weights are never converted
   {
