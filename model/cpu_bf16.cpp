@@ -157,4 +157,17 @@ Tensor widened_linear(const Tensor& x, const Tensor& w, const Tensor& c, double 
       .view(sizes);
 }
 
+bool cpu_has_float16_products() {
+  static const bool has = [] {
+    try {
+      const auto a = torch::ones({2, 2}, torch::TensorOptions().dtype(torch::kFloat16));
+      (void)torch::mm(a, a);
+      return true;
+    } catch (const c10::Error&) {
+      return false;
+    }
+  }();
+  return has;
+}
+
 }  // namespace ringtune

@@ -10,7 +10,7 @@
 // oneDNN and torch.autocast compute), in another summation order. Activations, weights and
 // saved tensors stay bf16; only the operands of the product being computed are widened.
 // defines: cpu_bf16_products_widened, cpu_bf16_products_setting, set_cpu_bf16_products_widened,
-//          cpu_bf16_widened_products, widens, bf16_matmul, widened_linear
+//          cpu_bf16_widened_products, widens, bf16_matmul, widened_linear, cpu_has_float16_products
 #pragma once
 #include <string>
 
@@ -49,5 +49,10 @@ at::Tensor bf16_matmul(const at::Tensor& a, const at::Tensor& b);
 // Gradients for x, w and c as autograd through addmm gives them: c's is the incoming gradient,
 // x's alpha·g·w and w's alpha·gᵀ·x, each a float32 product rounded once to the operand's dtype.
 at::Tensor widened_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& c, double alpha);
+
+// Whether this libtorch multiplies float16 matrices on the CPU: 1.13's GEMM has no float16 kernel
+// ("addmm_impl_cpu_" not implemented for 'Half'), later versions have one. Asked of the library
+// once. (float16 is not widened: load_hf_model refuses it on the CPU without this.)
+bool cpu_has_float16_products();
 
 }  // namespace ringtune

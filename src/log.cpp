@@ -17,7 +17,9 @@ std::string& cli_level() {
 }  // namespace
 
 void set_command_line_log_level(const std::string& level) { cli_level() = level; }
-const std::string& command_line_log_level() { return cli_level(); }
+std::string log_level_for(const std::string& config_level) {
+  return cli_level().empty() ? config_level : cli_level();
+}
 
 void init_logging(const std::string& level, int rank, int world_size,
                   const std::string& per_rank_dir) {

@@ -10,9 +10,9 @@ namespace ringtune {
 void init_logging(const std::string& level, int rank, int world_size,
                   const std::string& per_rank_dir = "");
 
-// The level given with --log-level on the command line ("" when none was): it wins over a
-// config's logging.level (main sets it once, before any command runs).
+// --log-level on the command line wins over a config's logging.level: main records the flag once
+// (when given) before any command runs, and log_level_for(config's level) is the level to use.
 void set_command_line_log_level(const std::string& level);
-const std::string& command_line_log_level();
+std::string log_level_for(const std::string& config_level);
 
 }  // namespace ringtune

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "model/cpu_bf16.h"
 #include "model/llama.h"
 #include "src/io/checkpoint.h"
 #include "src/io/hf_model.h"

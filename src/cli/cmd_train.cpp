@@ -42,7 +42,7 @@ int cmd_train(const Args& args) {
     // memory_budget below the estimate refused.
     const ProcessInfo proc = detect_process_info();
     // The config's logging.level from here on, unless --log-level was given (it wins).
-    if (command_line_log_level().empty()) init_logging(options.log_level, proc.rank, proc.world_size);
+    init_logging(log_level_for(options.log_level), proc.rank, proc.world_size);
     std::string log;
     plan_memory(options, proc.world_size, proc.local_size, &log);
     for (size_t at = 0; proc.rank == 0 && at < log.size();) {

@@ -668,15 +668,15 @@ class ConfigLoader {
     }
   }
 
-  // Every string in a value is UTF-8 (paths, names and templates end up in JSON and file names).
-  // Also bounds the value: an alias that contains itself (`&a [*a]`) would recurse for ever, and
+  // Every string in a value is UTF-8 (paths, names and templates end up in JSON and file names),
+  // and the value is bounded: an alias that contains itself (`&a [*a]`) would recurse for ever, and
   // nested aliases (`&b [*a, *a, ...]` nine levels deep) expand to billions of nodes; both are
   // refused here, before anything else walks the value.
-  static void check_utf8(const YAML::Node& node, const std::string& name, const Origin& origin) {
+  static void check_value(const YAML::Node& node, const std::string& name, const Origin& origin) {
     size_t budget = 1'000'000;
-    check_utf8(node, name, origin, 0, budget);
+    check_value(node, name, origin, 0, budget);
   }
-  static void check_utf8(const YAML::Node& node, const std::string& name, const Origin& origin, int depth,
+  static void check_value(const YAML::Node& node, const std::string& name, const Origin& origin, int depth,
                          size_t& budget) {
     constexpr int kMaxDepth = 64;
     if (depth > kMaxDepth || budget-- == 0) {
@@ -701,10 +701,10 @@ class ConfigLoader {
     } else if (node.IsMap() || node.IsSequence()) {
       for (auto it = node.begin(); it != node.end(); ++it) {
         if (node.IsMap()) {
-          check_utf8(it->first, name, origin, depth + 1, budget);
-          check_utf8(it->second, name, origin, depth + 1, budget);
+          check_value(it->first, name, origin, depth + 1, budget);
+          check_value(it->second, name, origin, depth + 1, budget);
         } else {
-          check_utf8(*it, name, origin, depth + 1, budget);
+          check_value(*it, name, origin, depth + 1, budget);
         }
       }
     }
@@ -713,7 +713,7 @@ class ConfigLoader {
   // One `name: node` pair: a key, a section to descend into, or an unknown key.
   void add_pair(const std::string& name, const YAML::Node& node, const Origin& origin,
                 int value_line, std::vector<Assignment>& out) {
-    if (!node.IsMap()) check_utf8(node, name, origin);
+    if (!node.IsMap()) check_value(node, name, origin);
     const KeyDef* def = registry_.find(name);
     bool section = registry_.is_section(name);
     if (node.IsNull()) value_line = origin.line;  // yaml-cpp marks a missing value oddly
@@ -722,7 +722,7 @@ class ConfigLoader {
       return;
     }
     if (def) {  // a Map key takes its whole map as one value
-      if (node.IsMap()) check_utf8(node, name, origin);
+      if (node.IsMap()) check_value(node, name, origin);
       out.push_back(Assignment{name, node, origin, value_line});
       return;
     }

@@ -24,6 +24,7 @@
 #include "src/io/finite_check.h"
 #include "src/io/json_file.h"
 #include "src/io/safetensors.h"
+#include "model/cpu_bf16.h"
 #include "model/llama.h"
 
 namespace fs = std::filesystem;
@@ -289,19 +290,6 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
   spdlog::debug("weights of {} loaded in {:.3f} s ({} of {} tensors read in one pass); testing them for NaN and "
                 "infinity took {:.3f} s ({:.2f}% of the load)",
                 dir, load_s, fused, used.size(), check_s, load_s > 0 ? 100.0 * check_s / load_s : 0.0);
-}
-
-bool cpu_has_float16_products() {
-  static const bool has = [] {
-    try {
-      const auto a = torch::ones({2, 2}, torch::TensorOptions().dtype(torch::kFloat16));
-      (void)torch::mm(a, a);
-      return true;
-    } catch (const c10::Error&) {
-      return false;
-    }
-  }();
-  return has;
 }
 
 LlamaForCausalLM load_hf_model(const std::string& dir, const std::string& dtype,

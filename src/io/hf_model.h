@@ -17,13 +17,9 @@ LlamaConfig read_hf_config(const std::string& dir);
 // The weight files of DIR: {"DIR/model.safetensors"} or the shards named by the index.
 std::vector<std::string> hf_weight_files(const std::string& dir);
 
-// Whether this libtorch multiplies float16 matrices on the CPU: 1.13's GEMM has no float16 kernel
-// ("addmm_impl_cpu_" not implemented for 'Half'), later versions have one. Asked of the library
-// once; load_hf_model refuses float16 on the CPU without it (InputError, exit 2).
-bool cpu_has_float16_products();
-
 // Builds the model of DIR/config.json and loads its weights, converted to `dtype`
-// ("float32" | "bfloat16" | "float16"), on `device` ("cpu", "cuda:0", ...). nf4 (QLoRA): the
+// ("float32" | "bfloat16" | "float16"; float16 on the CPU only where cpu_has_float16_products(),
+// else InputError), on `device` ("cpu", "cuda:0", ...). nf4 (QLoRA): the
 // decoder layers' projections are quantized to NF4 as each is read (mark_nf4_linears), so no
 // full-precision copy of them is ever whole in memory.
 LlamaForCausalLM load_hf_model(const std::string& dir, const std::string& dtype = "float32",

@@ -214,11 +214,7 @@ void Trainer::setup_process_group() {
     run_lock_ = std::make_unique<RunLock>(o_.output_dir, o_.origins.where("output_dir"), created);
   }
   pg_->barrier();
-  // The config's logging.level, unless --log-level was given on the command line, which wins.
-  const std::string& cli_level = command_line_log_level();
-  if (o_.per_rank_log_files || cli_level.empty())
-    init_logging(cli_level.empty() ? o_.log_level : cli_level, rank_, world_,
-                 o_.per_rank_log_files ? o_.output_dir : std::string());
+  if (o_.per_rank_log_files) init_logging(log_level_for(o_.log_level), rank_, world_, o_.output_dir);
 
   // The rank's device, then a backend every rank agrees on (device_plan.h has the rules).
   const int gpus = visible_gpus();
