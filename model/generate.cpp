@@ -49,7 +49,8 @@ std::vector<int64_t> generate(LlamaForCausalLM& model, const std::vector<int64_t
   torch::NoGradGuard no_grad;
   const auto device = model->model->embed_tokens->weight.device();
   const int64_t limit = model->config().max_position_embeddings;
-  const int64_t total = std::min<int64_t>(static_cast<int64_t>(prompt.size()) + options.max_new_tokens, limit);
+  // The model's context bounds the sequence (max_new_tokens may be any size, even INT64_MAX).
+  const int64_t total = std::min<int64_t>(static_cast<int64_t>(prompt.size()) + std::min(options.max_new_tokens, limit), limit);
   std::vector<int64_t> seq = prompt;
   uint64_t rng = options.seed;
   auto as_tensor = [&](const int64_t* data, int64_t n) {

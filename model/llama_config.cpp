@@ -27,6 +27,16 @@ void LlamaConfig::validate() const {
           "must be positive");
   require(num_key_value_heads > 0, "num_key_value_heads", std::to_string(num_key_value_heads),
           "must be positive");
+  // Far above any released model (vocabularies of 256k, widths of 16k, 126 layers): a larger value is
+  // a typo, and would overflow the shape arithmetic or run the machine out of memory.
+  require(vocab_size <= (int64_t{1} << 22), "vocab_size", std::to_string(vocab_size), "must be <= 4194304");
+  require(hidden_size <= (int64_t{1} << 17), "hidden_size", std::to_string(hidden_size), "must be <= 131072");
+  require(intermediate_size <= (int64_t{1} << 20), "intermediate_size", std::to_string(intermediate_size),
+          "must be <= 1048576");
+  require(num_hidden_layers <= 1024, "num_hidden_layers", std::to_string(num_hidden_layers), "must be <= 1024");
+  require(num_attention_heads <= hidden_size, "num_attention_heads", std::to_string(num_attention_heads),
+          "must be <= hidden_size (" + std::to_string(hidden_size) + ")");
+  require(head_dim <= (int64_t{1} << 14), "head_dim", std::to_string(head_dim), "must be <= 16384");
   require(num_attention_heads % num_key_value_heads == 0, "num_key_value_heads",
           std::to_string(num_key_value_heads),
           "must divide num_attention_heads (" + std::to_string(num_attention_heads) + ")");

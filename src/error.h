@@ -26,4 +26,18 @@ class InputError : public Error {
   explicit InputError(const std::string& what) : Error(what) {}
 };
 
+// A message as the one line it is printed on: a newline or carriage return quoted from the input
+// (a YAML block scalar, a value with a line break) is written as \n or \r.
+inline std::string one_line(const std::string& message) {
+  std::string out;
+  out.reserve(message.size());
+  for (char c : message) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else out += c;
+  }
+  while (out.size() >= 2 && out.compare(out.size() - 2, 2, "\\n") == 0) out.resize(out.size() - 2);
+  return out;
+}
+
 }  // namespace ringtune

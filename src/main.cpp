@@ -1,8 +1,11 @@
 // ringtune: the command-line entry point. Dispatches subcommands and turns errors into exit codes:
-// 0 ok, 2 bad input (one line naming the file and key/line), 1 internal error.
+// 0 ok, 2 bad input (one line naming the file and key/line), 1 an environment fault (no space, a
+// dead peer; one line) or an internal error, 128 + N ended by signal N (143: SIGTERM).
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <exception>
 #include <iostream>
 #include <map>
@@ -51,7 +54,8 @@ void print_usage(std::ostream& out) {
     out << left << c.summary << "\n";
   }
   out << "\n`ringtune <command> --help` describes a command's options.\n"
-               "Exit codes: 0 ok, 2 bad input, 1 internal error.\n";
+               "Exit codes: 0 ok, 2 bad input, 1 an environment fault (no space, a dead peer) or an internal\n"
+               "error, 143 stopped by SIGTERM (train writes a checkpoint first; 130 for SIGINT elsewhere).\n";
 }
 
 }  // namespace
@@ -105,16 +109,27 @@ int main(int argc, char** argv) {
     }
     return rc;
   } catch (const ringtune::InputError& e) {
-    std::cerr << "error: " << e.what() << std::endl;
+    std::cerr << "error: " << ringtune::one_line(e.what()) << std::endl;
     return 2;
   } catch (const ringtune::Interrupted& e) {
-    std::cerr << "error: " << e.what() << std::endl;
+    std::cerr << "error: " << ringtune::one_line(e.what()) << std::endl;
     return e.exit_code();
   } catch (const ringtune::EnvironmentError& e) {
-    std::cerr << "error: " << e.what() << std::endl;
+    std::cerr << "error: " << ringtune::one_line(e.what()) << std::endl;
     return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the system refused where no check named it first: a path the user gave that cannot be
+    // used (too long, a link loop, not a directory, no permission) is bad input; anything else (no
+    // space, an I/O error) is the environment's.
+    const int err = e.code().value();
+    const bool input = err == ENAMETOOLONG || err == ELOOP || err == ENOTDIR || err == EISDIR ||
+                       err == EACCES || err == EPERM || err == EROFS || err == ENOENT || err == EEXIST;
+    std::string where = e.path1().string();
+    if (!e.path2().empty()) where += " -> " + e.path2().string();
+    std::cerr << "error: " << ringtune::one_line((where.empty() ? std::string() : where + ": ") + e.code().message()) << std::endl;
+    return input ? 2 : 1;
   } catch (const std::exception& e) {
-    std::cerr << "internal error: " << e.what() << std::endl;
+    std::cerr << "internal error: " << ringtune::one_line(e.what()) << std::endl;
     return 1;
   }
 }

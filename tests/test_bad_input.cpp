@@ -223,6 +223,42 @@ std::string alias_bomb(int levels) {
   return v + "}";
 }
 
+const std::string kInt64Max = "9223372036854775807";
+
+// "5,5,...,5": n token ids.
+std::string repeated_ids(int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += i ? ",5" : "5";
+  return out;
+}
+
+// A case directory with a FIFO `name` (nothing ever writes it) and cfg.yaml = config(change).
+Setup with_fifo(const std::string& name, const std::map<std::string, std::string>& change = {}) {
+  return [=](const std::string& dir, const Workspace&) {
+    write_file(dir + "/cfg.yaml", config(change));
+    if (::mkfifo((dir + "/" + name).c_str(), 0644) != 0) throw std::runtime_error("mkfifo failed");
+  };
+}
+// A case directory with a symbolic link `name` -> `target` and cfg.yaml = config(change).
+Setup with_symlink(const std::string& name, const std::string& target, const std::map<std::string, std::string>& change) {
+  return [=](const std::string& dir, const Workspace&) {
+    write_file(dir + "/cfg.yaml", config(change));
+    fs::create_symlink(target, dir + "/" + name);
+  };
+}
+
+// An HDF5 file whose IEEE float32 type messages say exponent bias `bias` instead of 127: the
+// message's properties are bit offset (2 bytes), precision (2), exponent location (1) and size
+// (1), mantissa location (1) and size (1), then the bias (4): 0 0 32 0 23 8 0 23 127 0 0 0.
+std::string with_float_bias(std::string bytes, unsigned char bias) {
+  const std::string pattern("\x17\x08\x00\x17\x7f\x00\x00\x00", 8);
+  size_t n = 0;
+  for (size_t at = bytes.find(pattern); at != std::string::npos; at = bytes.find(pattern, at + 1), ++n)
+    bytes[at + 4] = static_cast<char>(bias);
+  if (n == 0) throw std::runtime_error("no float32 type message found");
+  return bytes;
+}
+
 std::vector<Case> cases() {
   const std::string train = "train cfg.yaml";
   const std::string gen = "generate --model ../base --max-new-tokens 1";
@@ -344,7 +380,7 @@ std::vector<Case> cases() {
       {"hub model id", with_config({{"initial_base_model_ckpt_path", ""}, {"model_id", "meta-llama/Llama-2-7b-hf"}}), train,
        "model_id"},
       {"train_path missing", with_config({{"train_path", "nothere.jsonl"}}), train, "nothere.jsonl"},
-      {"train_path a directory", with_config({{"train_path", "../base"}}), train, "is a directory; expected a JSONL"},
+      {"train_path a directory", with_config({{"train_path", "../base"}}), train, "base: not a regular file (a directory); expected a JSONL"},
       {"valid_path missing", with_config({{"valid_path", "nothere.jsonl"}}), train, "nothere.jsonl"},
       {"output_dir a file", with_config({{"output_dir", "f"}}, "f", "x"), train, "output_dir"},
       {"non-UTF-8 string", with_config({{"model_id", "caf\xe9"}}), train, "model_id"},
@@ -540,6 +576,77 @@ std::vector<Case> cases() {
                                                                              "than 64 levels deep"},
       {"config aliases that multiply", with_config({{"logger", alias_bomb(8)}}), train,
        "key \"logger\": the value is more than a million items"},
+
+      // ---- found by fuzzing: numbers past any real run, files that are not files, leftovers ----
+      // Before the bounds these hung (planning, the memory estimate), overflowed (exit 1) or ran
+      // out of memory; each is now refused at the key.
+      {"context_length huge", with_config({{"context_length", kInt64Max}}), train,
+       "key \"context_length\": must be <= 1048576, got 9223372036854775807"},
+      {"context_length past the model, estimate past the machine", with_config({{"context_length", "1048576"}}), train,
+       "context_length: 1048576 exceeds the model's max_position_embeddings 512"},
+      {"a value with a line break, echoed", with_config({{"lr_scheduler_type", "\"zig\\nzag\""}}), train,
+       "\"zig\\nzag\" is not one of"},
+      {"num_epochs huge", with_config({{"max_steps", ""}, {"num_epochs", kInt64Max}}), train,
+       "key \"num_epochs\": must be <= 10000"},
+      {"global_batch_size huge", with_config({{"global_batch_size", kInt64Max}}), train,
+       "key \"global_batch_size\": must be <= 16777216"},
+      {"min_update_steps huge", with_config({{"max_steps", ""}, {"min_update_steps", kInt64Max}}), train,
+       "key \"min_update_steps\": must be <= 1000000000"},
+      {"min_update_steps past 10000 epochs", with_config({{"max_steps", ""}, {"min_update_steps", "1000000000"}}), train,
+       "min_update_steps: 1000000000 steps need more than 10000 epochs of this data"},
+      {"gradient_accumulation_steps huge", with_config({{"global_batch_size", ""}, {"gradient_accumulation_steps", kInt64Max}}),
+       train, "key \"gradient_accumulation_steps\": must be <= 1048576"},
+      {"derived batch too large",
+       with_config({{"global_batch_size", ""}, {"gradient_accumulation_steps", "1048576"}, {"num_devices", "16"}}), train,
+       "x num_devices is 33554432 sequences per step; at most 16777216"},
+      {"micro-batch too large", with_config({{"global_batch_size", ""}, {"train_batch_size_per_device", "999999999"}}), train,
+       "train_batch_size_per_device x gradient_accumulation_steps is 999999999 sequences per step"},
+      {"lora r huge", with_config({{"lora_config", "{r: 2147483648}"}}), train, "key \"lora_config.r\": must be <= 65536"},
+      {"lora_alpha huge", with_config({{"lora_config", "{r: 4, lora_alpha: 1e308}"}}), train,
+       "key \"lora_config.lora_alpha\": must be <= 1000000, got 1e308"},
+      {"config.json hidden_size huge", with_model({}, [](nlohmann::json& j) { j["hidden_size"] = int64_t{1} << 62; }), train,
+       "hidden_size = 4611686018427387904: must be <= 131072"},
+      {"config.json layers huge", with_model({}, [](nlohmann::json& j) { j["num_hidden_layers"] = int64_t{1000000000000}; }),
+       train, "num_hidden_layers = 1000000000000: must be <= 1024"},
+      {"config.json vocab huge", with_model({}, [](nlohmann::json& j) { j["vocab_size"] = int64_t{1} << 40; }), train,
+       "vocab_size = 1099511627776: must be <= 4194304"},
+      {"init-model layers huge", with_file("c.txt", "some words for a tokenizer\n"),
+       "init-model --output m2 --corpus c.txt --layers 1000000000", "num_hidden_layers = 1000000000: must be <= 1024"},
+      {"init-model beyond memory", with_file("c.txt", "some words for a tokenizer\n"),
+       "init-model --output m2 --corpus c.txt --hidden 16384 --heads 128 --kv-heads 8 --layers 1000",
+       "parameters; making it needs about"},
+      {"init-model template not UTF-8", with_file("t.jinja", "{{ \"\xff\" }}"),
+       "init-model --output m2 --corpus t.jinja --chat-template t.jinja", "--chat-template t.jinja: not UTF-8 (byte 4)"},
+      {"generate prompt fills the context", {}, "generate --model ../base --prompt-ids " + repeated_ids(512),
+       "the prompt is 512 tokens; ../base/config.json: max_position_embeddings 512 leaves no room to generate"},
+      {"train_path /dev/zero", with_config({{"train_path", "/dev/zero"}}), train,
+       "train_path: /dev/zero: not a regular file (a character device)"},
+      {"train_path a FIFO", with_fifo("f.jsonl", {{"train_path", "f.jsonl"}}), train, "f.jsonl: not a regular file (a FIFO)"},
+      {"config a FIFO", with_fifo("f.yaml"), "train f.yaml", "f.yaml: not a regular file (a FIFO), expected a YAML config file"},
+      {"train_path a symbolic link loop", with_symlink("loop", "loop", {{"train_path", "loop"}}), train,
+       "loop: Too many levels of symbolic links"},
+      {"output_dir name too long", with_config({{"output_dir", std::string(300, 'x')}}), train, "File name too long"},
+      {"output_dir/checkpoints a file", with_config({{"output_dir", "o"}}, "o/checkpoints", "x"), train,
+       "o/checkpoints exists and is not a directory"},
+      {"logits --output a directory", with_file("d/x", ""), "logits --model ../base --input t.safetensors --output d",
+       "--output: d is a directory"},
+      {"tokenize --output a directory", with_file("d/x", "{\"text\": \"hi\"}\n"), "tokenize --tokenizer ../base --input d/x --output d",
+       "--output: d is a directory"},
+      {"eval --output a directory", with_config({{"valid_path", "../train.jsonl"}}, "d/x", ""), "eval cfg.yaml --output d",
+       "--output: d is a directory"},
+      {"resume another rank into a new output_dir", with_config({{"resume", "../good.h5"}, {"lora_config", "{r: 8, target_modules: [q_proj, v_proj]}"}}),
+       train, "(other LoRA rank?)"},
+      {"resume a checkpoint whose float type header is damaged",
+       [](const std::string& dir, const Workspace& w) {
+         adapter_dir(w);
+         write_file(dir + "/flip.h5", with_float_bias(read_file(w.dir.file("good.h5")), 0x7e));
+         write_file(dir + "/cfg.yaml", config({{"resume", "flip.h5"}}));
+       },
+       train, "is not stored as the type ringtune writes (corrupted)"},
+      {"prepare valid_path missing", with_config({{"valid_path", "nothere.jsonl"}}), "prepare cfg.yaml",
+       "nothere.jsonl: no such file"},
+      {"prepare valid_path bad after train built", with_config({{"valid_path", "v.jsonl"}}, "v.jsonl", "{nope\n"),
+       "prepare cfg.yaml", "v.jsonl:1"},
   };
   // Before the refusal, libtorch 1.13 failed inside its product (exit 1, a stack trace).
   if (!cpu_has_float16_products())

@@ -725,10 +725,11 @@ TEST(ConfigHelp, GroupedAndFiltered) {
             std::string::npos)
       << all;
   EXPECT_NE(all.find("  train_path  (path, required)\n"), std::string::npos);
-  EXPECT_NE(all.find("  max_steps  (int, unset)\n"), std::string::npos);
+  EXPECT_NE(all.find("  max_steps  (int, unset, at most 1000000000000)\n"), std::string::npos);
+  EXPECT_NE(all.find("  context_length  (int, default: 2048, at most 1048576)\n"), std::string::npos);
 
   std::string lora = ringtune::registry_help("lora");
-  EXPECT_EQ(lora.rfind("lora:\n  lora_config.r  (int, unset)\n", 0), 0u) << lora;
+  EXPECT_EQ(lora.rfind("lora:\n  lora_config.r  (int, unset, at most 65536)\n", 0), 0u) << lora;
   EXPECT_EQ(lora.find("learning_rate"), std::string::npos);
   try {
     ringtune::registry_help("lr");

@@ -133,6 +133,16 @@ TEST(Jinja, HostileTemplatesStopWithAClearError) {
       {"{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "macro calls nested more than"},
       {"{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", "output exceeds"},
       {"{{ 'x' * 1000000000 }}", "repetition too large"},
+      // Intermediate strings (found by fuzzing: these allocated gigabytes, or looped for ever when
+      // the repetition's size overflowed, before the output limit could see them).
+      {"{{ 'ab' * 9223372036854775807 }}", "repetition too large"},
+      {"{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+       "string too large"},
+      {"{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "string too large"},
+      {"{{ 'a\nb'|indent(1000000000) }}", "string too large"},
+      {"{{ ('x' * 10000000)|replace('', 'yyyyyyyyyy') }}", "string too large"},
+      {"{{ ('x' * 60000000)|replace('x', 'yy') }}", "string too large"},
+      {"{{ ['x' * 40000000, 'y' * 40000000]|join }}", "string too large"},
       {"{{ " + std::string(500, '(') + "1" + std::string(500, ')') + " }}", "nested too deeply"},
       {std::string(300 * 10, ' ') + [] {
          std::string s;

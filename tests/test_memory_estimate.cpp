@@ -220,6 +220,10 @@ TEST(MemoryEstimate, LargestMicroBatchFitsTheBudget) {
   }
   EXPECT_EQ(largest_micro_batch(in, 3, est[5]), 3);  // never above the rank's share of the batch
   EXPECT_EQ(largest_micro_batch(in, 8, *std::min_element(est.begin() + 1, est.end()) - 1), 0);
+  // A global batch of millions (auto keeps it; the scan is bounded by the rank's share): the scan
+  // stops once an estimate passes twice the budget, with the answer a full scan of 8 sizes gives.
+  // Before, it estimated every size up to 2^24 (hours).
+  EXPECT_EQ(largest_micro_batch(in, int64_t{1} << 24, est[5]), largest_fitting(est, est[5], 8));
 }
 
 TEST(MemoryEstimate, ParsesAndFormatsSizes) {

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,7 @@
 #include "src/data/jsonl_reader.h"
 #include "src/io/prepared_dataset.h"
 #include "src/error.h"
+#include "src/file_kind.h"  // defines: regular_file_problem
 #include "src/config/key_origins.h"
 #include "src/io/atomic_file.h"
 #include "src/options/data_options.h"
@@ -20,6 +22,8 @@
 #include "src/train/model_setup.h"
 
 namespace ringtune {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -73,6 +77,7 @@ int cmd_tokenize(const Args& args) {
   const std::string in_path = p.has("input") ? p.get("input") : "/dev/stdin";
   const std::string label = p.has("input") ? in_path : "<stdin>";
   JsonlLineReader reader(in_path, size_t{64} << 20);
+  if (p.has("output")) check_output_file(p.get("output"), "--output");
   Output out(p.has("output") ? p.get("output") : "");
   std::string line;
   bool too_long = false;
@@ -173,13 +178,34 @@ int cmd_prepare(const Args& args) {
   const DataPipeline pipe = make_data_pipeline(cfg);
   check_config_fits_model(cfg, pipe);
   std::cout << "prompt format: " << pipe.renderer->describe() << "\n";
+  const KeyOrigins origins(cfg);
+  std::vector<const char*> splits;
   for (const char* split : {"train", "valid", "test"}) {
     const std::string key = std::string(split) + "_path";
     if (!cfg.is_set(key)) continue;
-    auto r = prepare_dataset(pipe, {cfg.get_string(key)}, prepared_dataset_path(cfg.get_string("output_dir"), split), p.flag("force"));
-    std::cout << split << ": " << r.path << (r.reused ? " (up to date)" : " (built: " + r.reason + ")")
-              << "\n  " << r.stats.describe() << "\n";
-    if (!r.reused) std::cout << "  " << r.report.summary() << "\n";
+    const std::string problem = regular_file_problem(cfg.get_string(key));  // every split before any work
+    if (!problem.empty()) origins.fail(key, cfg.get_string(key) + ": " + problem);
+    splits.push_back(split);
+  }
+  // A split refused part-way leaves no cache of this command behind, nor the directories it made.
+  const fs::path out = cfg.get_string("output_dir"), prepared = fs::path(prepared_dataset_path(out.string(), "train")).parent_path();
+  std::error_code ec;
+  const bool had_out = fs::exists(out, ec), had_prepared = fs::exists(prepared, ec);
+  std::vector<std::string> built;
+  try {
+    for (const char* split : splits) {
+      auto r = prepare_dataset(pipe, {cfg.get_string(std::string(split) + "_path")},
+                               prepared_dataset_path(out.string(), split), p.flag("force"));
+      if (!r.reused) built.push_back(r.path);
+      std::cout << split << ": " << r.path << (r.reused ? " (up to date)" : " (built: " + r.reason + ")")
+                << "\n  " << r.stats.describe() << "\n";
+      if (!r.reused) std::cout << "  " << r.report.summary() << "\n";
+    }
+  } catch (const Error&) {
+    for (const auto& f : built) fs::remove(f, ec);
+    if (!had_prepared && fs::is_empty(prepared, ec)) fs::remove(prepared, ec);
+    if (!had_out && fs::is_empty(out, ec)) fs::remove(out, ec);
+    throw;
   }
   return 0;
 }

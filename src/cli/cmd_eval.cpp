@@ -73,7 +73,10 @@ int cmd_eval(const Args& args) {
   gen_path += "_generations.jsonl";
   // Where eval writes, checked before any work (the summary, and the prepared cache in output_dir).
   check_output_dir(out_dir, o.model.origins.where("output_dir"));
-  if (p.has("output")) check_output_dir(fs::path(summary_path).parent_path().string(), "--output");
+  if (p.has("output")) {
+    check_output_file(summary_path, "--output");
+    check_output_file(gen_path, "--output (its generations file)");
+  }
 
   // Model and weights.
   const DataPipeline pipe = make_data_pipeline(o.data);

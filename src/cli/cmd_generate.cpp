@@ -176,6 +176,10 @@ int cmd_generate(const Args& args) {
   }
   if (p.has("stop-ids")) opt.stop_ids = parse_ids("--stop-ids", p.get("stop-ids"), cfg.vocab_size);
   opt.stop_ids.insert(opt.stop_ids.end(), turn_end.begin(), turn_end.end());
+  if (static_cast<int64_t>(prompt.size()) >= cfg.max_position_embeddings)
+    throw InputError("the prompt is " + std::to_string(prompt.size()) + " tokens; " + p.get("model") +
+                     "/config.json: max_position_embeddings " + std::to_string(cfg.max_position_embeddings) +
+                     " leaves no room to generate");
   const auto seq = generate(model, prompt, opt);
   if (p.has("messages")) {  // the reply only, as `eval` compares it
     const std::vector<int64_t> reply(seq.begin() + static_cast<std::ptrdiff_t>(prompt.size()), seq.end());

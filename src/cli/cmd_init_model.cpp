@@ -27,7 +27,9 @@
 #include "src/io/atomic_file.h"           // defines: ScratchDir, install_directory, atomic_write
 #include "src/error.h"                    // defines: InputError
 #include "src/io/safetensors.h"           // defines: write_safetensors
+#include "src/utf8.h"                      // defines: utf8::first_invalid
 #include "src/tokenizer/spm_processor.h"  // defines: SpmProcessor, spm_train
+#include "src/train/memory_estimate.h"    // defines: available_memory_bytes, format_bytes
 
 namespace fs = std::filesystem;
 
@@ -104,11 +106,16 @@ std::string read_chat_template_file(const std::string& path) {
   ss << in.rdbuf();
   const std::string text = ss.str();
   if (text.empty()) throw InputError("ringtune init-model: --chat-template " + path + ": the file is empty");
+  const size_t bad = utf8::first_invalid(text);  // tokenizer_config.json holds it as a JSON string
+  if (bad != std::string::npos)
+    throw InputError("ringtune init-model: --chat-template " + path + ": not UTF-8 (byte " + std::to_string(bad) + ")");
   parse_chat_template({text, "ringtune init-model: --chat-template " + path});
   return text;
 }
 
 // Parsed and checked options; InputError naming the option for anything unusable.
+LlamaConfig make_config(const InitModelOptions& o, int64_t vocab);
+
 InitModelOptions check_options(const ArgParser& p) {
   InitModelOptions o;
   o.output = p.get("output");
@@ -157,6 +164,14 @@ InitModelOptions check_options(const ArgParser& p) {
   if (o.heads % o.kv_heads != 0)
     throw InputError("ringtune init-model: --kv-heads " + std::to_string(o.kv_heads) +
                      " does not divide --heads " + std::to_string(o.heads));
+
+  // The shape (its vocabulary is at most --vocab-size), and memory for it, before any work.
+  const int64_t params = make_config(o, o.vocab_size).parameter_count();
+  const int64_t need = 2 * 4 * params;  // float32 weights and the copy written out
+  const int64_t avail = available_memory_bytes();
+  if (avail > 0 && need > avail)
+    throw InputError("ringtune init-model: the model has " + std::to_string(params) + " parameters; making it needs about " +
+                     format_bytes(need) + " and this machine has " + format_bytes(avail) + " available");
 
   std::error_code ec;
   if (!fs::is_regular_file(o.corpus, ec))

@@ -8,6 +8,7 @@
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
 #include "src/error.h"
+#include "src/io/atomic_file.h"  // defines: check_output_file
 #include "src/io/safetensors.h"
 #include "src/train/model_setup.h"  // defines: setup_model, resolve_device
 #include "model/llama.h"
@@ -26,6 +27,7 @@ int cmd_logits(const Args& args) {
                {"device", "DEV", "cpu, cuda, cuda:N, or auto (a GPU when one is visible)", "cpu"}});
   if (!p.parse(args)) return 0;
   const std::string model_dir = p.get("model"), in = p.get("input"), out = p.get("output");
+  check_output_file(out, "--output");  // before any work
 
   SafeTensorsFile input(in);
   const TensorInfo& ti = input.info("tokens");

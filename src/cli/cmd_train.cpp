@@ -64,7 +64,7 @@ int cmd_train(const Args& args) {
       const bool input = dynamic_cast<const InputError*>(&e) != nullptr;
       const auto* stop = dynamic_cast<const Interrupted*>(&e);
       std::cerr << (input || stop ? "error: " : "internal error: ") << "rank " << ProcessGroup::init().rank() << ": "
-                << e.what() << std::endl;
+                << one_line(e.what()) << std::endl;
       ProcessGroup::init().abort(stop ? stop->exit_code() : input ? 2 : 1);
     }
     throw;

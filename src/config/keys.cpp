@@ -90,7 +90,8 @@ void declare_keys(Registry& r) {
   r.declare("context_length", T::Int, "data",
             "Tokens per training sequence; longer samples are handled by truncation, shorter "
             "ones are packed or padded.")
-      .def(2048);
+      .def(2048)
+      .at_most(1 << 20);
   r.declare("train_on", T::String, "data",
             "Which tokens carry loss in chat samples: every assistant turn (with its "
             "end-of-turn token), only the last assistant turn, or all tokens.")
@@ -121,13 +122,16 @@ void declare_keys(Registry& r) {
       .one_of({"longest", "max_length"});
 
   // training
-  r.declare("num_epochs", T::Int, "training", "Passes over the training data.").def(1);
+  r.declare("num_epochs", T::Int, "training", "Passes over the training data.").def(1)
+      .at_most(10000);
   r.declare("min_update_steps", T::Int, "training",
             "As in llmforge: when num_epochs and max_steps are not given, train for as many whole "
-            "epochs as it takes to make at least this many optimizer steps. Unset: num_epochs.");
+            "epochs as it takes to make at least this many optimizer steps. Unset: num_epochs.")
+      .at_most(1e9);
   r.declare("max_steps", T::Int, "training",
             "Stop after this many optimizer steps, looping over the data as needed (overrides "
-            "num_epochs). Unset: train for num_epochs.");
+            "num_epochs). Unset: train for num_epochs.")
+      .at_most(1e12);
   r.declare("train_batch_size_per_device", T::String, "training",
             "Sequences per forward/backward pass on each rank (micro-batch), or auto: the largest "
             "micro-batch whose memory estimate (`ringtune estimate`) fits memory_budget, keeping "
@@ -140,15 +144,18 @@ void declare_keys(Registry& r) {
             "the device's memory on a GPU.");
   r.declare("eval_batch_size_per_device", T::Int, "training",
             "Sequences per forward pass on each rank during evaluation.")
-      .def(1);
+      .def(1)
+      .at_most(1 << 20);
   r.declare("global_batch_size", T::Int, "training",
             "Sequences per optimizer step over all ranks, whatever their number: each rank takes "
             "a contiguous slice (sizes differ by at most one) in micro-batches of at most "
             "train_batch_size_per_device, so results and resumes do not depend on the number of "
-            "ranks. Unset: train_batch_size_per_device * gradient_accumulation_steps * ranks.");
+            "ranks. Unset: train_batch_size_per_device * gradient_accumulation_steps * ranks.")
+      .at_most(1 << 24);
   r.declare("gradient_accumulation_steps", T::Int, "training",
             "Micro-batches per optimizer step on each rank, when global_batch_size is unset. "
-            "Unset: 1 (or derived from global_batch_size).");
+            "Unset: 1 (or derived from global_batch_size).")
+      .at_most(1 << 20);
   r.declare("learning_rate", T::Float, "training", "Peak learning rate of AdamW.").def(1e-4);
   r.declare("lr_scheduler_type", T::String, "training",
             "Learning-rate schedule after warmup: constant, linear decay to 0, or cosine "
@@ -198,11 +205,13 @@ void declare_keys(Registry& r) {
   // lora
   r.declare("lora_config.r", T::Int, "lora",
             "LoRA rank. Setting it turns LoRA on; unset (no lora_config): full-parameter "
-            "fine-tuning.");
+            "fine-tuning.")
+      .at_most(1 << 16);
   r.declare("lora_config.lora_alpha", T::Float, "lora",
             "LoRA scaling numerator: updates are scaled by lora_alpha / r (or / sqrt(r) with "
             "use_rslora).")
       .def(16.0)
+      .at_most(1e6)
       .only_if_set("lora_config.r");
   r.declare("lora_config.lora_dropout", T::Float, "lora",
             "Dropout on the LoRA input, in [0, 1).")
@@ -357,7 +366,8 @@ void declare_keys(Registry& r) {
       .def(600.0);
   r.declare("num_devices", T::Int, "distributed",
             "llmforge's number of GPU workers. ringtune's ranks come from the launcher (mpirun -np "
-            "N, srun): a different number gives a warning that says how to launch N ranks.");
+            "N, srun): a different number gives a warning that says how to launch N ranks.")
+      .at_most(1 << 16);
   r.declare("deepspeed", T::Any, "distributed",
             "llmforge's DeepSpeed config ({config_path: ...}). ringtune does not run DeepSpeed: it "
             "shards optimizer state itself (distributed.zero_stage 1, which this key selects when "
@@ -375,7 +385,8 @@ void declare_keys(Registry& r) {
       .one_of({"none", "exact_match"});
   r.declare("eval.max_new_tokens", T::Int, "eval",
             "Most tokens generated per sample in generation-based evaluation.")
-      .def(256);
+      .def(256)
+      .at_most(1 << 20);
 
   // logging
   r.declare("peak_flops", T::Float, "logging",
@@ -461,6 +472,13 @@ void validate_config(const Config& c) {
     }
   }
 
+  // Upper bounds declared with the keys (KeyDef::at_most).
+  for (const KeyDef& k : reg.keys()) {
+    if (!k.max_value || !c.is_set(k.name)) continue;
+    const double v = k.type == KeyType::Int ? static_cast<double>(c.get_int(k.name)) : c.get_double(k.name);
+    fail_if(v > *k.max_value, c, k.name, "must be <= " + format_bound(*k.max_value));
+  }
+
   // data
   fail_if(c.get_int("context_length") <= 0, c, "context_length", "must be > 0");
   const std::string task = c.get_string("task");
@@ -503,6 +521,18 @@ void validate_config(const Config& c) {
     if (mb == "auto" && !c.is_set("global_batch_size"))
       fail(c, "train_batch_size_per_device",
            "auto keeps the global batch and picks the micro-batch: set global_batch_size");
+    // Without global_batch_size the batch of a step is derived; it has global_batch_size's bound.
+    const double most = *reg.at("global_batch_size").max_value;
+    if (mb != "auto" && !c.is_set("global_batch_size")) {
+      const int64_t accumulation = c.is_set("gradient_accumulation_steps") ? c.get_int("gradient_accumulation_steps") : 1;
+      const int64_t devices = c.is_set("num_devices") ? c.get_int("num_devices") : 1;
+      const double per_step = static_cast<double>(std::stoll(mb)) * static_cast<double>(accumulation) * static_cast<double>(devices);
+      if (per_step > most)
+        fail(c, c.is_explicit("gradient_accumulation_steps") ? "gradient_accumulation_steps" : "train_batch_size_per_device",
+             "train_batch_size_per_device x gradient_accumulation_steps" + std::string(devices > 1 ? " x num_devices" : "") +
+                 " is " + format_bound(per_step) + " sequences per step; at most " + format_bound(most) +
+                 " (global_batch_size's bound)");
+    }
   }
   if (c.is_set("memory_budget")) {
     try {

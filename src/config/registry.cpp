@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "src/error.h"  // defines: Error, InputError
+#include "src/file_kind.h"  // defines: regular_file_problem
 #include "src/utf8.h"   // defines: utf8::first_invalid
 
 namespace fs = std::filesystem;
@@ -242,6 +243,20 @@ KeyDef& KeyDef::only_if_set(std::string key) {
 
 KeyDef& KeyDef::accepted_not_used(std::string why) {
   not_used = std::move(why);
+  return *this;
+}
+
+std::string format_bound(double value) {
+  char buf[64];
+  if (value == std::floor(value) && std::fabs(value) < 1e15) std::snprintf(buf, sizeof buf, "%.0f", value);
+  else std::snprintf(buf, sizeof buf, "%g", value);
+  return buf;
+}
+
+KeyDef& KeyDef::at_most(double value) {
+  if (type != KeyType::Int && type != KeyType::Float)
+    throw Error("config key " + in_quotes(name) + ": an upper bound needs an int or float key");
+  max_value = value;
   return *this;
 }
 
@@ -950,6 +965,8 @@ Config load_config(const std::string& yaml_path, const std::vector<std::string>&
   std::error_code ec;
   if (fs::is_directory(yaml_path, ec))
     throw InputError(yaml_path + ": is a directory, expected a YAML config file");
+  const std::string problem = regular_file_problem(yaml_path);  // a FIFO blocks, /dev/zero never ends
+  if (!problem.empty() && problem != "no such file") throw InputError(yaml_path + ": " + problem + ", expected a YAML config file");
   std::ifstream in(yaml_path, std::ios::binary);
   if (!in) {
     throw InputError(yaml_path + ": cannot read config file (" + std::strerror(errno) + ")");
@@ -1078,6 +1095,7 @@ std::string registry_help(const std::string& group, const Registry& registry) {
       if (k.default_value && k.type != KeyType::Bool && k.type != KeyType::Int &&
           k.type != KeyType::Float && format_value(*k.default_value).empty())
         value = "default: \"\"";
+      if (k.max_value) value += ", at most " + format_bound(*k.max_value);
       out += "  " + k.name + "  (" + type + ", " + value + ")\n";
       for (const std::string& line : wrap(k.help, 88)) out += "      " + line + "\n";
     }

@@ -1,7 +1,7 @@
 // The configuration registry: every config key declared once (type, default, help, group,
 // allowed values), the loader that turns a YAML file plus `key=value` overrides into a checked
 // Config, typed getters, the YAML dump (`--dump-config`) and the help text (`--help`).
-// defines: KeyType, KeyDef, Registry, default_registry, Origin, Config, load_config,
+// defines: KeyType, KeyDef, Registry, format_bound, default_registry, Origin, Config, load_config,
 //          load_config_from_string, validate_config, registry_help
 //
 // Keys are dotted names: nested YAML maps flatten to dotted keys, so
@@ -78,6 +78,10 @@ struct KeyDef {
   // Non-empty for a key of another tool (llmforge, axolotl) that ringtune accepts without acting on
   // it: what ringtune does instead and why. Setting it gives one warning (Config::warnings()).
   std::string not_used;
+  // Int and Float keys: the largest value accepted (validate_config refuses more, naming the key).
+  // Bounds keep later arithmetic (plans, memory estimates, allocations) from overflowing or running
+  // for ever on a mistyped number; each is far above any real run.
+  std::optional<double> max_value;
 
   // Chained setters used by keys.cpp. def() checks that the default fits the key's type.
   KeyDef& def_value(ConfigValue value);
@@ -90,6 +94,7 @@ struct KeyDef {
   KeyDef& one_of(std::vector<std::string> values);
   KeyDef& only_if_set(std::string key);
   KeyDef& accepted_not_used(std::string why);
+  KeyDef& at_most(double value);
 };
 
 class Registry {
@@ -111,6 +116,9 @@ class Registry {
   std::vector<KeyDef> keys_;
   std::map<std::string, size_t> index_;
 };
+
+// A key's bound as help and errors print it: whole numbers in digits (1048576), others as %g.
+std::string format_bound(double value);
 
 // Every key of ringtune, declared in src/config/keys.cpp.
 const Registry& default_registry();

@@ -69,7 +69,10 @@ std::string write_failure(const std::string& path, int errno_value, const std::s
 void check_output_dir(const std::string& dir, const std::string& where) {
   std::error_code ec;
   fs::path p = fs::absolute(dir, ec);
-  if (fs::exists(p, ec) && !fs::is_directory(p, ec))
+  const fs::file_status st0 = fs::status(p, ec);
+  if (ec && st0.type() != fs::file_type::not_found)  // a name too long, a symbolic link loop, ...
+    throw InputError(where + ": " + dir + ": " + ec.message());
+  if (fs::exists(st0) && !fs::is_directory(st0))
     throw InputError(where + ": " + dir + " exists and is not a directory");
   while (!p.empty() && !fs::exists(p, ec)) p = p.parent_path();
   if (p.empty()) p = ".";
@@ -80,6 +83,13 @@ void check_output_dir(const std::string& dir, const std::string& where) {
     throw InputError(where + ": " + dir + " is on a read-only file system (" + p.string() + ")");
   if (::access(p.c_str(), W_OK | X_OK) != 0)
     throw InputError(where + ": " + dir + " is not writable (" + p.string() + ": " + lowered(reason()) + ")");
+}
+
+void check_output_file(const std::string& path, const std::string& where) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw InputError(where + ": " + path + " is a directory; give a file name");
+  const fs::path parent = fs::absolute(path, ec).parent_path();
+  check_output_dir(parent.string(), where);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,6 +168,8 @@ AtomicFile::~AtomicFile() {
 
 std::ostream& AtomicFile::stream() {
   if (!out_) {
+    std::error_code ec;
+    if (fs::is_directory(path_, ec)) throw InputError(path_ + ": is a directory; give a file name");
     const int fd = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) throw InputError(path_ + ": cannot open for writing (" + reason() + ")");
     buf_ = std::make_unique<FdBuf>(fd);

@@ -10,7 +10,7 @@
 // commits through it). Failures are errors naming the path and the system's reason
 // ("out/adapter/adapter_config.json: No space left on device").
 // defines: AtomicFile, atomic_write, atomic_copy, ScratchDir, install_directory, fsync_directory,
-//          write_failure
+//          write_failure, check_output_dir, check_output_file
 #pragma once
 #include <memory>
 #include <ostream>
@@ -27,6 +27,9 @@ std::string write_failure(const std::string& path, int errno_value, const std::s
 // directory or does not exist yet, and its nearest existing ancestor is a writable directory on a
 // writable filesystem. InputError "<where>: <dir> ..." otherwise (`where` names the key).
 void check_output_dir(const std::string& dir, const std::string& where);
+// The same for a file to write: `path` is not an existing directory, and its directory passes
+// check_output_dir.
+void check_output_file(const std::string& path, const std::string& where);
 
 class AtomicFile {
  public:

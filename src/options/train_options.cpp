@@ -7,6 +7,7 @@
 
 #include "src/config/byte_size.h"
 #include "src/config/registry.h"
+#include "src/file_kind.h"  // defines: regular_file_problem
 #include "src/options/data_options.h"
 
 namespace ringtune {
@@ -29,8 +30,11 @@ TrainOptions train_options_from_config(const Config& c) {
   if (c.is_set("valid_path")) o.valid_path = c.get_string("valid_path");
   for (const auto& [key, path] : {std::pair<const char*, const std::string&>{"train_path", o.train_path},
                                    {"valid_path", o.valid_path}}) {  // checked now, before the model loads
-    std::error_code ec;
-    if (!path.empty() && !std::filesystem::exists(path, ec)) o.origins.fail(key, path + ": no such data file");
+    if (path.empty()) continue;
+    // A directory, FIFO or device (/dev/zero) would block or be read for ever: data is a file.
+    const std::string problem = regular_file_problem(path);
+    if (!problem.empty())
+      o.origins.fail(key, path + ": " + (problem == "no such file" ? "no such data file" : problem + "; expected a JSONL or JSON data file"));
   }
   o.packing = c.get_bool("packing");
   if (c.is_set("padding")) {  // llmforge: no packing, batches padded to their longest or to context_length
@@ -46,6 +50,7 @@ TrainOptions train_options_from_config(const Config& c) {
   if (c.is_set("gradient_accumulation_steps")) o.accumulation = c.get_int("gradient_accumulation_steps");
   if (c.is_set("max_steps")) o.max_steps = c.get_int("max_steps");
   o.num_epochs = c.get_int("num_epochs");
+  o.most_epochs = static_cast<int64_t>(*c.registry().at("num_epochs").max_value);
   // llmforge: num_devices GPUs each take train_batch_size_per_device per micro-step, so its global
   // batch is fixed by the config; ringtune keeps that batch on any number of ranks.
   if (c.is_set("num_devices") && o.global_batch == 0)

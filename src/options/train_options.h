@@ -39,6 +39,7 @@ struct TrainOptions {
   int64_t max_steps = 0;     // > 0: overrides num_epochs
   int64_t num_epochs = 1;
   int64_t min_update_steps = 0;  // > 0 (llmforge): whole epochs until at least this many steps
+  int64_t most_epochs = 10000;   // the bound min_update_steps may not push the epochs past (num_epochs's)
   int64_t global_batch_at(int world_size) const {
     return global_batch > 0 ? global_batch : micro_batch * accumulation * world_size;
   }

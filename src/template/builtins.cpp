@@ -18,6 +18,7 @@ namespace {
 
 [[noreturn]] void fail(const std::string& what, Location where) { throw TemplateError(what, where); }
 
+
 void require_defined(const Value& v, Location where) {
   if (v.is_undefined())
     fail(v.undefined_name().empty() ? "a value is undefined" : "'" + v.undefined_name() + "' is undefined", where);
@@ -198,11 +199,12 @@ List py_split(const TString& s, const Value* sep, int64_t maxsplit, bool from_ri
 }
 
 // Replaces `old` by `repl` (count < 0: all), keeping the origins of both.
-TString py_replace(const TString& s, const std::string& old, const TString& repl, int64_t count) {
+TString py_replace(const TString& s, const std::string& old, const TString& repl, int64_t count, Location where) {
   TString out;
   const std::string& t = s.str();
   if (old.empty()) {  // Python inserts repl between characters
     const auto cps = code_points(t);
+    check_string_size(static_cast<long double>(t.size()) + static_cast<long double>(cps.size() + 1) * repl.size(), where);
     int64_t n = 0;
     for (const auto& c : cps) {
       if (count < 0 || n < count) {
@@ -218,6 +220,7 @@ TString py_replace(const TString& s, const std::string& old, const TString& repl
   int64_t n = 0;
   for (size_t p = t.find(old); p != std::string::npos && (count < 0 || n < count); p = t.find(old, start)) {
     out.append(s.substr(start, p - start));
+    check_string_size(static_cast<long double>(out.size()) + repl.size() + (t.size() - p), where);
     out.append(repl);
     start = p + old.size();
     ++n;
@@ -525,10 +528,12 @@ const std::map<std::string, FilterFn>& filters() {
     };
     f["indent"] = [](const Value& v, const Args& a, Location w) {
       const Value* width_v = a.get(0, "width");
-      const std::string pad = width_v && width_v->is_string() ? width_v->as_string()
-                                                               : std::string(static_cast<size_t>(arg_int(a, 0, "width", 4, w)), ' ');
-      const bool first = arg_bool(a, 1, "first", false), blank = arg_bool(a, 2, "blank", false);
+      const int64_t width = width_v && width_v->is_string() ? 0 : std::max<int64_t>(0, arg_int(a, 0, "width", 4, w));
       const TString s = v.str();
+      const long double lines = 1 + std::count(s.str().begin(), s.str().end(), '\n');
+      check_string_size(s.size() + lines * (width_v && width_v->is_string() ? width_v->as_string().size() : width), w);
+      const std::string pad = width_v && width_v->is_string() ? width_v->as_string() : std::string(static_cast<size_t>(width), ' ');
+      const bool first = arg_bool(a, 1, "first", false), blank = arg_bool(a, 2, "blank", false);
       TString out;
       const std::string& t = s.str();
       size_t start = 0;
@@ -561,7 +566,9 @@ const std::map<std::string, FilterFn>& filters() {
       for (const Value& x : v.iterate(w)) {
         if (!first && sep) out.append(sep->str());
         first = false;
-        out.append((attr ? resolve_attribute(x, attr->as_string(), w) : x).str());
+        const TString item = (attr ? resolve_attribute(x, attr->as_string(), w) : x).str();
+        check_string_size(static_cast<long double>(out.size()) + item.size(), w);
+        out.append(item);
       }
       return Value(std::move(out));
     };
@@ -600,7 +607,7 @@ const std::map<std::string, FilterFn>& filters() {
       const Value* old = a.get(0, "old");
       const Value* repl = a.get(1, "new");
       if (!old || !repl) fail("replace needs old and new", w);
-      return Value(py_replace(v.str(), old->str().str(), repl->str(), arg_int(a, 2, "count", -1, w)));
+      return Value(py_replace(v.str(), old->str().str(), repl->str(), arg_int(a, 2, "count", -1, w), w));
     };
     f["reverse"] = [](const Value& v, const Args&, Location w) {
       if (v.is_string()) {
@@ -818,7 +825,7 @@ Value string_method(const Value& self, const std::string& name, Location w) {
     return bound(name, [s, str_arg, w](const Args& a) {
       const Value* repl = a.get(1, "new");
       if (!repl) fail("replace needs two arguments", w);
-      return Value(py_replace(s, str_arg(a, 0, "old"), repl->as_tstring(), arg_int(a, 2, "count", -1, w)));
+      return Value(py_replace(s, str_arg(a, 0, "old"), repl->as_tstring(), arg_int(a, 2, "count", -1, w), w));
     });
   if (name == "format") return bound(name, [s, w](const Args& a) { return Value(brace_format(s, a, w)); });
   if (name == "find" || name == "rfind" || name == "index" || name == "count") {
@@ -1074,7 +1081,9 @@ Value binary_op(const std::string& op, const Value& a, const Value& b, Location 
   }
   if (op == "~") {
     TString s = a.str();
-    s.append(b.str());
+    const TString t = b.str();
+    check_string_size(static_cast<long double>(s.size()) + t.size(), where);
+    s.append(t);
     return Value(std::move(s));
   }
   require_defined(a, where);
@@ -1085,6 +1094,7 @@ Value binary_op(const std::string& op, const Value& a, const Value& b, Location 
   if (op == ">=") return Value(!less(a, b, where));
   if (op == "+") {
     if (a.is_string() && b.is_string()) {
+      check_string_size(static_cast<long double>(a.as_tstring().size()) + b.as_tstring().size(), where);
       TString s = a.as_tstring();
       s.append(b.as_tstring());
       return Value(std::move(s));
@@ -1097,7 +1107,7 @@ Value binary_op(const std::string& op, const Value& a, const Value& b, Location 
   }
   if (op == "*" && ((a.is_string() || a.is_list()) && b.is_int())) {
     const int64_t n = std::max<int64_t>(0, b.as_int());
-    if (n * static_cast<int64_t>(a.is_string() ? a.as_string().size() : a.as_list().size()) > (int64_t{1} << 26))
+    if (static_cast<long double>(n) * (a.is_string() ? a.as_string().size() : a.as_list().size()) > kMaxStringBytes)
       fail("repetition too large", where);
     if (a.is_string()) {
       TString s;
@@ -1138,6 +1148,11 @@ Value binary_op(const std::string& op, const Value& a, const Value& b, Location 
     if (op == "%") return Value(py_mod(x, y));
   }
   fail("unknown operator " + op, where);
+}
+
+void check_string_size(long double bytes, Location where) {
+  if (bytes > static_cast<long double>(kMaxStringBytes))
+    fail("string too large (more than " + std::to_string(kMaxStringBytes) + " bytes)", where);
 }
 
 }  // namespace ringtune::jinja

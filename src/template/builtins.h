@@ -12,8 +12,9 @@
 //   operators + - * / // % ** ~ == != < <= > >= in, attribute and item access, slices
 // tojson is transformers' (ensure_ascii=False, indent, separators, sort_keys).
 // defines: call_filter, has_filter, call_test, has_test, get_attribute, get_item, slice_value,
-//          binary_op, unary_minus
+//          binary_op, unary_minus, kMaxStringBytes, check_string_size
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "src/template/value.h"
@@ -35,5 +36,11 @@ Value slice_value(const Value& obj, const Value* start, const Value* stop, const
 // Arithmetic, ~, comparisons and `in` (not `and`/`or`, which short-circuit in the interpreter).
 Value binary_op(const std::string& op, const Value& a, const Value& b, Location where);
 Value unary_minus(const Value& v, Location where);
+
+// The longest string a render may build, output or intermediate (a value doubled in a loop, a
+// huge indent): 64 MiB, the output's own default limit. check_string_size throws TemplateError
+// "string too large" for more; callers check before they allocate.
+constexpr int64_t kMaxStringBytes = int64_t{1} << 26;
+void check_string_size(long double bytes, Location where);
 
 }  // namespace ringtune::jinja

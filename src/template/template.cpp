@@ -516,7 +516,9 @@ class Interp {
       const Value b = eval(*step->b);
       if (tilde || (b.is_string() && (text || acc.is_string()))) {
         if (!text) text = tilde ? acc.str() : acc.as_tstring();
-        text->append(tilde ? b.str() : b.as_tstring());
+        const TString add = tilde ? b.str() : b.as_tstring();
+        check_string_size(static_cast<long double>(text->size()) + add.size(), step->where);
+        text->append(add);
         continue;
       }
       if (text) {

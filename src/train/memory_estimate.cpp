@@ -519,7 +519,11 @@ int64_t largest_micro_batch(MemoryInputs in, int64_t max_micro_batch, int64_t bu
   int64_t best = 0;
   for (int64_t b = 1; b <= std::max<int64_t>(1, max_micro_batch); ++b) {
     in.micro_batch = b;  // every size: a tensor that passes the block pool's threshold can lower the estimate
-    if (estimate_memory(in).total <= budget) best = b;
+    const int64_t total = estimate_memory(in).total;
+    if (total <= budget) best = b;
+    // Such a dip is a fraction of the activations, which grow with b: past twice the budget no
+    // larger size fits (and a global batch of millions is not scanned one size at a time).
+    if (total / 2 > budget) break;
   }
   return best;
 }

@@ -40,6 +40,7 @@ int64_t cuda_free_bytes() {
 MemoryInputs memory_inputs(const TrainOptions& o, int world) {
   MemoryInputs in;
   in.model = read_hf_config(o.model.base_dir);
+  check_context_fits_model(o.model, in.model);  // before the estimate warns about a context the model refuses
   in.dtype_bytes = o.model.dtype == "float32" ? 4 : 2;
   in.nf4 = o.model.quantization == "nf4";
   in.lora = o.model.lora;

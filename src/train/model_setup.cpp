@@ -59,13 +59,17 @@ void continue_adapter(const ModelOptions& o, ModelSetup& s) {
 
 }  // namespace
 
+void check_context_fits_model(const ModelOptions& o, const LlamaConfig& mc) {
+  if (o.context_length > mc.max_position_embeddings)
+    o.origins.fail("context_length", std::to_string(o.context_length) + " exceeds the model's max_position_embeddings " +
+                                         std::to_string(mc.max_position_embeddings));
+}
+
 void check_data_fits_model(const ModelOptions& o, const Tokenizer& tokenizer, const std::string& tokenizer_path) {
   std::error_code ec;
   if (o.base_dir.empty() || !std::filesystem::exists(std::filesystem::path(o.base_dir) / "config.json", ec)) return;
   const LlamaConfig mc = read_hf_config(o.base_dir);
-  if (o.context_length > mc.max_position_embeddings)
-    o.origins.fail("context_length", std::to_string(o.context_length) + " exceeds the model's max_position_embeddings " +
-                                         std::to_string(mc.max_position_embeddings));
+  check_context_fits_model(o, mc);
   if (tokenizer.vocab_size() > mc.vocab_size)
     throw InputError(tokenizer_path + ": the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
                      " token ids, more than the model's vocab_size " + std::to_string(mc.vocab_size) + " (" + o.base_dir +

@@ -3,7 +3,8 @@
 // checkpoint put on it, and for training the LoRA adapters (new or continued) or every parameter
 // made trainable; plus the checks that tie data to a model (token ids inside the vocabulary, the
 // padding id).
-// defines: ModelSetup, setup_model, visible_gpus, resolve_device, check_token_ids, padding_id
+// defines: ModelSetup, setup_model, visible_gpus, resolve_device, check_token_ids, padding_id,
+//          check_context_fits_model, check_data_fits_model
 #pragma once
 #include <cstdint>
 #include <string>
@@ -47,6 +48,10 @@ std::string resolve_device(const std::string& value, const std::string& option =
 // do not match)" for the first id outside [0, vocab_size).
 void check_token_ids(const std::vector<int32_t>& ids, int64_t vocab_size, const std::string& where);
 void check_token_ids(const std::vector<int64_t>& ids, int64_t vocab_size, const std::string& where);
+
+// context_length is at most the model's max_position_embeddings (InputError naming the key); the
+// memory estimate checks it first, so that a context the model refuses is not estimated.
+void check_context_fits_model(const ModelOptions& o, const LlamaConfig& model);
 
 // The checks that need only config.json, run before any data is prepared: context_length within
 // the model's max_position_embeddings (InputError naming the key) and a tokenizer with no more ids

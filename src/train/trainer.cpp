@@ -132,6 +132,7 @@ class Trainer {
   void setup_process_group();
   void load_resume_file();
   void setup_data();
+  void discard_built_caches();
   void setup_model();
   void setup_optimizer();
   void resume();
@@ -171,6 +172,7 @@ class Trainer {
   PreparedDataset train_, valid_;
   CheckpointState resume_file_;  // resume: PATH, read by load_resume_file
   std::vector<std::string> built_caches_;  // rank 0: caches this run built (not reused)
+  bool planning_ = false;                   // setup_data is counting the run's steps
   int32_t pad_id_ = 0;
   std::unique_ptr<StepPlan> plan_;
   int64_t total_steps_ = 0;
@@ -209,8 +211,16 @@ void Trainer::setup_process_group() {
   check_same_everywhere(*pg_, o_.config_yaml);
   if (leader_) {
     check_output_dir(o_.output_dir, o_.origins.where("output_dir"));
+    for (const char* sub : {"checkpoints", "prepared"}) {  // the run writes into these directories
+      std::error_code ec;
+      const fs::path p = fs::path(o_.output_dir) / sub;
+      if (fs::exists(fs::symlink_status(p, ec)) && !fs::is_directory(p, ec))
+        o_.origins.fail("output_dir", p.string() + " exists and is not a directory");
+    }
     const bool created = !fs::exists(o_.output_dir);
-    fs::create_directories(o_.output_dir);
+    std::error_code made;
+    fs::create_directories(o_.output_dir, made);  // what check_output_dir cannot see (/sys refuses at mkdir)
+    if (made) o_.origins.fail("output_dir", o_.output_dir + ": cannot be created (" + made.message() + ")");
     run_lock_ = std::make_unique<RunLock>(o_.output_dir, o_.origins.where("output_dir"), created);
   }
   pg_->barrier();
@@ -263,9 +273,22 @@ PreparedDataset Trainer::prepared(const std::string& split, const std::string& p
   return PreparedDataset::load(cache);
 }
 
+// A run refused during setup (a bad validation split, a resume that does not fit, ...) leaves no
+// cache it built: the output directory is as it was before the run.
+void Trainer::discard_built_caches() {
+  std::error_code ec;
+  for (const auto& cache : built_caches_) fs::remove(cache, ec);
+  built_caches_.clear();
+  const fs::path dir = fs::path(prepared_dataset_path(o_.output_dir, "train")).parent_path();
+  if (leader_ && fs::is_directory(dir, ec) && fs::is_empty(dir, ec)) fs::remove(dir, ec);
+}
+
 // The packed sequences of an epoch (the most recent epoch is kept).
 const std::vector<PackedSequence>& Trainer::sequences(int64_t epoch) {
   if (epoch != packed_epoch_) {
+    // Planning packs every epoch of the run once before the first step: a stop signal ends it
+    // (during training a signal stops after the step instead).
+    if (planning_) throw_if_stop_signalled("planning the run's epochs", "nothing was trained");
     packed_ = pack_sequences(train_, sample_order(train_.size(), o_.seed, epoch), o_.data.options.context_length,
                              o_.packing, pad_id_);
     packed_epoch_ = epoch;
@@ -282,15 +305,7 @@ void Trainer::setup_data() {
   train_ = prepared("train", o_.train_path);
   if (train_.size() == 0) o_.origins.fail("train_path", "no usable samples");
   if (!o_.valid_path.empty()) {
-    try {
-      valid_ = prepared("valid", o_.valid_path);
-    } catch (const Error&) {  // a bad validation split: the run leaves no train cache it built either
-      std::error_code ec;
-      for (const auto& cache : built_caches_) fs::remove(cache, ec);
-      if (leader_ && fs::is_empty(fs::path(prepared_dataset_path(o_.output_dir, "train")).parent_path(), ec))
-        fs::remove(fs::path(prepared_dataset_path(o_.output_dir, "train")).parent_path(), ec);
-      throw;
-    }
+    valid_ = prepared("valid", o_.valid_path);
   }
   pad_id_ = padding_id(*pipe_.tokenizer);
   const int64_t vocab = model_.model->config().vocab_size;
@@ -300,12 +315,19 @@ void Trainer::setup_data() {
   const int64_t context = o_.data.options.context_length, global = o_.global_batch_at(world_);
   plan_ = std::make_unique<StepPlan>([this](int64_t e) { return static_cast<int64_t>(sequences(e).size()); }, global);
   int64_t epochs = o_.num_epochs;
+  planning_ = true;
   if (o_.min_update_steps > 0) {  // llmforge: whole epochs until at least min_update_steps steps
     epochs = 1;
-    while (plan_->first_step(epochs) < o_.min_update_steps) ++epochs;
+    while (plan_->first_step(epochs) < o_.min_update_steps) {
+      if (++epochs > o_.most_epochs)
+        o_.origins.fail("min_update_steps", std::to_string(o_.min_update_steps) + " steps need more than " +
+                                                std::to_string(o_.most_epochs) + " epochs of this data (" +
+                                                std::to_string(plan_->steps_in(0)) + " steps in the first); set max_steps");
+    }
     spdlog::info("min_update_steps {}: {} epoch(s)", o_.min_update_steps, epochs);
   }
   total_steps_ = plan_->total_steps(o_.max_steps, epochs);
+  planning_ = false;
   if (!o_.valid_path.empty()) valid_seqs_ = pack_in_file_order(valid_, context, o_.packing, pad_id_);
   const int64_t per_rank = (global + world_ - 1) / world_;
   spdlog::info("{} sequences of {}{} tokens per epoch, {} steps per epoch, {} steps; global batch {} = {} rank(s) x "
@@ -715,9 +737,14 @@ TrainSummary run_training(const TrainOptions& options) {
   t.setup_process_group();
   t.load_resume_file();
   t.setup_model();  // first: bad weights or adapters are refused before any data is prepared
-  t.setup_data();
-  t.setup_optimizer();
-  t.resume();
+  try {
+    t.setup_data();
+    t.setup_optimizer();
+    t.resume();
+  } catch (const Error&) {
+    t.discard_built_caches();
+    throw;
+  }
   cpu_pool_trim();  // the loading's temporaries out of the pool: the steps set its size
   tensor_memory_mark("setup");
 
