@@ -16,7 +16,7 @@ namespace ringtune::test_hooks {
 namespace {
 
 struct Hooks {
-  int64_t kill_at_step = -1, term_at_step = -1, kill_in_checkpoint = -1, term_in_prepare = -1;
+  int64_t kill_at_step = -1, term_at_step = -1, kill_in_checkpoint = -1, term_in_prepare = -1, term_in_planning = -1;
   int64_t slow_checkpoint_ms = -1;
   std::string fault_kind;  // "kill" | "throw" | "" (none)
   int fault_rank = -1;
@@ -37,6 +37,7 @@ const Hooks& hooks() {
     h.term_at_step = step_of("RINGTUNE_TEST_TERM_AT_STEP");
     h.kill_in_checkpoint = step_of("RINGTUNE_TEST_KILL_IN_CHECKPOINT");
     h.term_in_prepare = step_of("RINGTUNE_TEST_TERM_IN_PREPARE");
+    h.term_in_planning = step_of("RINGTUNE_TEST_TERM_IN_PLANNING");
     h.slow_checkpoint_ms = step_of("RINGTUNE_TEST_SLOW_CHECKPOINT_MS");
     if (const char* v = std::getenv("RINGTUNE_TEST_FAULT")) {
       char kind[16] = {0};
@@ -74,6 +75,10 @@ bool before_gradient_reduction(int64_t step, int rank) {
 
 void sample_prepared(int64_t n) {
   if (hooks().term_in_prepare == n) ::kill(::getpid(), SIGTERM);
+}
+
+void epoch_planned(int64_t epoch) {
+  if (hooks().term_in_planning == epoch) ::kill(::getpid(), SIGTERM);
 }
 
 void checkpoint_tensor_written() {

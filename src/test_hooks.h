@@ -12,6 +12,8 @@
 //                                         trip on it)
 //   RINGTUNE_TEST_TERM_IN_PREPARE=<n>    SIGTERM to itself once n samples are prepared: a stop
 //                                         during data preparation
+//   RINGTUNE_TEST_TERM_IN_PLANNING=<n>   SIGTERM to itself once epoch n (0-based) is packed while the
+//                                         run's steps are counted: a stop before the first step
 //   RINGTUNE_TEST_FAULT=<kill|throw|nan|stop|hang>:<rank>:<step>
 //                                         rank <rank> dies (SIGKILL), throws an Error, has a NaN
 //                                         loss, stops (SIGSTOP: a peer cut off) or hangs (its
@@ -23,7 +25,7 @@
 //                                         samples it trains on to <dir>/samples.rank<r>
 //
 // defines: after_step, before_gradient_reduction, checkpoint_written, checkpoint_tensor_written,
-//          sample_prepared, SampleLog
+//          sample_prepared, epoch_planned, SampleLog
 #pragma once
 #include <cstdint>
 #include <fstream>
@@ -33,6 +35,9 @@ namespace ringtune::test_hooks {
 
 // After the n-th sample (1-based) of a data preparation: TERM_IN_PREPARE.
 void sample_prepared(int64_t n);
+
+// Epoch `epoch` (0-based) is packed while the run's steps are counted: TERM_IN_PLANNING.
+void epoch_planned(int64_t epoch);
 
 // After optimizer step `step` (1-based) and its checkpoint: KILL_AT_STEP, then TERM_AT_STEP.
 void after_step(int64_t step);

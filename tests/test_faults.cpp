@@ -254,6 +254,24 @@ TEST(Faults, AStopSignalWhilePreparingExits143AndLeavesNothing) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// Counting a run's steps packs each of its epochs once before the first step (up to 10000 of
+// them, minutes on a large dataset): a stop signal then ends the run at once. Before, planning
+// did not look at the signal, and with num_epochs near INT64_MAX it never ended.
+TEST(Faults, AStopSignalWhilePlanningTheEpochsExits143AndLeavesNothing) {
+  FaultWorkspace w;
+  const std::string run = "train " + w.cfg() + " max_steps= num_epochs=10";
+  auto r = run_shell("RINGTUNE_TEST_TERM_IN_PLANNING=3 " + ringtune_binary() + " " + run);
+  EXPECT_EQ(r.exit_code, 143) << r.err;
+  const std::string errors = error_lines(r.err);
+  EXPECT_EQ(lines_of(errors), 1) << r.err;
+  EXPECT_NE(errors.find("error: interrupted by SIGTERM while planning the run's epochs; nothing was trained"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(w.dir.file("out"))) << "the stopped run left its output directory";
+  r = run_ringtune(run);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 TEST(Faults, ResumeAutoWithCheckpointsOfWhichNoneLoadsIsAnError) {
   FaultWorkspace w;
   auto r = run_ringtune("train " + w.cfg() + " checkpoint_every_n_steps=2");

@@ -292,6 +292,7 @@ const std::vector<PackedSequence>& Trainer::sequences(int64_t epoch) {
     packed_ = pack_sequences(train_, sample_order(train_.size(), o_.seed, epoch), o_.data.options.context_length,
                              o_.packing, pad_id_);
     packed_epoch_ = epoch;
+    if (planning_) test_hooks::epoch_planned(epoch);
   }
   return packed_;
 }
