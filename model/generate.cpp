@@ -52,6 +52,7 @@ std::vector<int64_t> generate(LlamaForCausalLM& model, const std::vector<int64_t
   // The model's context bounds the sequence (max_new_tokens may be any size, even INT64_MAX).
   const int64_t total = std::min<int64_t>(static_cast<int64_t>(prompt.size()) + std::min(options.max_new_tokens, limit), limit);
   std::vector<int64_t> seq = prompt;
+  if (static_cast<int64_t>(prompt.size()) >= limit) return seq;  // no room: the callers say so
   uint64_t rng = options.seed;
   auto as_tensor = [&](const int64_t* data, int64_t n) {
     return torch::from_blob(const_cast<int64_t*>(data), {1, n}, torch::kInt64).clone().to(device);

@@ -47,6 +47,8 @@ void LlamaConfig::validate() const {
           "must be even for rotary embeddings");
   require(max_position_embeddings > 0, "max_position_embeddings",
           std::to_string(max_position_embeddings), "must be positive");
+  require(max_position_embeddings <= (int64_t{1} << 26), "max_position_embeddings",
+          std::to_string(max_position_embeddings), "must be <= 67108864");
   require(rms_norm_eps > 0 && rms_norm_eps < 1, "rms_norm_eps", std::to_string(rms_norm_eps),
           "must be in (0, 1)");
   require(rope_theta > 0, "rope_theta", std::to_string(rope_theta), "must be positive");

@@ -1,7 +1,7 @@
 // What a filesystem entry is, in words for messages: "a directory", "a FIFO", "a character device".
 // Inputs that must be regular files (configs, data) name what they got instead of blocking on a
 // FIFO or reading /dev/zero for ever.
-// defines: file_kind, regular_file_problem
+// defines: file_kind, regular_file_problem, data_file_problem
 #pragma once
 #include <filesystem>
 #include <string>
@@ -32,6 +32,14 @@ inline std::string regular_file_problem(const std::string& path) {
   if (ec) return ec.message();
   if (kind != std::filesystem::file_type::regular) return std::string("not a regular file (") + file_kind(kind) + ")";
   return "";
+}
+
+// regular_file_problem worded for a data file: "no such data file", or the problem and what was
+// expected; "" when it can be read.
+inline std::string data_file_problem(const std::string& path) {
+  const std::string problem = regular_file_problem(path);
+  if (problem.empty()) return problem;
+  return problem == "no such file" ? "no such data file" : problem + "; expected a JSONL or JSON data file";
 }
 
 }  // namespace ringtune

@@ -3,9 +3,13 @@
 // info log line (starting "error: " and naming the file, key, line or flag), no stack trace, and the
 // workspace exactly as it was (no output directory, cache, lock or temporary file left behind).
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -237,6 +241,20 @@ Setup with_fifo(const std::string& name, const std::map<std::string, std::string
   return [=](const std::string& dir, const Workspace&) {
     write_file(dir + "/cfg.yaml", config(change));
     if (::mkfifo((dir + "/" + name).c_str(), 0644) != 0) throw std::runtime_error("mkfifo failed");
+  };
+}
+// A case directory with a Unix socket `name` bound (and left) in it.
+Setup with_socket(const std::string& name) {
+  return [=](const std::string& dir, const Workspace&) {
+    const std::string path = dir + "/" + name;
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (fd < 0 || path.size() >= sizeof addr.sun_path) throw std::runtime_error("cannot make a socket at " + path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    const bool bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (!bound) throw std::runtime_error("cannot bind a socket at " + path);
   };
 }
 // A case directory with a symbolic link `name` -> `target` and cfg.yaml = config(change).
@@ -601,6 +619,14 @@ std::vector<Case> cases() {
        "x num_devices is 33554432 sequences per step; at most 16777216"},
       {"micro-batch too large", with_config({{"global_batch_size", ""}, {"train_batch_size_per_device", "999999999"}}), train,
        "train_batch_size_per_device x gradient_accumulation_steps is 999999999 sequences per step"},
+      {"activations past the estimate's arithmetic",
+       [](const std::string& dir, const Workspace& w) {
+         model_copy(w.dir.path(), dir + "/m");
+         edit_config(dir + "/m", [](nlohmann::json& j) { j["vocab_size"] = 4194304; });
+         write_file(dir + "/cfg.yaml", config({{"initial_base_model_ckpt_path", "m"}, {"context_length", "512"},
+                                               {"train_batch_size_per_device", "999999999"}}));
+       },
+       train, "micro-batches of up to 999999999 sequences of 512 tokens would need on the order of"},
       {"lora r huge", with_config({{"lora_config", "{r: 2147483648}"}}), train, "key \"lora_config.r\": must be <= 65536"},
       {"lora_alpha huge", with_config({{"lora_config", "{r: 4, lora_alpha: 1e308}"}}), train,
        "key \"lora_config.lora_alpha\": must be <= 1000000, got 1e308"},
@@ -622,7 +648,8 @@ std::vector<Case> cases() {
       {"train_path /dev/zero", with_config({{"train_path", "/dev/zero"}}), train,
        "train_path: /dev/zero: not a regular file (a character device)"},
       {"train_path a FIFO", with_fifo("f.jsonl", {{"train_path", "f.jsonl"}}), train, "f.jsonl: not a regular file (a FIFO)"},
-      {"config a FIFO", with_fifo("f.yaml"), "train f.yaml", "f.yaml: not a regular file (a FIFO), expected a YAML config file"},
+      {"config /dev/zero", {}, "train /dev/zero", "/dev/zero: more than 16 MiB; expected a YAML config file"},
+      {"config a socket", with_socket("s.yaml"), "train s.yaml", "s.yaml: not a regular file (a socket), expected a YAML config file"},
       {"train_path a symbolic link loop", with_symlink("loop", "loop", {{"train_path", "loop"}}), train,
        "loop: Too many levels of symbolic links"},
       {"output_dir name too long", with_config({{"output_dir", std::string(300, 'x')}}), train, "File name too long"},
@@ -644,7 +671,7 @@ std::vector<Case> cases() {
        },
        train, "is not stored as the type ringtune writes (corrupted)"},
       {"prepare valid_path missing", with_config({{"valid_path", "nothere.jsonl"}}), "prepare cfg.yaml",
-       "nothere.jsonl: no such file"},
+       "nothere.jsonl: no such data file"},
       {"prepare valid_path bad after train built", with_config({{"valid_path", "v.jsonl"}}, "v.jsonl", "{nope\n"),
        "prepare cfg.yaml", "v.jsonl:1"},
   };

@@ -2,12 +2,14 @@
 // configs, suggestions, override precedence, lists, paths, prompt_format forms, the YAML dump
 // round trip and the help text.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "src/config/registry.h"     // defines: load_config, Config, registry_help
@@ -383,6 +385,30 @@ TEST(ConfigErrors, MissingFileAndDirectory) {
   } catch (const InputError& e) {
     EXPECT_EQ(std::string(e.what()),
               dir.path().string() + ": is a directory, expected a YAML config file");
+  }
+}
+
+// A config may come through a pipe (`train <(envsubst < cfg.yaml)`, /dev/stdin): read once, like
+// a file. A device that never ends (/dev/zero) stops at 16 MiB instead of filling memory.
+TEST(ConfigErrors, APipeIsReadAndAnEndlessDeviceIsRefused) {
+  TempDir dir;
+  const std::string fifo = (dir.path() / "cfg.fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  std::thread writer([&] {
+    std::ofstream out(fifo);
+    out << "train_path: /data/t.jsonl\ninitial_base_model_ckpt_path: /m\nlearning_rate: 0.003\nvalid_path: v.jsonl\n";
+  });
+  const Config c = ringtune::load_config(fifo);
+  writer.join();
+  EXPECT_EQ(c.get_double("learning_rate"), 0.003);
+  EXPECT_EQ(c.get_string("train_path"), "/data/t.jsonl");
+  // Relative to the working directory: a pipe's own directory (/dev/fd, /proc/self/fd) means nothing.
+  EXPECT_EQ(c.get_string("valid_path"), (std::filesystem::current_path() / "v.jsonl").string());
+  try {
+    ringtune::load_config("/dev/zero");
+    FAIL() << "no throw";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()), "/dev/zero: more than 16 MiB; expected a YAML config file");
   }
 }
 

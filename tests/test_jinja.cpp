@@ -143,6 +143,13 @@ TEST(Jinja, HostileTemplatesStopWithAClearError) {
       {"{{ ('x' * 10000000)|replace('', 'yyyyyyyyyy') }}", "string too large"},
       {"{{ ('x' * 60000000)|replace('x', 'yy') }}", "string too large"},
       {"{{ ['x' * 40000000, 'y' * 40000000]|join }}", "string too large"},
+      {"{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = '{0}{0}'.format(ns.s) %}{% endfor %}",
+       "string too large"},
+      {"{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = '%s%s' % (ns.s, ns.s) %}{% endfor %}",
+       "string too large"},
+      {"{{ ([('x' * 60000000)] * 100)|tojson }}", "string too large"},
+      {"{{ ([('x' * 60000000)] * 100) ~ '' }}", "string too large"},
+      {"{{ {'a': [1]}|tojson(indent=100000) }}", "tojson indent too large"},
       {"{{ " + std::string(500, '(') + "1" + std::string(500, ')') + " }}", "nested too deeply"},
       {std::string(300 * 10, ' ') + [] {
          std::string s;

@@ -13,7 +13,7 @@
 #include "src/data/jsonl_reader.h"
 #include "src/io/prepared_dataset.h"
 #include "src/error.h"
-#include "src/file_kind.h"  // defines: regular_file_problem
+#include "src/file_kind.h"  // defines: data_file_problem
 #include "src/config/key_origins.h"
 #include "src/io/atomic_file.h"
 #include "src/options/data_options.h"
@@ -183,7 +183,7 @@ int cmd_prepare(const Args& args) {
   for (const char* split : {"train", "valid", "test"}) {
     const std::string key = std::string(split) + "_path";
     if (!cfg.is_set(key)) continue;
-    const std::string problem = regular_file_problem(cfg.get_string(key));  // every split before any work
+    const std::string problem = data_file_problem(cfg.get_string(key));  // every split before any work
     if (!problem.empty()) origins.fail(key, cfg.get_string(key) + ": " + problem);
     splits.push_back(split);
   }
@@ -194,9 +194,10 @@ int cmd_prepare(const Args& args) {
   std::vector<std::string> built;
   try {
     for (const char* split : splits) {
-      auto r = prepare_dataset(pipe, {cfg.get_string(std::string(split) + "_path")},
-                               prepared_dataset_path(out.string(), split), p.flag("force"));
-      if (!r.reused) built.push_back(r.path);
+      const std::string cache = prepared_dataset_path(out.string(), split);
+      const bool existed = fs::exists(cache, ec);  // then it is not this command's to remove, even rebuilt
+      auto r = prepare_dataset(pipe, {cfg.get_string(std::string(split) + "_path")}, cache, p.flag("force"));
+      if (!r.reused && !existed) built.push_back(r.path);
       std::cout << split << ": " << r.path << (r.reused ? " (up to date)" : " (built: " + r.reason + ")")
                 << "\n  " << r.stats.describe() << "\n";
       if (!r.reused) std::cout << "  " << r.report.summary() << "\n";

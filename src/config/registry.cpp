@@ -21,7 +21,7 @@
 #include <sstream>
 
 #include "src/error.h"  // defines: Error, InputError
-#include "src/file_kind.h"  // defines: regular_file_problem
+#include "src/file_kind.h"  // defines: file_kind
 #include "src/utf8.h"   // defines: utf8::first_invalid
 
 namespace fs = std::filesystem;
@@ -965,16 +965,27 @@ Config load_config(const std::string& yaml_path, const std::vector<std::string>&
   std::error_code ec;
   if (fs::is_directory(yaml_path, ec))
     throw InputError(yaml_path + ": is a directory, expected a YAML config file");
-  const std::string problem = regular_file_problem(yaml_path);  // a FIFO blocks, /dev/zero never ends
-  if (!problem.empty() && problem != "no such file") throw InputError(yaml_path + ": " + problem + ", expected a YAML config file");
+  // A pipe (`train <(envsubst < cfg.yaml)`, /dev/stdin) is read like a file, up to a bound that
+  // also ends /dev/zero; a socket or block device is not a config.
+  const auto kind = fs::status(yaml_path, ec).type();
+  if (ec && kind != fs::file_type::not_found) throw InputError(yaml_path + ": " + ec.message());
+  if (kind != fs::file_type::regular && kind != fs::file_type::fifo && kind != fs::file_type::character &&
+      kind != fs::file_type::not_found)
+    throw InputError(yaml_path + ": not a regular file (" + std::string(file_kind(kind)) + "), expected a YAML config file");
   std::ifstream in(yaml_path, std::ios::binary);
   if (!in) {
     throw InputError(yaml_path + ": cannot read config file (" + std::strerror(errno) + ")");
   }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  std::string dir = fs::path(yaml_path).parent_path().string();
-  return load_config_from_string(buf.str(), overrides, yaml_path, dir);
+  constexpr size_t kMostConfigBytes = size_t{16} << 20;
+  std::string text;
+  char chunk[1 << 16];
+  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+    if (text.size() > kMostConfigBytes) throw InputError(yaml_path + ": more than 16 MiB; expected a YAML config file");
+  }
+  // A pipe's relative paths resolve against the working directory (its own is /dev/fd or /proc).
+  const std::string dir = kind == fs::file_type::regular ? fs::path(yaml_path).parent_path().string() : "";
+  return load_config_from_string(text, overrides, yaml_path, dir);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
 
 #include "distributed/progress.h"
 #include "src/error.h"
-#include "src/file_kind.h"  // defines: regular_file_problem
+#include "src/file_kind.h"  // defines: data_file_problem
 #include "src/io/h5.h"
 #include "src/stop_signal.h"
 #include "src/test_hooks.h"
@@ -87,8 +87,8 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
   result.path = out_path;
   std::vector<std::string> abs_inputs;
   for (const auto& in : inputs) {
-    const std::string problem = regular_file_problem(in);
-    if (!problem.empty()) throw InputError(in + ": " + (problem == "no such file" ? "no such data file" : problem));
+    const std::string problem = data_file_problem(in);
+    if (!problem.empty()) throw InputError(in + ": " + problem);
     abs_inputs.push_back(fs::absolute(in).lexically_normal().string());
   }
   const std::string sources = join(abs_inputs);

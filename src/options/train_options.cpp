@@ -7,7 +7,7 @@
 
 #include "src/config/byte_size.h"
 #include "src/config/registry.h"
-#include "src/file_kind.h"  // defines: regular_file_problem
+#include "src/file_kind.h"  // defines: data_file_problem
 #include "src/options/data_options.h"
 
 namespace ringtune {
@@ -32,9 +32,8 @@ TrainOptions train_options_from_config(const Config& c) {
                                    {"valid_path", o.valid_path}}) {  // checked now, before the model loads
     if (path.empty()) continue;
     // A directory, FIFO or device (/dev/zero) would block or be read for ever: data is a file.
-    const std::string problem = regular_file_problem(path);
-    if (!problem.empty())
-      o.origins.fail(key, path + ": " + (problem == "no such file" ? "no such data file" : problem + "; expected a JSONL or JSON data file"));
+    const std::string problem = data_file_problem(path);
+    if (!problem.empty()) o.origins.fail(key, path + ": " + problem);
   }
   o.packing = c.get_bool("packing");
   if (c.is_set("padding")) {  // llmforge: no packing, batches padded to their longest or to context_length

@@ -275,6 +275,7 @@ TString percent_format(const TString& fmt, const Value& args, Location where) {
     }
     if (k >= items.size()) fail("not enough arguments for format string", where);
     const Value& v = items[k++];
+    check_string_size(static_cast<long double>(out.size()) + t.size(), where);
     if (c == 's') out.append(v.str());
     else if (c == 'r') out.append(v.repr());
     else if (c == 'd' || c == 'i') out.append(std::to_string(v.is_float() ? static_cast<int64_t>(v.as_double()) : v.as_int()));
@@ -287,6 +288,7 @@ TString percent_format(const TString& fmt, const Value& args, Location where) {
     }
   }
   out.append(fmt.substr(start));
+  check_string_size(out.size(), where);
   if (k < items.size() && args.is_list()) fail("not all arguments converted during string formatting", where);
   return out;
 }
@@ -326,7 +328,9 @@ TString brace_format(const TString& fmt, const Args& args, Location where) {
         if (k == field) v = &val;
     }
     if (!v) fail("format: no argument for {" + field + "}", where);
-    out.append(v->str());
+    const TString value = v->str();
+    check_string_size(static_cast<long double>(out.size()) + value.size() + t.size(), where);
+    out.append(value);
     start = close + 1;
     i = close;
   }
@@ -668,9 +672,12 @@ const std::map<std::string, FilterFn>& filters() {
         key_sep = seps->as_list()[1].as_string();
       }
       if (v.is_undefined()) fail("Object of type Undefined is not JSON serializable", w);
+      const int64_t width = indent && !indent->is_none() ? indent->as_int() : -1;
+      if (width > 1024) fail("tojson indent too large (more than 1024)", w);  // indent x depth per line
       try {
-        return Value(v.to_json(indent && !indent->is_none() ? static_cast<int>(indent->as_int()) : -1, item_sep, key_sep,
-                               sort_keys));
+        const TString out = v.to_json(static_cast<int>(std::max<int64_t>(width, -1)), item_sep, key_sep, sort_keys);
+        check_string_size(out.size(), w);
+        return Value(out);
       } catch (const TemplateError& e) {
         fail(e.what(), w);
       }

@@ -1,6 +1,8 @@
 // Values with Python's semantics; see value.h.
 #include "src/template/value.h"
 
+#include "src/template/builtins.h"  // defines: kMaxStringBytes
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -221,6 +223,15 @@ std::string string_repr(const std::string& s) {
   return out + q;
 }
 
+namespace {
+// A list's or dict's text (repr, JSON) grows item by item: it stops at the engine's string bound
+// (a list of a million references to one long string would otherwise be written out whole).
+void check_text_size(size_t bytes) {
+  if (static_cast<int64_t>(bytes) > kMaxStringBytes)
+    throw TemplateError("string too large (more than " + std::to_string(kMaxStringBytes) + " bytes)");
+}
+}  // namespace
+
 std::string Value::repr() const {
   switch (type_) {
     case Type::Undefined: return "Undefined";
@@ -231,21 +242,28 @@ std::string Value::repr() const {
     case Type::String: return string_repr(s_->str());
     case Type::List: {
       std::string out = tuple_ ? "(" : "[";
-      for (size_t i = 0; i < l_->size(); ++i) out += (i ? ", " : "") + (*l_)[i].repr();
+      for (size_t i = 0; i < l_->size(); ++i) {
+        out += (i ? ", " : "") + (*l_)[i].repr();
+        check_text_size(out.size());
+      }
       if (tuple_ && l_->size() == 1) out += ",";
       return out + (tuple_ ? ")" : "]");
     }
     case Type::Dict: {
       std::string out = "{";
-      for (size_t i = 0; i < d_->size(); ++i)
+      for (size_t i = 0; i < d_->size(); ++i) {
         out += (i ? ", " : "") + string_repr((*d_)[i].first) + ": " + (*d_)[i].second.repr();
+        check_text_size(out.size());
+      }
       return out + "}";
     }
     case Type::Callable: return "<function " + c_->name + ">";
     case Type::Namespace: {
       std::string out = "<Namespace {";
-      for (size_t i = 0; i < ns_->attrs.size(); ++i)
+      for (size_t i = 0; i < ns_->attrs.size(); ++i) {
         out += (i ? ", " : "") + string_repr(ns_->attrs[i].first) + ": " + ns_->attrs[i].second.repr();
+        check_text_size(out.size());
+      }
       return out + "}>";
     }
   }
@@ -318,6 +336,7 @@ void json_value(const Value& v, int indent, int depth, const std::string& item_s
         if (i) out.append(item_sep);
         newline(depth + 1);
         json_value(l[i], indent, depth + 1, item_sep, key_sep, sort_keys, out);
+        check_text_size(out.size());
       }
       newline(depth);
       out.append("]");
@@ -338,6 +357,7 @@ void json_value(const Value& v, int indent, int depth, const std::string& item_s
         json_string(TString(d[i].first), out);
         out.append(key_sep);
         json_value(d[i].second, indent, depth + 1, item_sep, key_sep, sort_keys, out);
+        check_text_size(out.size());
       }
       newline(depth);
       out.append("}");

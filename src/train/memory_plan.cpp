@@ -83,7 +83,31 @@ MemoryEstimate plan_memory(TrainOptions& o, int world, int local_size, std::stri
   return plan_memory(o, in, local_size, log);
 }
 
+namespace {
+
+// The estimate adds int64 byte counts. Each key has a bound, but their product can still pass
+// 2^63 (a micro-batch of millions of sequences of a million tokens): such a run is refused, with a
+// coarse upper bound of its activations, before any estimate is computed.
+void check_estimable(const TrainOptions& o, const MemoryInputs& in) {
+  const int world = in.world;
+  const int64_t most_micro = o.micro_batch > 0 ? o.micro_batch : (o.global_batch_at(world) + world - 1) / world;
+  const LlamaConfig& c = in.model;
+  const double tokens = static_cast<double>(std::max<int64_t>(1, most_micro)) * static_cast<double>(in.seq);
+  const double per_token = 4.0 * std::max({static_cast<double>(c.num_attention_heads) * static_cast<double>(in.seq),
+                                           static_cast<double>(c.num_hidden_layers) *
+                                               (16.0 * static_cast<double>(c.hidden_size) + 4.0 * static_cast<double>(c.intermediate_size)),
+                                           static_cast<double>(c.vocab_size)});
+  if (tokens * per_token > 0x1p58)
+    o.origins.fail(o.micro_batch > 0 ? "train_batch_size_per_device" : "global_batch_size",
+                   "micro-batches of up to " + std::to_string(most_micro) + " sequences of " + std::to_string(in.seq) +
+                       " tokens would need on the order of " + format_bytes(static_cast<int64_t>(std::min(tokens * per_token, 0x1p62))) +
+                       " of activations per rank; lower it or context_length");
+}
+
+}  // namespace
+
 MemoryEstimate plan_memory(TrainOptions& o, MemoryInputs& in, int local_size, std::string* log) {
+  check_estimable(o, in);
   const int world = in.world;
   std::string source;
   const int64_t budget = memory_budget(o, in.cuda, local_size, &source);

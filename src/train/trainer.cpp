@@ -171,7 +171,7 @@ class Trainer {
   DataPipeline pipe_;
   PreparedDataset train_, valid_;
   CheckpointState resume_file_;  // resume: PATH, read by load_resume_file
-  std::vector<std::string> built_caches_;  // rank 0: caches this run built (not reused)
+  std::vector<std::string> built_caches_;  // rank 0: caches this run created (none was there before)
   bool planning_ = false;                   // setup_data is counting the run's steps
   int32_t pad_id_ = 0;
   std::unique_ptr<StepPlan> plan_;
@@ -268,7 +268,11 @@ void Trainer::setup_process_group() {
 // Rank 0 tokenizes a split into the prepared cache; the others read it once it is there.
 PreparedDataset Trainer::prepared(const std::string& split, const std::string& path) {
   const std::string cache = prepared_dataset_path(o_.output_dir, split);
-  if (leader_ && !prepare_dataset(pipe_, {path}, cache).reused) built_caches_.push_back(cache);
+  if (leader_) {  // a cache that was there before (even rebuilt now) is not this run's to remove
+    std::error_code ec;
+    const bool existed = fs::exists(cache, ec);
+    if (!prepare_dataset(pipe_, {path}, cache).reused && !existed) built_caches_.push_back(cache);
+  }
   pg_->barrier();
   return PreparedDataset::load(cache);
 }
