@@ -194,10 +194,9 @@ int cmd_prepare(const Args& args) {
   std::vector<std::string> built;
   try {
     for (const char* split : splits) {
-      const std::string cache = prepared_dataset_path(out.string(), split);
-      const bool existed = fs::exists(cache, ec);  // then it is not this command's to remove, even rebuilt
-      auto r = prepare_dataset(pipe, {cfg.get_string(std::string(split) + "_path")}, cache, p.flag("force"));
-      if (!r.reused && !existed) built.push_back(r.path);
+      auto r = prepare_dataset(pipe, {cfg.get_string(std::string(split) + "_path")},
+                               prepared_dataset_path(out.string(), split), p.flag("force"));
+      if (r.created) built.push_back(r.path);
       std::cout << split << ": " << r.path << (r.reused ? " (up to date)" : " (built: " + r.reason + ")")
                 << "\n  " << r.stats.describe() << "\n";
       if (!r.reused) std::cout << "  " << r.report.summary() << "\n";

@@ -962,13 +962,12 @@ Config load_config_from_string(const std::string& yaml_text,
 }
 
 Config load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
-  std::error_code ec;
-  if (fs::is_directory(yaml_path, ec))
-    throw InputError(yaml_path + ": is a directory, expected a YAML config file");
   // A pipe (`train <(envsubst < cfg.yaml)`, /dev/stdin) is read like a file, up to a bound that
   // also ends /dev/zero; a socket or block device is not a config.
+  std::error_code ec;
   const auto kind = fs::status(yaml_path, ec).type();
   if (ec && kind != fs::file_type::not_found) throw InputError(yaml_path + ": " + ec.message());
+  if (kind == fs::file_type::directory) throw InputError(yaml_path + ": is a directory, expected a YAML config file");
   if (kind != fs::file_type::regular && kind != fs::file_type::fifo && kind != fs::file_type::character &&
       kind != fs::file_type::not_found)
     throw InputError(yaml_path + ": not a regular file (" + std::string(file_kind(kind)) + "), expected a YAML config file");

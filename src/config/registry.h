@@ -17,8 +17,8 @@
 // the key back to its default (unset when it has none).
 //
 // Relative paths in path-typed keys resolve against the directory of the YAML file they were
-// written in (the working directory for a config read from a pipe); paths from the command line and from defaults resolve against the working
-// directory. A leading `~/` is the home directory. After loading, every path key holds an
+// written in (the working directory for a config read from a pipe); paths from the command line
+// and from defaults resolve against the working directory. A leading `~/` is the home directory. After loading, every path key holds an
 // absolute path (or one of the key's keywords, e.g. `resume: auto`).
 //
 // A key may be both a scalar and a map ("map-or-string"): `generation_config.prompt_format` is a

@@ -58,10 +58,12 @@ struct Handle {  // closes with the given function
 // A dataset's stored type must be the one ringtune writes: HDF5 converts any float or integer
 // layout on reading, so a damaged type header (an exponent bias, a byte order, a size) would
 // otherwise read back as other numbers with the data's checksum intact.
-void check_stored_type(hid_t dataset, hid_t expected, const std::string& path, const std::string& name) {
-  Handle type{H5Dget_type(dataset), H5Tclose};
-  if (type.id < 0 || H5Tequal(type.id, expected) <= 0)
-    throw InputError(path + ": dataset " + name + " is not stored as the type ringtune writes (corrupted)");
+// `type` is a handle from H5Dget_type or H5Aget_type (closed here); `what` is "dataset NAME" or
+// "attribute NAME".
+void check_stored_type(hid_t type, hid_t expected, const std::string& path, const std::string& what) {
+  Handle owned{type, H5Tclose};
+  if (owned.id < 0 || H5Tequal(owned.id, expected) <= 0)
+    throw InputError(path + ": " + what + " is not stored as the type ringtune writes (corrupted)");
 }
 
 hid_t create_chunked(hid_t file, const std::string& name, hid_t type, hsize_t size,
@@ -194,9 +196,7 @@ int64_t H5File::attr_int(const std::string& name) const {
   if (!has_attr(name)) throw InputError(path_ + ": missing attribute " + name);
   Handle attr{H5Aopen(id_, name.c_str(), H5P_DEFAULT), H5Aclose};
   check_single_value(attr.id, path_, name);
-  Handle type{H5Aget_type(attr.id), H5Tclose};
-  if (type.id < 0 || H5Tequal(type.id, H5T_STD_I64LE) <= 0)
-    throw InputError(path_ + ": attribute " + name + " is not stored as the type ringtune writes (corrupted)");
+  check_stored_type(H5Aget_type(attr.id), H5T_STD_I64LE, path_, "attribute " + name);
   int64_t v = 0;
   if (H5Aread(attr.id, H5T_NATIVE_INT64, &v) < 0) throw InputError(path_ + ": cannot read attribute " + name);
   return v;
@@ -206,9 +206,7 @@ double H5File::attr_double(const std::string& name) const {
   if (!has_attr(name)) throw InputError(path_ + ": missing attribute " + name);
   Handle attr{H5Aopen(id_, name.c_str(), H5P_DEFAULT), H5Aclose};
   check_single_value(attr.id, path_, name);
-  Handle type{H5Aget_type(attr.id), H5Tclose};
-  if (type.id < 0 || H5Tequal(type.id, H5T_IEEE_F64LE) <= 0)
-    throw InputError(path_ + ": attribute " + name + " is not stored as the type ringtune writes (corrupted)");
+  check_stored_type(H5Aget_type(attr.id), H5T_IEEE_F64LE, path_, "attribute " + name);
   double v = 0;
   if (H5Aread(attr.id, H5T_NATIVE_DOUBLE, &v) < 0) throw InputError(path_ + ": cannot read attribute " + name);
   return v;
@@ -255,7 +253,7 @@ void H5File::write_f32(const std::string& name, const float* data, const std::ve
 std::vector<float> H5File::read_f32(const std::string& name, std::vector<int64_t>& shape) const {
   if (!has_dataset(name)) throw InputError(path_ + ": missing dataset " + name);
   Handle ds{H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose};
-  check_stored_type(ds.id, H5T_IEEE_F32LE, path_, name);
+  check_stored_type(H5Dget_type(ds.id), H5T_IEEE_F32LE, path_, "dataset " + name);
   Handle space{H5Dget_space(ds.id), H5Sclose};
   const int nd = H5Sget_simple_extent_ndims(space.id);
   std::vector<hsize_t> dims(static_cast<size_t>(std::max(nd, 0)));
@@ -307,7 +305,7 @@ std::vector<T> H5File::read(const std::string& name) const {
     throw InputError(path_ + ": dataset " + name + " claims more elements than the file holds (corrupted)");
   std::vector<T> out(static_cast<size_t>(n));
   Handle ds{H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose};
-  check_stored_type(ds.id, file_type<T>(), path_, name);
+  check_stored_type(H5Dget_type(ds.id), file_type<T>(), path_, "dataset " + name);
   if (n > 0 && H5Dread(ds.id, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
     throw InputError(path_ + ": dataset " + name + " failed its checksum or cannot be read (corrupted)");
   return out;

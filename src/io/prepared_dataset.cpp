@@ -96,7 +96,8 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
   const std::string tok_hash = pipeline.tokenizer_hash();
   const std::string fmt_hash = pipeline.format_hash();
 
-  if (fs::exists(out_path) && !force) {
+  result.created = !fs::exists(out_path);
+  if (!result.created && !force) {
     result.reason = cache_mismatch(out_path, data_hash, tok_hash, fmt_hash, sources);
     if (result.reason.empty()) {
       result.reused = true;

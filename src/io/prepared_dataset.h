@@ -39,6 +39,7 @@ struct PreparedDataset {
 struct PrepareResult {
   std::string path;
   bool reused = false;    // the cache matched and was not rebuilt
+  bool created = false;   // no file was at the path before: the cache is this call's (to remove on a later refusal)
   std::string reason;     // why it was (re)built: "new", "data changed", ...
   PreparedStats stats;
   DataReport report;      // of the build (empty when reused)

@@ -62,9 +62,9 @@ std::string memory_summary(const MemoryEstimate& e);
 // 8-bit Adam, gradient checkpointing off/on, eager vs fused attention, and QLoRA, one row each.
 std::string memory_grid(const MemoryInputs& in);
 
-// The largest micro-batch in [1, max_micro_batch] whose estimate fits `budget` (0: none fits); every
-// size is tried (the CPU estimate is not monotonic in the batch: a tensor that passes the block pool's threshold leaves the pool) until one's
-// estimate is more than twice the budget.
+// The largest micro-batch in [1, max_micro_batch] whose estimate fits `budget` (0: none fits). Every
+// size is tried, as the CPU estimate is not monotonic in the batch (a tensor that passes the block
+// pool's threshold leaves the pool), until one's estimate is more than twice the budget.
 int64_t largest_micro_batch(MemoryInputs in, int64_t max_micro_batch, int64_t budget);
 
 // The resident size of this process now (VmRSS), for the CPU baseline; -1 when unknown.

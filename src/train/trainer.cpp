@@ -268,11 +268,7 @@ void Trainer::setup_process_group() {
 // Rank 0 tokenizes a split into the prepared cache; the others read it once it is there.
 PreparedDataset Trainer::prepared(const std::string& split, const std::string& path) {
   const std::string cache = prepared_dataset_path(o_.output_dir, split);
-  if (leader_) {  // a cache that was there before (even rebuilt now) is not this run's to remove
-    std::error_code ec;
-    const bool existed = fs::exists(cache, ec);
-    if (!prepare_dataset(pipe_, {path}, cache).reused && !existed) built_caches_.push_back(cache);
-  }
+  if (leader_ && prepare_dataset(pipe_, {path}, cache).created) built_caches_.push_back(cache);
   pg_->barrier();
   return PreparedDataset::load(cache);
 }
