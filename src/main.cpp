@@ -3,9 +3,6 @@
 // dead peer; one line) or an internal error, 128 + N ended by signal N (143: SIGTERM).
 #include <spdlog/spdlog.h>
 
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
 #include <exception>
 #include <iostream>
 #include <map>
@@ -17,6 +14,7 @@
 #include "distributed/process_info.h"
 #include "model/cpu_bf16.h"  // defines: cpu_bf16_products_widened
 #include "src/error.h"
+#include "src/exit_status.h"
 #include "src/log.h"
 #include "src/stop_signal.h"
 
@@ -108,28 +106,9 @@ int main(int argc, char** argv) {
                     st.peak / 1048576.0, st.maps, st.reuses, st.unmaps, st.live / 1048576.0, st.cached / 1048576.0);
     }
     return rc;
-  } catch (const ringtune::InputError& e) {
-    std::cerr << "error: " << ringtune::one_line(e.what()) << std::endl;
-    return 2;
-  } catch (const ringtune::Interrupted& e) {
-    std::cerr << "error: " << ringtune::one_line(e.what()) << std::endl;
-    return e.exit_code();
-  } catch (const ringtune::EnvironmentError& e) {
-    std::cerr << "error: " << ringtune::one_line(e.what()) << std::endl;
-    return 1;
-  } catch (const std::filesystem::filesystem_error& e) {
-    // A path the system refused where no check named it first: a path the user gave that cannot be
-    // used (too long, a link loop, not a directory, no permission) is bad input; anything else (no
-    // space, an I/O error) is the environment's.
-    const int err = e.code().value();
-    const bool input = err == ENAMETOOLONG || err == ELOOP || err == ENOTDIR || err == EISDIR ||
-                       err == EACCES || err == EPERM || err == EROFS || err == ENOENT || err == EEXIST;
-    std::string where = e.path1().string();
-    if (!e.path2().empty()) where += " -> " + e.path2().string();
-    std::cerr << "error: " << ringtune::one_line((where.empty() ? std::string() : where + ": ") + e.code().message()) << std::endl;
-    return input ? 2 : 1;
   } catch (const std::exception& e) {
-    std::cerr << "internal error: " << ringtune::one_line(e.what()) << std::endl;
-    return 1;
+    const auto s = ringtune::exit_status(e);  // src/exit_status.h: the code and line for each kind
+    std::cerr << s.prefix << s.message << std::endl;
+    return s.code;
   }
 }

@@ -1,6 +1,7 @@
 // Fault injection for the tests; see test_hooks.h.
 #include "src/test_hooks.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -17,7 +18,7 @@ namespace {
 
 struct Hooks {
   int64_t kill_at_step = -1, term_at_step = -1, kill_in_checkpoint = -1, term_in_prepare = -1, term_in_planning = -1;
-  int64_t slow_checkpoint_ms = -1;
+  int64_t slow_checkpoint_ms = -1, file_limit_at_export = -1;
   std::string fault_kind;  // "kill" | "throw" | "" (none)
   int fault_rank = -1;
   int64_t fault_step = -1;
@@ -39,6 +40,7 @@ const Hooks& hooks() {
     h.term_in_prepare = step_of("RINGTUNE_TEST_TERM_IN_PREPARE");
     h.term_in_planning = step_of("RINGTUNE_TEST_TERM_IN_PLANNING");
     h.slow_checkpoint_ms = step_of("RINGTUNE_TEST_SLOW_CHECKPOINT_MS");
+    h.file_limit_at_export = step_of("RINGTUNE_TEST_FILE_LIMIT_AT_EXPORT");
     if (const char* v = std::getenv("RINGTUNE_TEST_FAULT")) {
       char kind[16] = {0};
       int rank = -1;
@@ -87,6 +89,16 @@ void checkpoint_tensor_written() {
 
 void checkpoint_written(int64_t step) {
   if (hooks().kill_in_checkpoint == step) ::kill(::getpid(), SIGKILL);
+}
+
+void export_started() {
+  const int64_t limit = hooks().file_limit_at_export;
+  if (limit < 0) return;
+  std::signal(SIGXFSZ, SIG_IGN);  // a write past the limit then fails with EFBIG instead of ending the process
+  rlimit r{};
+  ::getrlimit(RLIMIT_FSIZE, &r);
+  r.rlim_cur = static_cast<rlim_t>(limit);
+  ::setrlimit(RLIMIT_FSIZE, &r);
 }
 
 SampleLog::SampleLog(int rank) {

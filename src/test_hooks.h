@@ -14,6 +14,10 @@
 //                                         during data preparation
 //   RINGTUNE_TEST_TERM_IN_PLANNING=<n>   SIGTERM to itself once epoch n (0-based) is packed while the
 //                                         run's steps are counted: a stop before the first step
+//   RINGTUNE_TEST_FILE_LIMIT_AT_EXPORT=<bytes>
+//                                         when training writes its result (adapter/ or model/), no
+//                                         file may grow past <bytes> (RLIMIT_FSIZE, SIGXFSZ
+//                                         ignored): a disk or quota that runs out at the end
 //   RINGTUNE_TEST_FAULT=<kill|throw|nan|stop|hang>:<rank>:<step>
 //                                         rank <rank> dies (SIGKILL), throws an Error, has a NaN
 //                                         loss, stops (SIGSTOP: a peer cut off) or hangs (its
@@ -25,7 +29,7 @@
 //                                         samples it trains on to <dir>/samples.rank<r>
 //
 // defines: after_step, before_gradient_reduction, checkpoint_written, checkpoint_tensor_written,
-//          sample_prepared, epoch_planned, SampleLog
+//          sample_prepared, epoch_planned, export_started, SampleLog
 #pragma once
 #include <cstdint>
 #include <fstream>
@@ -51,6 +55,9 @@ void checkpoint_written(int64_t step);
 
 // A tensor of a checkpoint is written: SLOW_CHECKPOINT_MS.
 void checkpoint_tensor_written();
+
+// Training starts writing its result: FILE_LIMIT_AT_EXPORT.
+void export_started();
 
 // SAMPLE_LOG: which samples this rank trained on. Inactive (every call a no-op) when unset.
 class SampleLog {

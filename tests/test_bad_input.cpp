@@ -637,7 +637,7 @@ std::vector<Case> cases() {
       {"config.json vocab huge", with_model({}, [](nlohmann::json& j) { j["vocab_size"] = int64_t{1} << 40; }), train,
        "vocab_size = 1099511627776: must be <= 4194304"},
       {"init-model layers huge", with_file("c.txt", "some words for a tokenizer\n"),
-       "init-model --output m2 --corpus c.txt --layers 1000000000", "num_hidden_layers = 1000000000: must be <= 1024"},
+       "init-model --output m2 --corpus c.txt --layers 1000000000", "--layers = 1000000000: must be <= 1024"},
       {"init-model beyond memory", with_file("c.txt", "some words for a tokenizer\n"),
        "init-model --output m2 --corpus c.txt --hidden 16384 --heads 128 --kv-heads 8 --layers 1000",
        "parameters; making it needs about"},

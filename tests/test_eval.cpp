@@ -313,6 +313,27 @@ TEST_F(Eval, GenerateMessagesPrintsEvalsReplyAndStopsAtEndOfTurn) {
   auto bad = run_ringtune("generate --model " + w.base() + " --messages " + w.dir.file("train.jsonl"));
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("train.jsonl"), std::string::npos) << bad.err;
+  // The prompt is read and checked before the weights load: with weights that would not load, the
+  // error still names the bad messages file, and a prompt longer than the context is refused.
+  const std::string broken = w.dir.file("broken-base");
+  fs::create_directories(broken);
+  for (const auto& e : fs::directory_iterator(w.base()))
+    if (e.path().extension() != ".safetensors") fs::copy(e.path(), broken + "/" + e.path().filename().string());
+  write_file(broken + "/model.safetensors", "not a safetensors file");
+  auto early = run_ringtune("generate --model " + broken + " --messages " + w.dir.file("train.jsonl"));
+  EXPECT_EQ(early.exit_code, 2);
+  EXPECT_NE(early.err.find("train.jsonl"), std::string::npos) << early.err;
+  EXPECT_EQ(early.err.find("safetensors"), std::string::npos) << early.err;
+  std::string ids = "1";
+  for (int i = 0; i < 600; ++i) ids += ",2";
+  auto longer = run_ringtune("generate --model " + broken + " --prompt-ids " + ids);
+  EXPECT_EQ(longer.exit_code, 2);
+  EXPECT_NE(longer.err.find("the prompt is 601 tokens; " + broken + "/config.json: max_position_embeddings"),
+            std::string::npos)
+      << longer.err;
+  auto weights = run_ringtune("generate --model " + broken + " --prompt-ids 1,2");
+  EXPECT_EQ(weights.exit_code, 2);
+  EXPECT_NE(weights.err.find("model.safetensors"), std::string::npos) << weights.err;
 }
 
 TEST_F(Eval, AJinjaTemplateWithThePresetsTextScoresTheSame) {

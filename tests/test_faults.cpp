@@ -15,7 +15,9 @@
 #include <filesystem>
 #include <string>
 
+#include "src/error.h"
 #include "src/io/checkpoint.h"
+#include "src/train/metrics.h"
 #include "test_util.h"
 
 using namespace ringtune;
@@ -293,6 +295,58 @@ TEST(Faults, ResumeAutoWithCheckpointsOfWhichNoneLoadsIsAnError) {
   EXPECT_EQ(metrics_losses(w.dir.file("out")).size(), 4u) << "the refused run wrote metrics";
   r = run_ringtune("train " + w.cfg() + " checkpoint_every_n_steps=2 resume=none");
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// A write that fails at the end of training, once the last checkpoint is written (here: no file
+// may grow, as when a quota runs out): exit 1, an environment fault, not bad input; the previous
+// run's adapter stays whole (the new one is built beside it and renamed into place), and the
+// checkpoint of the last step can be exported.
+TEST(Faults, AFailedWriteOfTheResultKeepsThePreviousOneAndSaysSo) {
+  FaultWorkspace w;
+  auto r = run_ringtune("train " + w.cfg());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string adapter = w.dir.file("out/adapter");
+  const std::string weights = read_file(adapter + "/adapter_model.safetensors");
+  const std::string config = read_file(adapter + "/adapter_config.json");
+  // Files may not pass 64 KiB, which leaves room for the error line in the captured stderr but not
+  // for this adapter (rank 64 on every projection: 229 KiB).
+  r = run_shell("RINGTUNE_TEST_FILE_LIMIT_AT_EXPORT=65536 " + ringtune_binary() + " train " + w.cfg() +
+                " resume=none max_steps=2 lora_config.r=64 lora_config.target_modules=all-linear");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const std::string errors = error_lines(r.err);
+  EXPECT_EQ(lines_of(errors), 1) << r.err;
+  EXPECT_EQ(errors.rfind("error: " + adapter + ": not written (", 0), 0u) << r.err;
+  EXPECT_NE(errors.find("file too large); the last checkpoint holds the result: ringtune export --checkpoint"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(read_file(adapter + "/adapter_model.safetensors"), weights);
+  EXPECT_EQ(read_file(adapter + "/adapter_config.json"), config);
+  EXPECT_TRUE(temporaries(w.dir.file("out")).empty());
+  r = run_ringtune("export --checkpoint " + w.dir.file("out") + " --format peft --output " + w.dir.file("again"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("(step 2)"), std::string::npos) << r.err;
+}
+
+// metrics.jsonl on a disk that fills: the line that cannot be written ends the run (exit 1 through
+// main) naming the file, the step and the reason, rather than leaving later steps unrecorded.
+TEST(Faults, AMetricsLineThatCannotBeWrittenIsAnEnvironmentError) {
+  FaultWorkspace w;
+  SmallDisk disk(w.dir.file("disk"), "8k");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here";
+  const std::string path = w.dir.file("disk/metrics.jsonl");
+  MetricsLog log(path, /*writer=*/true, 0, 1000000);
+  StepMetrics m;
+  std::string error;
+  for (m.step = 1; m.step <= 1000 && error.empty(); ++m.step) {
+    try {
+      log.record(m);
+    } catch (const EnvironmentError& e) {
+      error = e.what();
+    }
+  }
+  ASSERT_FALSE(error.empty()) << "1000 lines fitted in 8 KiB";
+  EXPECT_EQ(error.rfind(path + ": cannot write step ", 0), 0u) << error;
+  EXPECT_NE(error.find(": no space left on device"), std::string::npos) << error;
 }
 
 TEST(Faults, DiskFullWhileExportingLeavesNothing) {

@@ -259,8 +259,48 @@ TEST(Resume, IncompatibleChangesAreRefusedSayingWhatDiffers) {
   auto base = train_with_env(w, "max_steps=6 lora_config.r=4");
   EXPECT_EQ(base.exit_code, 2);
   EXPECT_NE(base.err.find("cannot resume: the base weights differ"), std::string::npos) << base.err;
+  // Each was refused before the data was looked at (the cache's "prepared data ... is up to date").
+  for (const auto* refused : {&rank, &full, &base})
+    EXPECT_EQ(refused->err.find("prepared data"), std::string::npos) << refused->err;
   auto fresh = train_with_env(w, "max_steps=2 lora_config.r=4 resume=none");
   EXPECT_EQ(fresh.exit_code, 0) << fresh.err;
+}
+
+// A run that starts over (resume: none) or from an earlier checkpoint in an output_dir that holds
+// a longer run's checkpoints: at its first checkpoint it removes the earlier run's later ones,
+// which would otherwise rank as "newest". Before, pruning removed the new run's checkpoint and
+// kept the old run's step 4, so `export --checkpoint out` and a resumed run took the old run.
+TEST(Resume, StartingOverRemovesTheEarlierRunsLaterCheckpoints) {
+  TrainWorkspace w;
+  const std::string ckpts = w.dir.file("out/checkpoints/");
+  auto first = train_with_env(w, "max_steps=4 checkpoint_every_n_steps=1 num_checkpoints_to_keep=0 lora_config.r=4");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ASSERT_EQ(list_checkpoints(w.dir.file("out")).size(), 4u);
+  // From step 2 of that run: step 3 is written again and the old step 4 goes.
+  auto rewind = train_with_env(w, "max_steps=3 checkpoint_every_n_steps=1 num_checkpoints_to_keep=0 lora_config.r=4 "
+                                  "resume=" + ckpts + "step-00000002.h5");
+  ASSERT_EQ(rewind.exit_code, 0) << rewind.err;
+  EXPECT_NE(rewind.err.find("removed 1 checkpoint(s) of an earlier run past step 2 (step-00000004.h5): this run "
+                            "continued from " + ckpts + "step-00000002.h5"),
+            std::string::npos)
+      << rewind.err;
+  EXPECT_EQ(list_checkpoints(w.dir.file("out")),
+            (std::vector<std::string>{ckpts + "step-00000003.h5", ckpts + "step-00000002.h5", ckpts + "step-00000001.h5"}));
+  // Start over with the default num_checkpoints_to_keep (2): only this run's two checkpoints stay.
+  auto fresh = train_with_env(w, "max_steps=2 checkpoint_every_n_steps=1 lora_config.r=4 resume=none");
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
+  EXPECT_NE(fresh.err.find("removed 2 checkpoint(s) of an earlier run past step 0 (step-00000003.h5, "
+                           "step-00000002.h5): this run started afresh"),
+            std::string::npos)
+      << fresh.err;
+  EXPECT_EQ(list_checkpoints(w.dir.file("out")),
+            (std::vector<std::string>{ckpts + "step-00000002.h5", ckpts + "step-00000001.h5"}));
+  CheckpointState st;
+  EXPECT_EQ(find_resume_checkpoint(w.dir.file("out"), st), ckpts + "step-00000002.h5");
+  EXPECT_EQ(st.total_steps, 2);
+  auto e = run_ringtune("export --checkpoint " + w.dir.file("out") + " --format peft --output " + w.dir.file("peft"));
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_NE(e.err.find("(step 2)"), std::string::npos) << e.err;
 }
 
 // ---------------------------------------------------------------------------------------------

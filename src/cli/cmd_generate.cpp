@@ -16,6 +16,7 @@
 #include "src/data/prompt_format.h"
 #include "src/data/sample_parser.h"
 #include "src/error.h"
+#include "src/io/hf_model.h"
 #include "src/io/json_file.h"
 #include "src/options/data_options.h"
 #include "src/train/evaluate.h"
@@ -107,46 +108,65 @@ int cmd_generate(const Args& args) {
   if (opt.max_new_tokens < 0) throw InputError("--max-new-tokens must be >= 0");
   if (opt.temperature < 0) throw InputError("--temperature must be >= 0");
   if (!(opt.top_p > 0 && opt.top_p <= 1)) throw InputError("--top-p must be in (0, 1]");
+  const std::string model_dir = p.get("model");
+  if (static_cast<int>(p.has("prompt")) + p.has("prompt-ids") + p.has("messages") > 1)
+    throw InputError("ringtune generate: give one of --prompt, --prompt-ids, --messages");
+  if (p.has("format") && !p.has("messages")) throw InputError("ringtune generate: --format applies to --messages only");
   ModelOptions mo;
-  mo.base_dir = p.get("model");
+  mo.base_dir = model_dir;
   mo.dtype = p.get("dtype");
   mo.device = resolve_device(p.get("device"));
   if (p.has("adapter")) mo.adapter = p.get("adapter");
-  const ModelSetup setup = setup_model(mo);
-  LlamaForCausalLM model = setup.model;
-  const AdapterInfo& adapter = setup.adapter;
-  if (p.has("adapter")) spdlog::info("applied {}", adapter.describe());
-  model->eval();
-  const auto& cfg = model->config();
-  std::vector<int64_t> prompt;
+  // The prompt is made and checked against config.json before the weights load (seconds to
+  // minutes for a large model), except a conversation in the format stored with --adapter.
+  const LlamaConfig cfg = read_hf_config(model_dir);
   std::unique_ptr<Tokenizer> tok;
-  const std::string model_dir = p.get("model");
   if (p.has("tokenizer")) {
     tok = load_tokenizer(p.get("tokenizer"));
   } else if (std::filesystem::exists(model_dir + "/tokenizer.json") ||
              std::filesystem::exists(model_dir + "/tokenizer.model")) {
     tok = load_tokenizer(model_dir);
   }
-  if (static_cast<int>(p.has("prompt")) + p.has("prompt-ids") + p.has("messages") > 1)
-    throw InputError("ringtune generate: give one of --prompt, --prompt-ids, --messages");
-  if (p.has("format") && !p.has("messages")) throw InputError("ringtune generate: --format applies to --messages only");
+  std::vector<int64_t> prompt;
+  Conversation conversation;
+  if (p.has("messages")) {
+    if (!tok) throw InputError(model_dir + ": --messages needs a tokenizer (none in the model directory; pass --tokenizer)");
+    conversation = read_messages(p.get("messages"));
+  } else if (p.has("prompt")) {
+    if (!tok) throw InputError(model_dir + ": --prompt needs a tokenizer (none in the model directory; pass --tokenizer)");
+    if (tok->special_ids().bos >= 0) prompt.push_back(tok->special_ids().bos);
+    for (int32_t id : tok->encode(p.get("prompt"), false)) prompt.push_back(id);
+    check_token_ids(prompt, cfg.vocab_size, "--prompt");
+  } else if (p.has("prompt-ids")) {
+    prompt = parse_ids("--prompt-ids", p.get("prompt-ids"), cfg.vocab_size);
+  } else {
+    if (cfg.bos_token_id < 0) throw InputError(model_dir + "/config.json: no bos_token_id; pass --prompt-ids");
+    prompt = {cfg.bos_token_id};
+  }
+  if (p.has("stop-ids")) opt.stop_ids = parse_ids("--stop-ids", p.get("stop-ids"), cfg.vocab_size);
+  const auto check_room = [&] {
+    if (static_cast<int64_t>(prompt.size()) >= cfg.max_position_embeddings)
+      throw InputError("the prompt is " + std::to_string(prompt.size()) + " tokens; " + model_dir +
+                       "/config.json: max_position_embeddings " + std::to_string(cfg.max_position_embeddings) +
+                       " leaves no room to generate");
+  };
+  // --messages: rendered with the prompt format (the checkpoint's own, when --adapter has one and
+  // no --format is given), ended at the format's end-of-turn token.
   std::shared_ptr<const ChatRenderer> format;
   std::unique_ptr<DataPipeline> stored_pipe;  // keeps the tokenizer of a stored format alive
   std::vector<int64_t> turn_end;
-  if (p.has("messages")) {
-    if (!tok) throw InputError(model_dir + ": --messages needs a tokenizer (none in the model directory; pass --tokenizer)");
-    const Conversation conversation = read_messages(p.get("messages"));
+  const auto render = [&](const AdapterInfo* adapter) {
     std::string fmt = p.has("format") ? p.get("format") : "";
     bool allow_special = false;
-    if (fmt.empty() && !adapter.config_yaml.empty()) {
+    if (fmt.empty() && adapter && !adapter->config_yaml.empty()) {
       try {  // the format the checkpoint was trained with
-        const Config stored = load_config_from_string(adapter.config_yaml, {}, adapter.file + " (stored config)");
+        const Config stored = load_config_from_string(adapter->config_yaml, {}, adapter->file + " (stored config)");
         stored_pipe = std::make_unique<DataPipeline>(make_data_pipeline(stored));
         format = stored_pipe->renderer;
         allow_special = stored_pipe->options.allow_special_tokens_in_content;
-        spdlog::info("prompt format: {} (from {})", format->describe(), adapter.file);
+        spdlog::info("prompt format: {} (from {})", format->describe(), adapter->file);
       } catch (const InputError& e) {
-        spdlog::warn("cannot use the prompt format stored in {} ({}); using auto", adapter.file, e.what());
+        spdlog::warn("cannot use the prompt format stored in {} ({}); using auto", adapter->file, e.what());
       }
     }
     if (!format) {
@@ -162,24 +182,18 @@ int cmd_generate(const Args& args) {
     prompt = gp.ids;
     turn_end = end_of_turn_ids(*tok, *format);
     check_token_ids(prompt, cfg.vocab_size, "--messages");
-  } else if (p.has("prompt")) {
-    if (!tok) throw InputError(model_dir + ": --prompt needs a tokenizer (none in the model directory; pass --tokenizer)");
-    if (tok->special_ids().bos >= 0) prompt.push_back(tok->special_ids().bos);
-    for (int32_t id : tok->encode(p.get("prompt"), false)) prompt.push_back(id);
-    check_token_ids(prompt, cfg.vocab_size, "--prompt");
-  } else if (p.has("prompt-ids")) {
-    prompt = parse_ids("--prompt-ids", p.get("prompt-ids"), cfg.vocab_size);
-  } else {
-    if (cfg.bos_token_id < 0)
-      throw InputError(p.get("model") + "/config.json: no bos_token_id; pass --prompt-ids");
-    prompt = {cfg.bos_token_id};
-  }
-  if (p.has("stop-ids")) opt.stop_ids = parse_ids("--stop-ids", p.get("stop-ids"), cfg.vocab_size);
+    check_room();
+  };
+  const bool render_after_load = p.has("messages") && !p.has("format") && p.has("adapter");
+  if (p.has("messages") && !render_after_load) render(nullptr);
+  check_room();
+
+  const ModelSetup setup = setup_model(mo);
+  LlamaForCausalLM model = setup.model;
+  if (p.has("adapter")) spdlog::info("applied {}", setup.adapter.describe());
+  model->eval();
+  if (render_after_load) render(&setup.adapter);
   opt.stop_ids.insert(opt.stop_ids.end(), turn_end.begin(), turn_end.end());
-  if (static_cast<int64_t>(prompt.size()) >= cfg.max_position_embeddings)
-    throw InputError("the prompt is " + std::to_string(prompt.size()) + " tokens; " + p.get("model") +
-                     "/config.json: max_position_embeddings " + std::to_string(cfg.max_position_embeddings) +
-                     " leaves no room to generate");
   const auto seq = generate(model, prompt, opt);
   if (p.has("messages")) {  // the reply only, as `eval` compares it
     const std::vector<int64_t> reply(seq.begin() + static_cast<std::ptrdiff_t>(prompt.size()), seq.end());

@@ -275,6 +275,29 @@ void write_tokenizer_config(const fs::path& dir, const InitModelOptions& o) {
 // ---------------------------------------------------------------------------------------------
 // Model
 
+// LlamaConfig::validate names config.json's fields; init-model's user gave flags, so its message
+// names those ("--hidden = 200000: must be <= 131072"), whole words only.
+std::string as_flags(std::string message) {
+  static const std::pair<const char*, const char*> names[] = {
+      {"vocab_size", "--vocab-size"},          {"hidden_size", "--hidden"},    {"num_hidden_layers", "--layers"},
+      {"num_attention_heads", "--heads"},      {"num_key_value_heads", "--kv-heads"},
+      {"intermediate_size", "--intermediate"}, {"max_position_embeddings", "--context"},
+      {"head_dim", "head_dim (--hidden / --heads)"}};
+  const auto word = [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_'; };
+  for (const auto& [field, flag] : names) {
+    const std::string f = field;
+    for (size_t at = message.find(f); at != std::string::npos; at = message.find(f, at)) {
+      const bool whole = (at == 0 || !word(message[at - 1])) && (at + f.size() == message.size() || !word(message[at + f.size()]));
+      if (!whole) {
+        at += f.size();
+        continue;
+      }
+      message.replace(at, f.size(), flag);
+      at += std::strlen(flag);
+    }
+  }
+  return message;
+}
 
 LlamaConfig make_config(const InitModelOptions& o, int64_t vocab) {
   LlamaConfig c;
@@ -295,7 +318,7 @@ LlamaConfig make_config(const InitModelOptions& o, int64_t vocab) {
   try {
     c.validate();
   } catch (const std::invalid_argument& e) {
-    throw InputError(std::string("ringtune init-model: ") + e.what());
+    throw InputError("ringtune init-model: " + as_flags(e.what()));
   }
   return c;
 }

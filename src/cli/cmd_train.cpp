@@ -7,6 +7,7 @@
 #include "distributed/process_info.h"
 #include "src/cli/args.h"
 #include "src/error.h"
+#include "src/exit_status.h"
 #include "src/log.h"
 #include "src/cli/commands.h"
 #include "src/cli/config_args.h"
@@ -61,11 +62,9 @@ int cmd_train(const Args& args) {
     // With several ranks, the others may be waiting in a collective: report and take them all
     // down (MPI_Abort) rather than return and leave them hanging.
     if (ProcessGroup::initialized() && ProcessGroup::init().size() > 1) {
-      const bool input = dynamic_cast<const InputError*>(&e) != nullptr;
-      const auto* stop = dynamic_cast<const Interrupted*>(&e);
-      std::cerr << (input || stop ? "error: " : "internal error: ") << "rank " << ProcessGroup::init().rank() << ": "
-                << one_line(e.what()) << std::endl;
-      ProcessGroup::init().abort(stop ? stop->exit_code() : input ? 2 : 1);
+      const auto s = exit_status(e);  // the code and line main() would give (src/exit_status.h)
+      std::cerr << s.prefix << "rank " << ProcessGroup::init().rank() << ": " << s.message << std::endl;
+      ProcessGroup::init().abort(s.code);
     }
     throw;
   }

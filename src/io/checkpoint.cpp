@@ -160,6 +160,17 @@ std::string find_resume_checkpoint(const std::string& output_dir, CheckpointStat
   return "";
 }
 
+std::vector<std::string> remove_checkpoints_after(const std::string& output_dir, int64_t after,
+                                                  const std::string& kept) {
+  std::vector<std::string> removed;
+  for (const auto& c : list_checkpoints(output_dir)) {
+    if (step_of(c) <= after || fs::path(c) == fs::path(kept)) continue;
+    fs::remove(c);
+    removed.push_back(fs::path(c).filename().string());
+  }
+  return removed;
+}
+
 void prune_checkpoints(const std::string& output_dir, int64_t keep) {
   if (keep <= 0) return;
   const auto all = list_checkpoints(output_dir);  // newest first

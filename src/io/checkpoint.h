@@ -11,7 +11,8 @@
 // adam_step, config (resolved YAML), base_hash, tokenizer_hash, data_hash, valid_loss (NaN when
 // validation did not run at that step; absent in older files). Every dataset carries a
 // Fletcher-32 checksum; loading reads them all, so a corrupted file is detected.
-// defines: CheckpointState, save_checkpoint, load_checkpoint, find_resume_checkpoint, prune_checkpoints
+// defines: CheckpointState, save_checkpoint, load_checkpoint, find_resume_checkpoint, prune_checkpoints,
+//          remove_checkpoints_after, list_checkpoints
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -50,6 +51,13 @@ std::string find_resume_checkpoint(const std::string& output_dir, CheckpointStat
 // ranks last), else the newest `keep`; the newest checkpoint is always kept as well, so `resume:
 // auto` continues where the run stopped. A file whose attributes cannot be read is left alone.
 void prune_checkpoints(const std::string& output_dir, int64_t keep);
+
+// Removes the checkpoints in OUTPUT_DIR/checkpoints past step `after`, except `kept` (the one
+// just written): a run that started over (resume: none) or from an earlier step abandons the
+// earlier run's later checkpoints, which would otherwise outrank its own as "newest" (pruning
+// removed the run's new checkpoint and kept the old one). Returns the removed file names.
+std::vector<std::string> remove_checkpoints_after(const std::string& output_dir, int64_t after,
+                                                  const std::string& kept);
 
 // The checkpoint files in OUTPUT_DIR/checkpoints, newest (highest step) first.
 std::vector<std::string> list_checkpoints(const std::string& output_dir);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -63,6 +64,11 @@ void MetricsLog::record(const StepMetrics& m) {
     }
     out_ << j.dump() << "\n";
     out_.flush();
+    // A line that cannot be written (the disk filled) ends the run rather than leave a gap in the
+    // record: the last checkpoint stays, and a resumed run drops a partial last line.
+    if (!out_)
+      throw EnvironmentError(path_ + ": cannot write step " + std::to_string(m.step) + ": " +
+                             write_failure(path_, errno, "write failed"));
   }
   progress(m);
 }

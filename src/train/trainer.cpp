@@ -34,6 +34,7 @@
 #include "src/io/prepared_dataset.h"  // defines: PreparedDataset, prepare_dataset
 #include "src/cpu_pool.h"               // defines: cpu_pool_trim
 #include "src/error.h"
+#include "src/exit_status.h"
 #include "src/io/checkpoint.h"          // defines: CheckpointState, save/load/find_resume_checkpoint
 #include "src/io/export.h"              // defines: write_peft_adapter, write_hf_model_dir
 #include "src/io/hf_model.h"            // defines: hf_weight_files
@@ -47,7 +48,7 @@
 #include "src/train/loss.h"             // defines: batch_loss_sum
 #include "src/train/metrics.h"          // defines: MetricsLog, StepMetrics
 #include "src/train/model_setup.h"      // defines: setup_model, check_token_ids, padding_id
-#include "src/io/atomic_file.h"         // defines: check_output_dir
+#include "src/io/atomic_file.h"         // defines: check_output_dir, ScratchDir, install_directory
 #include "src/io/run_lock.h"            // defines: RunLock
 #include "src/stop_signal.h"            // defines: install_stop_handlers, stop_signalled
 #include "src/train/packing.h"          // defines: PackedSequence, pack_sequences, SequenceBatch
@@ -76,6 +77,21 @@ int64_t status_mib(const std::string& field) {
 }
 int64_t rss_mib() { return status_mib("VmRSS:"); }
 int64_t peak_rss_mib() { return status_mib("VmHWM:"); }
+
+// A write under output_dir once the set-up has checked it (a checkpoint, the exported result):
+// when it fails, the disk filled, the filesystem went read-only after I/O errors or permissions
+// changed under the run. That is the environment's fault (exit 1), not the input's, whatever the
+// writer calls it; the message keeps the path and the system's reason.
+template <class Write>
+auto environment_write(Write&& write) -> decltype(write()) {
+  try {
+    return write();
+  } catch (const InputError& e) {
+    throw EnvironmentError(e.what());
+  } catch (const fs::filesystem_error& e) {
+    throw EnvironmentError(exit_status(e).message);
+  }
+}
 
 
 // ---------------------------------------------------------------------------------------------
@@ -131,6 +147,8 @@ class Trainer {
 
   void setup_process_group();
   void load_resume_file();
+  void setup_pipeline();
+  void check_resume();
   void setup_data();
   void discard_built_caches();
   void setup_model();
@@ -170,7 +188,7 @@ class Trainer {
   // data
   DataPipeline pipe_;
   PreparedDataset train_, valid_;
-  CheckpointState resume_file_;  // resume: PATH, read by load_resume_file
+  CheckpointState resume_file_;  // the checkpoint to resume: resume: PATH (load_resume_file) or auto's (check_resume)
   std::vector<std::string> built_caches_;  // rank 0: caches this run created (none was there before)
   bool planning_ = false;                   // setup_data is counting the run's steps
   int32_t pad_id_ = 0;
@@ -190,6 +208,7 @@ class Trainer {
   // resume, metrics, checkpoints
   std::string base_hash_, tokenizer_hash_;
   int64_t start_step_ = 0;
+  bool checkpointed_ = false;  // rank 0 wrote a checkpoint in this run
   std::unique_ptr<MetricsLog> metrics_;
   test_hooks::SampleLog sample_log_;
   TrainSummary summary_;
@@ -299,10 +318,14 @@ const std::vector<PackedSequence>& Trainer::sequences(int64_t epoch) {
 
 // Tokenized splits, the padding id, the step plan (which depends on the data and the global batch,
 // never on the world size) and the validation sequences.
-void Trainer::setup_data() {
+// The tokenizer and prompt format, checked against the model (no data is read yet).
+void Trainer::setup_pipeline() {
   pipe_ = make_data_pipeline(o_.data);
   check_data_fits_model(o_.model, *pipe_.tokenizer, pipe_.tokenizer_path);
   spdlog::info("prompt format: {}", pipe_.renderer->describe());
+}
+
+void Trainer::setup_data() {
   train_ = prepared("train", o_.train_path);
   if (train_.size() == 0) o_.origins.fail("train_path", "no usable samples");
   if (!o_.valid_path.empty()) {
@@ -415,7 +438,10 @@ void Trainer::setup_optimizer() {
 
 // resume: auto continues from the newest checkpoint that loads, a path from that file; the base
 // weights, tokenizer and trainable tensors must be those of the checkpoint.
-void Trainer::resume() {
+// The checkpoint to resume (resume: PATH, or auto's newest that loads) is checked against this
+// run's base weights, tokenizer and trainable tensors before any data is prepared, so a run that
+// cannot continue it is refused at once and leaves no cache behind.
+void Trainer::check_resume() {
   std::vector<std::string> base_files{(fs::path(o_.model.base_dir) / "config.json").string()};
   for (const auto& f : hf_weight_files(o_.model.base_dir)) base_files.push_back(f);
   base_hash_ = file_fingerprint(base_files);
@@ -423,41 +449,49 @@ void Trainer::resume() {
   if (o_.model.quantization == "nf4") base_hash_ += "+nf4-b64-dq";
   tokenizer_hash_ = pipe_.tokenizer_hash();
 
-  CheckpointState ck;
+  CheckpointState& ck = resume_file_;  // resume: PATH was read by load_resume_file before any work
   std::string& from = summary_.resumed_from;
   if (o_.resume == "auto") {
     from = find_resume_checkpoint(o_.output_dir, ck);
   } else if (o_.resume != "none") {
-    ck = std::move(resume_file_);  // read by load_resume_file before any work
     from = o_.resume;
   }
+  if (from.empty()) return;
+  if (ck.base_hash != base_hash_) {
+    const auto plain = [](const std::string& h) { return h.substr(0, h.find('+')); };
+    if (plain(ck.base_hash) == plain(base_hash_))
+      throw InputError(from + ": cannot resume: the quantization of the base differs (checkpoint " +
+                       (ck.base_hash.find("+nf4") != std::string::npos ? "nf4" : "none") + ", quantization now " +
+                       o_.model.quantization + ")");
+    throw InputError(from + ": cannot resume: the base weights differ (checkpoint " + ck.base_hash +
+                     ", initial_base_model_ckpt_path now " + base_hash_ + ")");
+  }
+  if (ck.tokenizer_hash != tokenizer_hash_)
+    throw InputError(from + ": cannot resume: the tokenizer differs (checkpoint " + ck.tokenizer_hash + ", now " +
+                     tokenizer_hash_ + ")");
+  std::map<std::string, torch::Tensor> saved(ck.trainable.begin(), ck.trainable.end());
+  if (saved.size() != trainable_.size())
+    throw InputError(from + ": cannot resume: the checkpoint has " + std::to_string(saved.size()) +
+                     " trainable tensors, this configuration " + std::to_string(trainable_.size()) +
+                     (model_.lora ? " (other LoRA target_modules or modules_to_save?)" : " (LoRA vs full fine-tuning?)"));
+  for (auto& [name, p] : trainable_) {
+    auto it = saved.find(name);
+    if (it == saved.end()) throw InputError(from + ": cannot resume: tensor " + name + " is not in the checkpoint");
+    if (it->second.sizes() != p.sizes())
+      throw InputError(from + ": cannot resume: tensor " + name + " has shape " + c10::str(it->second.sizes()) +
+                       " in the checkpoint, " + c10::str(p.sizes()) + " now (other LoRA rank?)");
+  }
+}
+
+// Puts the checked checkpoint's tensors, optimizer state and random state in place.
+void Trainer::resume() {
+  const std::string& from = summary_.resumed_from;
   if (!from.empty()) {
-    if (ck.base_hash != base_hash_) {
-      const auto plain = [](const std::string& h) { return h.substr(0, h.find('+')); };
-      if (plain(ck.base_hash) == plain(base_hash_))
-        throw InputError(from + ": cannot resume: the quantization of the base differs (checkpoint " +
-                         (ck.base_hash.find("+nf4") != std::string::npos ? "nf4" : "none") + ", quantization now " +
-                         o_.model.quantization + ")");
-      throw InputError(from + ": cannot resume: the base weights differ (checkpoint " + ck.base_hash +
-                       ", initial_base_model_ckpt_path now " + base_hash_ + ")");
-    }
-    if (ck.tokenizer_hash != tokenizer_hash_)
-      throw InputError(from + ": cannot resume: the tokenizer differs (checkpoint " + ck.tokenizer_hash + ", now " +
-                       tokenizer_hash_ + ")");
+    CheckpointState ck = std::move(resume_file_);
+    resume_file_ = CheckpointState();
     std::map<std::string, torch::Tensor> saved(ck.trainable.begin(), ck.trainable.end());
-    if (saved.size() != trainable_.size())
-      throw InputError(from + ": cannot resume: the checkpoint has " + std::to_string(saved.size()) +
-                       " trainable tensors, this configuration " + std::to_string(trainable_.size()) +
-                       (model_.lora ? " (other LoRA target_modules or modules_to_save?)" : " (LoRA vs full fine-tuning?)"));
     torch::NoGradGuard ng;
-    for (auto& [name, p] : trainable_) {
-      auto it = saved.find(name);
-      if (it == saved.end()) throw InputError(from + ": cannot resume: tensor " + name + " is not in the checkpoint");
-      if (it->second.sizes() != p.sizes())
-        throw InputError(from + ": cannot resume: tensor " + name + " has shape " + c10::str(it->second.sizes()) +
-                         " in the checkpoint, " + c10::str(p.sizes()) + " now (other LoRA rank?)");
-      p.copy_(it->second);
-    }
+    for (auto& [name, p] : trainable_) p.copy_(saved.at(name));
     opt_->load_master(ck.trainable);  // this rank's range, whatever the world size that saved it
     opt_->load_state(ck.optimizer);
     opt_->set_step_count(ck.adam_step);
@@ -691,8 +725,19 @@ std::string Trainer::save_checkpoint(int64_t steps_done) {
     st.optimizer = opt_->named_state(full_m, full_v, full_qm, full_qv);
     st.rng = rng_bytes();
     if (valid_loss_at_.first == steps_done) st.valid_loss = valid_loss_at_.second;
-    path = ringtune::save_checkpoint(o_.output_dir, st);
-    prune_checkpoints(o_.output_dir, o_.checkpoints_to_keep);
+    path = environment_write([&] { return ringtune::save_checkpoint(o_.output_dir, st); });
+    if (!checkpointed_) {  // the first of this run: an earlier run's later checkpoints are abandoned
+      const auto removed =
+          environment_write([&] { return remove_checkpoints_after(o_.output_dir, start_step_, path); });
+      std::string names;
+      for (const auto& n : removed) names += (names.empty() ? "" : ", ") + n;
+      if (!removed.empty())
+        spdlog::warn("removed {} checkpoint(s) of an earlier run past step {} ({}): this run {}", removed.size(),
+                     start_step_, names,
+                     summary_.resumed_from.empty() ? "started afresh" : "continued from " + summary_.resumed_from);
+    }
+    checkpointed_ = true;
+    environment_write([&] { prune_checkpoints(o_.output_dir, o_.checkpoints_to_keep); });
     spdlog::info("checkpoint {} (step {})", path, steps_done);
   }
   pg_->barrier();
@@ -701,15 +746,28 @@ std::string Trainer::save_checkpoint(int64_t steps_done) {
 
 // ---- the end ----------------------------------------------------------------------------------
 
-// Rank 0 writes the PEFT adapter (LoRA) or the Hugging Face model directory (full fine-tuning).
+// Rank 0 writes the PEFT adapter (LoRA) or the Hugging Face model directory (full fine-tuning),
+// built beside it and renamed into place: a failure (the disk filled) leaves the directory as it
+// was, never an adapter without its config; the last step's checkpoint is written already, so
+// `ringtune export` can make it again.
 void Trainer::export_result() {
   model_.model->eval();
   summary_.export_dir = (fs::path(o_.output_dir) / (model_.lora ? "adapter" : "model")).string();
   if (leader_) {
-    if (model_.lora)
-      write_peft_adapter(summary_.export_dir, model_.model, model_.lora_options, o_.model_name);
-    else
-      write_hf_model_dir(summary_.export_dir, model_.model, o_.model.base_dir);
+    test_hooks::export_started();
+    try {
+      environment_write([&] {
+        ScratchDir built(summary_.export_dir + ".tmp-");
+        if (model_.lora)
+          write_peft_adapter(built.path(), model_.model, model_.lora_options, o_.model_name);
+        else
+          write_hf_model_dir(built.path(), model_.model, o_.model.base_dir);
+        install_directory(built, summary_.export_dir);
+      });
+    } catch (const EnvironmentError& e) {
+      throw EnvironmentError(summary_.export_dir + ": not written (" + e.what() +
+                             "); the last checkpoint holds the result: ringtune export --checkpoint " + o_.output_dir);
+    }
   }
   pg_->barrier();
 }
@@ -738,6 +796,8 @@ TrainSummary run_training(const TrainOptions& options) {
   t.setup_process_group();
   t.load_resume_file();
   t.setup_model();  // first: bad weights or adapters are refused before any data is prepared
+  t.setup_pipeline();
+  t.check_resume();  // a checkpoint this run cannot continue is refused before any data is prepared
   try {
     t.setup_data();
     t.setup_optimizer();
