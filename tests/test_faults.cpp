@@ -349,6 +349,26 @@ TEST(Faults, AMetricsLineThatCannotBeWrittenIsAnEnvironmentError) {
   EXPECT_NE(error.find(": no space left on device"), std::string::npos) << error;
 }
 
+// A run refused after it made its output_dir (here: `resume` names an HDF5 file that is not a
+// checkpoint, which only loading it can tell) removes the directories it made, the parents it
+// made on the way included; one that was there before stays.
+TEST(Faults, ARefusedRunRemovesTheDirectoriesItMadeParentsIncluded) {
+  FaultWorkspace w;
+  auto first = run_ringtune("train " + w.cfg() + " max_steps=1");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::string not_a_checkpoint = w.dir.file("out/prepared/train.h5");
+  ASSERT_TRUE(fs::exists(not_a_checkpoint));
+  fs::create_directories(w.dir.file("kept"));
+  for (const std::string out : {"new/deeper/out", "kept/new/out"}) {
+    auto r = run_ringtune("train " + w.cfg() + " output_dir=" + w.dir.file(out) + " resume=" + not_a_checkpoint);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(error_lines(r.err).find("not a ringtune checkpoint"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(w.dir.file("new"))) << "the refused run left the parents it made";
+  EXPECT_TRUE(fs::exists(w.dir.file("kept")));
+  EXPECT_FALSE(fs::exists(w.dir.file("kept/new")));
+}
+
 TEST(Faults, DiskFullWhileExportingLeavesNothing) {
   FaultWorkspace w;
   auto r = run_ringtune("train " + w.cfg() + " checkpoint_every_n_steps=4");

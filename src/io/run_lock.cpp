@@ -27,8 +27,20 @@ std::string read_holder(int fd) {
 
 }  // namespace
 
-RunLock::RunLock(const std::string& dir, const std::string& where, bool created_dir)
-    : dir_(dir), created_dir_(created_dir) {
+void remove_made_directories(const std::string& dir, const std::string& top) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path last = fs::absolute(top, ec).lexically_normal();
+  if (ec || top.empty()) return;
+  for (fs::path d = fs::absolute(dir, ec).lexically_normal(); !ec && !d.empty(); d = d.parent_path()) {
+    const bool gone = !fs::exists(fs::symlink_status(d, ec));
+    if (!gone && (!fs::is_directory(fs::symlink_status(d, ec)) || !fs::remove(d, ec))) break;  // not an empty directory
+    if (d == last || d == d.parent_path()) break;
+  }
+}
+
+RunLock::RunLock(const std::string& dir, const std::string& where, const std::string& created_top)
+    : dir_(dir), created_top_(created_top) {
   const std::string path = (std::filesystem::path(dir) / ".lock").string();
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw EnvironmentError(path + ": cannot open the run lock: " + std::strerror(errno));
@@ -54,12 +66,12 @@ RunLock::~RunLock() {
   if (fd_ < 0) return;
   namespace fs = std::filesystem;
   std::error_code ec;
-  bool only_lock = created_dir_;
+  bool only_lock = !created_top_.empty();
   for (auto it = fs::directory_iterator(dir_, ec); only_lock && !ec && it != fs::directory_iterator(); it.increment(ec))
     only_lock = it->path().filename() == ".lock";
   if (only_lock && !ec) {  // unlinked while still held, so no other run can take it in between
     fs::remove(fs::path(dir_) / ".lock", ec);
-    fs::remove(dir_, ec);
+    remove_made_directories(dir_, created_top_);
   }
   ::close(fd_);  // releases the lock
 }

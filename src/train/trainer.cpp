@@ -49,7 +49,7 @@
 #include "src/train/metrics.h"          // defines: MetricsLog, StepMetrics
 #include "src/train/model_setup.h"      // defines: setup_model, check_token_ids, padding_id
 #include "src/io/atomic_file.h"         // defines: check_output_dir, ScratchDir, install_directory
-#include "src/io/run_lock.h"            // defines: RunLock
+#include "src/io/run_lock.h"            // defines: RunLock, remove_made_directories
 #include "src/stop_signal.h"            // defines: install_stop_handlers, stop_signalled
 #include "src/train/packing.h"          // defines: PackedSequence, pack_sequences, SequenceBatch
 #include "src/train/step_plan.h"        // defines: StepPlan, Rows
@@ -236,11 +236,22 @@ void Trainer::setup_process_group() {
       if (fs::exists(fs::symlink_status(p, ec)) && !fs::is_directory(p, ec))
         o_.origins.fail("output_dir", p.string() + " exists and is not a directory");
     }
-    const bool created = !fs::exists(o_.output_dir);
+    // The outermost directory this run makes on the way to output_dir: a refused run removes what
+    // it made, parents included.
     std::error_code made;
+    std::string created_top;
+    for (fs::path d = fs::absolute(o_.output_dir, made).lexically_normal(); !made && !d.empty() && !fs::exists(d);
+         d = d.parent_path()) {
+      created_top = d.string();
+      if (d == d.parent_path()) break;
+    }
     fs::create_directories(o_.output_dir, made);  // what check_output_dir cannot see (/sys refuses at mkdir)
-    if (made) o_.origins.fail("output_dir", o_.output_dir + ": cannot be created (" + made.message() + ")");
-    run_lock_ = std::make_unique<RunLock>(o_.output_dir, o_.origins.where("output_dir"), created);
+    if (made) {
+      const std::string why = made.message();
+      remove_made_directories(o_.output_dir, created_top);  // the chain it made before the refusal
+      o_.origins.fail("output_dir", o_.output_dir + ": cannot be created (" + why + ")");
+    }
+    run_lock_ = std::make_unique<RunLock>(o_.output_dir, o_.origins.where("output_dir"), created_top);
   }
   pg_->barrier();
   if (o_.per_rank_log_files) init_logging(log_level_for(o_.log_level), rank_, world_, o_.output_dir);
