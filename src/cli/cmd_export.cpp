@@ -43,6 +43,7 @@ int cmd_export(const Args& args) {
   const std::string path = read_checkpoint(p.get("checkpoint"), st);
   const Config cfg = load_config_from_string(st.config_yaml, {}, path + " (stored config)");
   const std::string base = cfg.get_string("initial_base_model_ckpt_path");
+  check_checkpoint_base(st.base_hash, path, base);  // merged onto other weights, the result would be wrong silently
   const bool lora = cfg.is_set("lora_config.r");
   if (format == "peft" && !lora) throw InputError(path + ": a full fine-tuning checkpoint has no adapter; use --format merged");
   LlamaForCausalLM model = load_hf_model(base, cfg.get_string("dtype"), resolve_device(p.get("device")));

@@ -199,6 +199,7 @@ AdapterInfo load_adapter(LlamaForCausalLM& model, const std::string& path, LoraO
     info.kind = "checkpoint";
     info.step = st.step;
     info.config_yaml = st.config_yaml;
+    info.base_hash = st.base_hash;
     info.lora = apply_checkpoint(model, st, info.file, lora_out);
     info.tensors = static_cast<int64_t>(st.trainable.size());
   }

@@ -22,6 +22,7 @@ struct AdapterInfo {
   int64_t step = -1;        // checkpoint: optimizer steps done; -1 otherwise
   int64_t tensors = 0;      // tensors copied into the model
   std::string config_yaml;  // checkpoint: the resolved training config stored in it
+  std::string base_hash;    // checkpoint: the fingerprint of the base it was trained on
   std::string describe() const;  // one line for the log
 };
 

@@ -69,6 +69,7 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointState
     f.set_attr("tokenizer_hash", st.tokenizer_hash);
     f.set_attr("data_hash", st.data_hash);
     f.set_attr("valid_loss", st.valid_loss);
+    f.set_attr("global_batch", st.global_batch);
     auto put = [&](const std::string& group, const std::vector<std::pair<std::string, at::Tensor>>& ts) {
       for (const auto& [n, t] : ts) {
         if (t.scalar_type() == torch::kUInt8) {  // 8-bit optimizer codes ("<name>.exp_avg.q8"), flat
@@ -110,6 +111,7 @@ CheckpointState load_checkpoint(const std::string& path) {
   st.tokenizer_hash = f.attr_string("tokenizer_hash");
   st.data_hash = f.attr_string("data_hash");
   if (f.has_attr("valid_loss")) st.valid_loss = f.attr_double("valid_loss");
+  if (f.has_attr("global_batch")) st.global_batch = f.attr_int("global_batch");
   auto get = [&](const std::string& group, std::vector<std::pair<std::string, at::Tensor>>& out) {
     for (const auto& n : f.list(group)) {
       if (n.size() > 3 && n.compare(n.size() - 3, 3, ".q8") == 0) {

@@ -9,8 +9,8 @@
 //   /rng/torch_cpu               the torch CPU generator state (dropout)
 // and root attributes: kind, format_version, step (optimizer steps done), epoch, total_steps,
 // adam_step, config (resolved YAML), base_hash, tokenizer_hash, data_hash, valid_loss (NaN when
-// validation did not run at that step; absent in older files). Every dataset carries a
-// Fletcher-32 checksum; loading reads them all, so a corrupted file is detected.
+// validation did not run at that step; absent in older files), global_batch (absent in older
+// files). Every dataset carries a Fletcher-32 checksum; loading reads them all, so a corrupted file is detected.
 // defines: CheckpointState, save_checkpoint, load_checkpoint, find_resume_checkpoint, prune_checkpoints,
 //          remove_checkpoints_after, list_checkpoints
 #pragma once
@@ -33,6 +33,7 @@ struct CheckpointState {
   std::vector<std::pair<std::string, at::Tensor>> optimizer;  // "<name>.exp_avg" / ".exp_avg_sq"
   std::vector<uint8_t> rng;         // torch CPU generator state bytes
   double valid_loss = std::nan("");  // validation loss at this step, when validation ran at it
+  int64_t global_batch = -1;         // sequences per optimizer step of the run (absent in older files: -1)
 };
 
 // Writes OUTPUT_DIR/checkpoints/step-<step>.h5 and points `latest` at it. Returns the path.

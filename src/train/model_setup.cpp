@@ -11,8 +11,11 @@
 
 #include "model/cpu_bf16.h"  // defines: cpu_bf16_products_setting
 #include "src/error.h"
+#include "src/data/data_pipeline.h"  // defines: file_fingerprint
 #include "src/io/hf_model.h"
 #include "src/tokenizer/tokenizer.h"
+
+namespace fs = std::filesystem;
 
 namespace ringtune {
 
@@ -76,6 +79,19 @@ void check_data_fits_model(const ModelOptions& o, const Tokenizer& tokenizer, co
                      "/config.json): tokenizer and model do not match");
 }
 
+std::string base_fingerprint(const std::string& base_dir) {
+  std::vector<std::string> files{(fs::path(base_dir) / "config.json").string()};
+  for (const auto& f : hf_weight_files(base_dir)) files.push_back(f);
+  return file_fingerprint(files);
+}
+
+void check_checkpoint_base(const std::string& stored_hash, const std::string& file, const std::string& base_dir) {
+  const std::string trained = stored_hash.substr(0, stored_hash.find('+')), now = base_fingerprint(base_dir);
+  if (trained != now)
+    throw InputError(file + ": trained on other base weights than " + base_dir + " (fingerprint " + trained +
+                     " then, " + now + " now); give the base model it was trained on");
+}
+
 ModelSetup setup_model(const ModelOptions& o) {
   ModelSetup s;
   s.model = load_hf_model(o.base_dir, o.dtype, o.device, o.quantization == "nf4");
@@ -93,6 +109,14 @@ ModelSetup setup_model(const ModelOptions& o) {
     } catch (const InputError& e) {
       if (o.adapter_from_config) o.origins.fail("initial_adapter_model_ckpt_path", e.what());
       throw;
+    }
+    if (!s.adapter.base_hash.empty()) {
+      try {
+        check_checkpoint_base(s.adapter.base_hash, s.adapter.file, o.base_dir);
+      } catch (const InputError& e) {
+        if (o.adapter_from_config) o.origins.fail("initial_adapter_model_ckpt_path", e.what());
+        throw;
+      }
     }
     s.lora = s.adapter.lora;
     if (o.training) continue_adapter(o, s);

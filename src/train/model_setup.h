@@ -4,7 +4,7 @@
 // made trainable; plus the checks that tie data to a model (token ids inside the vocabulary, the
 // padding id).
 // defines: ModelSetup, setup_model, visible_gpus, resolve_device, check_token_ids, padding_id,
-//          check_context_fits_model, check_data_fits_model
+//          check_context_fits_model, check_data_fits_model, base_fingerprint, check_checkpoint_base
 #pragma once
 #include <cstdint>
 #include <string>
@@ -35,6 +35,15 @@ struct ModelSetup {
 //   - else options.lora attaches new adapters, or, without it, every parameter trains.
 // Errors name the config keys when the options came from a config.
 ModelSetup setup_model(const ModelOptions& options);
+
+// The fingerprint of a base model directory (config.json and its weight files, by content), as
+// checkpoints record it ("+nf4-..." is added there for a quantized base).
+std::string base_fingerprint(const std::string& base_dir);
+
+// A checkpoint applies to the base it was trained on: InputError "<file>: trained on other base
+// weights than <base_dir> ..." when `stored_hash` (its base_hash, quantization suffix aside)
+// differs from base_dir's fingerprint.
+void check_checkpoint_base(const std::string& stored_hash, const std::string& file, const std::string& base_dir);
 
 // The GPUs this libtorch sees (0 for a CPU-only build or without a GPU).
 int visible_gpus();

@@ -11,6 +11,7 @@
 #include "src/train/trainer.h"
 
 #include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
@@ -21,8 +22,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "distributed/comm.h"           // defines: Communicator, make_communicator
 #include "distributed/data_parallel.h"  // defines: DataParallel
@@ -32,12 +35,12 @@
 #include "distributed/shard_map.h"      // defines: ShardMap
 #include "distributed/watchdog.h"       // defines: Watchdog
 #include "src/io/prepared_dataset.h"  // defines: PreparedDataset, prepare_dataset
+#include "src/config/registry.h"        // defines: default_registry
 #include "src/cpu_pool.h"               // defines: cpu_pool_trim
 #include "src/error.h"
 #include "src/exit_status.h"
 #include "src/io/checkpoint.h"          // defines: CheckpointState, save/load/find_resume_checkpoint
 #include "src/io/export.h"              // defines: write_peft_adapter, write_hf_model_dir
-#include "src/io/hf_model.h"            // defines: hf_weight_files
 #include "src/log.h"                    // defines: init_logging
 #include "src/optim/adamw.h"            // defines: AdamW
 #include "src/optim/lr_schedule.h"      // defines: lr_at
@@ -136,6 +139,48 @@ void check_same_everywhere(const ProcessGroup& pg, const std::string& config_yam
   if (!bad.empty())
     throw InputError("ranks started differently from rank 0: " + bad +
                      "; every rank must run the same binary with the same configuration");
+}
+
+// The resolved config's values by dotted key ("lora_config.lora_alpha" -> "16.0"), from its YAML
+// dump; a sequence or map below a key is kept as its flow text.
+std::map<std::string, std::string> flat_config(const std::string& yaml) {
+  std::map<std::string, std::string> out;
+  std::function<void(const YAML::Node&, const std::string&)> walk = [&](const YAML::Node& n, const std::string& key) {
+    if (n.IsMap() && (key.empty() || (!default_registry().find(key) && default_registry().is_section(key)))) {
+      for (const auto& kv : n) walk(kv.second, key.empty() ? kv.first.as<std::string>() : key + "." + kv.first.as<std::string>());
+      return;
+    }
+    std::function<void(YAML::Node)> flow = [&](YAML::Node v) {  // one line, whatever the dump's style
+      v.SetStyle(YAML::EmitterStyle::Flow);
+      if (v.IsMap())
+        for (auto kv : v) flow(kv.second);
+      else if (v.IsSequence())
+        for (auto item : v) flow(item);
+    };
+    YAML::Node copy = YAML::Clone(n);
+    flow(copy);
+    YAML::Emitter e;
+    e << copy;
+    out[key] = one_line(e.c_str());
+  };
+  walk(YAML::Load(yaml), "");
+  return out;
+}
+
+// Keys a resumed run may change without a word: where and how often it writes, how long it runs,
+// how it splits the global batch, validation, logging and the launch.
+bool operational_key(const std::string& key) {
+  static const std::set<std::string> keys{"max_steps", "num_epochs", "min_update_steps", "memory_budget",
+                                          "train_batch_size_per_device", "gradient_accumulation_steps",
+                                          "global_batch_size", "eval_batch_size_per_device", "gradient_checkpointing",
+                                          "no_gradient_checkpoint", "on_nonfinite", "valid_path", "test_path",
+                                          "on_invalid_sample", "initial_base_model_ckpt_path", "tokenizer_path",
+                                          "model_id", "lora_config.lora_dropout"};
+  if (keys.count(key)) return true;
+  const KeyDef* def = default_registry().find(key);
+  if (!def) return false;
+  return def->group == "checkpoint" || def->group == "compat" || def->group == "distributed" || def->group == "eval" ||
+         def->group == "logging";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,9 +498,7 @@ void Trainer::setup_optimizer() {
 // run's base weights, tokenizer and trainable tensors before any data is prepared, so a run that
 // cannot continue it is refused at once and leaves no cache behind.
 void Trainer::check_resume() {
-  std::vector<std::string> base_files{(fs::path(o_.model.base_dir) / "config.json").string()};
-  for (const auto& f : hf_weight_files(o_.model.base_dir)) base_files.push_back(f);
-  base_hash_ = file_fingerprint(base_files);
+  base_hash_ = base_fingerprint(o_.model.base_dir);
   // The trained adapter fits the base as the run saw it: a quantized base is another base.
   if (o_.model.quantization == "nf4") base_hash_ += "+nf4-b64-dq";
   tokenizer_hash_ = pipe_.tokenizer_hash();
@@ -492,6 +535,37 @@ void Trainer::check_resume() {
       throw InputError(from + ": cannot resume: tensor " + name + " has shape " + c10::str(it->second.sizes()) +
                        " in the checkpoint, " + c10::str(p.sizes()) + " now (other LoRA rank?)");
   }
+  // The step's sample positions are step x global batch: another batch would repeat or skip samples.
+  const int64_t global = o_.global_batch_at(world_);
+  if (ck.global_batch > 0 && ck.global_batch != global)
+    o_.origins.fail("global_batch_size",
+                    from + ": cannot resume: its run took " + std::to_string(ck.global_batch) + " sequences a step, this one " +
+                        std::to_string(global) + " (" + std::to_string(world_) +
+                        " rank(s)); set global_batch_size: " + std::to_string(ck.global_batch) + " to continue it");
+  // What else differs from the checkpoint's run: the adapter's scale is refused (its trained
+  // weights mean something else under another scale); the rest is said once, since the steps from
+  // here on follow the new values.
+  std::map<std::string, std::string> before, now;
+  try {
+    before = flat_config(ck.config_yaml);
+    now = flat_config(o_.config_yaml);
+  } catch (const YAML::Exception& e) {
+    spdlog::warn("{}: its stored configuration cannot be compared with this one ({})", from, e.what());
+    return;
+  }
+  std::string changed;
+  for (const auto& key : default_registry().keys()) {
+    const auto b = before.find(key.name), n = now.find(key.name);
+    const std::string old_value = b == before.end() ? "(unset)" : b->second, new_value = n == now.end() ? "(unset)" : n->second;
+    if (old_value == new_value || operational_key(key.name)) continue;
+    if (model_.lora && (key.name == "lora_config.lora_alpha" || key.name == "lora_config.use_rslora"))
+      o_.origins.fail(key.name, from + ": cannot resume: its adapter was trained with " + key.name + " " + old_value +
+                                    ", this run sets " + new_value + " (the adapter's scale would change)");
+    changed += (changed.empty() ? "" : ", ") + key.name + " " + old_value + " -> " + new_value;
+  }
+  if (!changed.empty())
+    spdlog::warn("resuming {} with settings that differ from its run: {}; the steps from {} on follow the new ones", from,
+                 changed, ck.step);
 }
 
 // Puts the checked checkpoint's tensors, optimizer state and random state in place.
@@ -500,6 +574,10 @@ void Trainer::resume() {
   if (!from.empty()) {
     CheckpointState ck = std::move(resume_file_);
     resume_file_ = CheckpointState();
+    if (!ck.data_hash.empty() && ck.data_hash != train_.data_hash)
+      spdlog::warn("resuming {}: the training data differs from its run's (fingerprint {}, now {}); the steps from {} on "
+                   "take the new data's samples at the same positions",
+                   from, ck.data_hash, train_.data_hash, ck.step);
     std::map<std::string, torch::Tensor> saved(ck.trainable.begin(), ck.trainable.end());
     torch::NoGradGuard ng;
     for (auto& [name, p] : trainable_) p.copy_(saved.at(name));
@@ -732,6 +810,7 @@ std::string Trainer::save_checkpoint(int64_t steps_done) {
     st.base_hash = base_hash_;
     st.tokenizer_hash = tokenizer_hash_;
     st.data_hash = train_.data_hash;
+    st.global_batch = o_.global_batch_at(world_);
     st.trainable = opt_->named_values(full_master);  // float32 masters, not the rounded parameters
     st.optimizer = opt_->named_state(full_m, full_v, full_qm, full_qv);
     st.rng = rng_bytes();
