@@ -1,7 +1,10 @@
 // Exit codes and messages of the exceptions that end a command; see exit_status.h.
 #include "src/exit_status.h"
 
+#include <unistd.h>
+
 #include <cerrno>
+#include <iostream>
 #include <filesystem>
 
 #include "src/error.h"
@@ -33,6 +36,20 @@ ExitStatus exit_status(const std::exception& e) {
   }
   s.message = one_line(e.what());
   return s;
+}
+
+void print_error_line(const std::string& line) {
+  std::cout.flush();
+  std::cerr.flush();
+  const std::string text = line + "\n";
+  for (size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return;
+    }
+    done += static_cast<size_t>(n);
+  }
 }
 
 }  // namespace ringtune

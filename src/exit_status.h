@@ -8,7 +8,7 @@
 //                                 not a directory, no permission, missing), else 1; "error: PATH:
 //                                 reason"
 //   anything else                 1, "internal error: ..."
-// defines: ExitStatus, exit_status
+// defines: ExitStatus, exit_status, print_error_line
 #pragma once
 #include <exception>
 #include <string>
@@ -22,5 +22,9 @@ struct ExitStatus {
 };
 
 ExitStatus exit_status(const std::exception& e);
+
+// `line` and a newline on stderr in one write, so that ranks writing at once (mpirun forwards
+// each write as it comes) do not interleave their lines.
+void print_error_line(const std::string& line);
 
 }  // namespace ringtune

@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
     return rc;
   } catch (const std::exception& e) {
     const auto s = ringtune::exit_status(e);  // src/exit_status.h: the code and line for each kind
-    std::cerr << s.prefix << s.message << std::endl;
+    ringtune::print_error_line(s.prefix + s.message);
     return s.code;
   }
 }

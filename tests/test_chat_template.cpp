@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/data/chat_template.h"
+#include "src/data/data_pipeline.h"
 #include "src/data/loss_mask.h"
 #include "src/tokenizer/tokenizer.h"
 #include "test_util.h"
@@ -99,6 +100,25 @@ TEST(ChatTemplate, RenderingAndIdsEqualTheReference) {
   }
   for (const auto& [name, n] : per_template) std::cout << "[ ids ] " << name << ": " << n << "/16 equal to the reference\n";
   EXPECT_EQ(per_template.size(), 4u);
+}
+
+// OpenAI's per-message "weight": 0 keeps a reply in the text without loss, with a chat template and
+// with a preset. Before, the key was ignored and the reply trained on.
+TEST(ChatTemplate, AReplyOfWeightZeroCarriesNoLoss) {
+  const Tokenizer& tok = tokenizer("llama3-hf");
+  const ChatTemplateRenderer r = renderer("llama3_2", "llama3-hf");
+  Conversation conv = conversation_named("multi_turn");
+  size_t first_reply = 0;
+  while (conv[first_reply].role != Role::assistant) ++first_reply;
+  conv[first_reply].trained = false;
+  RenderOptions o;
+  EXPECT_EQ(supervised_runs(tok, tokenize_rendered(tok, r.render(conv, o))),
+            (std::vector<std::string>{"Why did the chicken cross the road?<|eot_id|>"}));
+  const auto preset = resolve_renderer("llama3", "", tok);
+  EXPECT_EQ(supervised_runs(tok, tokenize_rendered(tok, preset->render(conv, o))),
+            (std::vector<std::string>{"Why did the chicken cross the road?<|eot_id|>"}));
+  conv[first_reply].trained = true;
+  EXPECT_EQ(supervised_runs(tok, tokenize_rendered(tok, preset->render(conv, o))).size(), 2u);
 }
 
 TEST(ChatTemplate, LossOnAssistantContentAndEndOfTurnOnly) {

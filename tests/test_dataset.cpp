@@ -255,6 +255,18 @@ std::vector<BadCase> bad_cases() {
       {"missing_content", {msgs(U + R"(,{"role":"assistant"})")}, "messages[1] has no \"content\"", "missing_content"},
       {"null_content", {msgs(U + R"(,{"role":"assistant","content":null})")}, "messages[1].content must be a string, got null",
        "content_not_string"},
+      {"tool_calls", {msgs(U + R"(,{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function"}]})")},
+       "messages[1] has tool_calls, which ringtune does not render yet (they would be left out of the text); write the "
+       "call into \"content\" as the model should produce it, or leave the sample out",
+       "tool_calls"},
+      {"tools", {R"({"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}],"tools":[{"type":"function"}]})"},
+       "\"tools\" is given, which ringtune does not pass to the template yet (the tool list would be left out of the "
+       "text); leave the sample out",
+       "tool_calls"},
+      {"weight_two", {msgs(U + R"(,{"role":"assistant","content":"x","weight":2})")},
+       "messages[1].weight must be 0 or 1, got 2", "weight"},
+      {"weight_on_user", {msgs(R"({"role":"user","content":"hi","weight":0},)" + A)},
+       "messages[0].weight is only for assistant messages (the loss is on them)", "weight"},
       {"content_parts", {msgs(R"({"role":"user","content":[{"type":"text","text":"x"}]})" + std::string(",") + A)},
        "messages[0].content must be a string, got array", "content_not_string"},
       {"empty_content", {msgs(U + R"(,{"role":"assistant","content":""})")}, "messages[1]: content is empty", "empty_content"},

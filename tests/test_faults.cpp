@@ -190,6 +190,60 @@ TEST(Faults, ASecondRunOnALockedOutputDirIsRefusedNamingTheHolder) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// prepare takes output_dir's run lock as train does (it rebuilt a cache under a running train),
+// and on ranks other than 0 of an mpirun launch it leaves the work to rank 0 (both ranks built the
+// same cache and failed).
+TEST(Faults, PrepareRespectsTheRunLockAndRunsOnRankZeroOnly) {
+  FaultWorkspace w;
+  const std::string out = w.dir.file("out");
+  auto other = run_shell("OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=2 " + ringtune_binary() + " prepare " + w.cfg());
+  EXPECT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_FALSE(fs::exists(out)) << "rank 1 prepared";
+  fs::create_directories(out);
+  const int fd = ::open((out + "/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  auto r = run_ringtune("prepare " + w.cfg() + " --force");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(error_lines(r.err).find(out + " is in use by another ringtune run"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out + "/prepared"));
+  ::close(fd);
+  r = run_ringtune("prepare " + w.cfg());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out + "/prepared/train.h5"));
+}
+
+// logging.per_rank_files where OUTPUT_DIR/rank0.log cannot be a file: one error line at the key
+// (it was "internal error: Failed opening file ...").
+TEST(Faults, APerRankLogThatCannotBeWrittenIsRefusedAtItsKey) {
+  FaultWorkspace w;
+  fs::create_directories(w.dir.file("out/rank0.log"));
+  auto r = run_ringtune("train " + w.cfg() + " logging.per_rank_files=true");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  const std::string errors = error_lines(r.err);
+  EXPECT_EQ(lines_of(errors), 1) << r.err;
+  EXPECT_EQ(errors.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(errors.find("logging.per_rank_files"), std::string::npos) << r.err;
+  EXPECT_NE(errors.find("rank0.log"), std::string::npos) << r.err;
+}
+
+// Samples the data holds that training will not see (longer than context_length) are reported by
+// train as prepare reports them, and again when the cache is reused. Before, train said only how
+// many samples it prepared.
+TEST(Faults, SamplesTrainingLeavesOutAreReportedByTrain) {
+  FaultWorkspace w;
+  std::string long_reply;
+  for (int i = 0; i < 200; ++i) long_reply += "word ";
+  write_file(w.dir.file("train.jsonl"),
+             read_file(w.dir.file("train.jsonl")) + "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+                                                       "{\"role\":\"assistant\",\"content\":\"" + long_reply + "\"}]}\n");
+  for (int run = 0; run < 2; ++run) {  // built, then reused
+    auto r = run_ringtune("train " + w.cfg() + " max_steps=1");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("1 dropped as longer than context_length"), std::string::npos) << r.err;
+  }
+}
+
 TEST(Faults, ConfigStringsMustBeUtf8) {
   FaultWorkspace w;
   write_file(w.dir.file("bad.yaml"), read_file(w.cfg()) + "model_id: caf\xe9\n");

@@ -311,6 +311,12 @@ TEST(Resume, ChangedSettingsAreNamedAndABatchOrScaleChangeIsRefused) {
             std::string::npos)
       << other.err;
   EXPECT_NE(other.err.find("the training data differs from its run's (fingerprint "), std::string::npos) << other.err;
+  fs::remove_all(w.dir.file("again"));
+  // A checkpoint past the run's end is refused (it "resumed at step 4 of 2" and exported step 4's adapter).
+  auto past = train_with_env(w, "max_steps=2 lora_config.r=4 resume=" + w.dir.file("out/checkpoints/step-00000004.h5") +
+                                    " output_dir=" + w.dir.file("again"));
+  EXPECT_EQ(past.exit_code, 2) << past.err;
+  EXPECT_NE(past.err.find("cannot resume: it is at step 4, past the 2 steps of this run"), std::string::npos) << past.err;
 }
 
 // A run that starts over (resume: none) or from an earlier checkpoint in an output_dir that holds

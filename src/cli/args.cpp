@@ -1,14 +1,24 @@
 // Subcommand option parsing and help text.
 #include "src/cli/args.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <sstream>
 
+#include "distributed/process_info.h"
 #include "src/error.h"
 
 namespace ringtune {
+
+bool another_rank_leaves_it_to_rank0(const std::string& command) {
+  const ProcessInfo proc = detect_process_info();
+  if (proc.world_size <= 1 || proc.rank == 0) return false;
+  spdlog::info("rank {} of {}: `ringtune {}` runs on rank 0 only; nothing to do here", proc.rank, proc.world_size, command);
+  return true;
+}
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);

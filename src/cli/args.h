@@ -40,6 +40,11 @@ class ArgParser {
 };
 
 // Levenshtein distance, and the closest candidate within a sensible distance (or nullopt).
+// Commands that one process does for all (prepare, eval): launched by mpirun or srun on several
+// ranks, the ranks other than 0 log that and return true (the caller ends with exit 0), so that
+// they neither race rank 0 for the same files nor repeat its work.
+bool another_rank_leaves_it_to_rank0(const std::string& command);
+
 size_t edit_distance(const std::string& a, const std::string& b);
 std::optional<std::string> closest_match(const std::string& word,
                                          const std::vector<std::string>& candidates);

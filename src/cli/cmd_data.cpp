@@ -12,6 +12,7 @@
 #include "src/cli/config_args.h"
 #include "src/data/jsonl_reader.h"
 #include "src/io/prepared_dataset.h"
+#include "src/io/run_lock.h"
 #include "src/error.h"
 #include "src/file_kind.h"  // defines: data_file_problem
 #include "src/config/key_origins.h"
@@ -173,6 +174,7 @@ int cmd_prepare(const Args& args) {
     std::cout << cfg.dump_yaml();
     return 0;
   }
+  if (another_rank_leaves_it_to_rank0("prepare")) return 0;
   check_output_dir(cfg.get_string("output_dir"), KeyOrigins(cfg).where("output_dir"));
   install_stop_handlers();  // a stop signal ends the preparation cleanly (Interrupted)
   const DataPipeline pipe = make_data_pipeline(cfg);
@@ -191,6 +193,15 @@ int cmd_prepare(const Args& args) {
   const fs::path out = cfg.get_string("output_dir"), prepared = fs::path(prepared_dataset_path(out.string(), "train")).parent_path();
   std::error_code ec;
   const bool had_out = fs::exists(out, ec), had_prepared = fs::exists(prepared, ec);
+  // The run lock of output_dir, as train takes it: a cache is not rebuilt under a running train.
+  std::string created_top;
+  for (fs::path d = fs::absolute(out, ec).lexically_normal(); !ec && !d.empty() && !fs::exists(d); d = d.parent_path()) {
+    created_top = d.string();
+    if (d == d.parent_path()) break;
+  }
+  fs::create_directories(out, ec);
+  if (ec) origins.fail("output_dir", out.string() + ": cannot be created (" + ec.message() + ")");
+  const RunLock lock(out.string(), origins.where("output_dir"), created_top);
   std::vector<std::string> built;
   try {
     for (const char* split : splits) {

@@ -34,7 +34,8 @@ int cmd_estimate(const Args& args) {
   int world = proc.world_size;
   if (p.has("world-size")) {
     const int64_t w = p.get_int("world-size");
-    if (w < 1 || w > 1 << 20) throw InputError("ringtune estimate: --world-size " + std::to_string(w) + ": must be >= 1");
+    if (w < 1 || w > 1 << 20)
+      throw InputError("ringtune estimate: --world-size " + std::to_string(w) + ": must be in [1, 1048576]");
     world = static_cast<int>(w);
   }
   // The CPU baseline counts the libraries a run has paged in: libtorch's GEMM and thread pool are

@@ -58,6 +58,7 @@ int cmd_eval(const Args& args) {
                {"device", "DEV", "cpu, cuda, cuda:N, or auto (a GPU when one is visible)", "cpu"},
                {"dump-config", "", "print the resolved configuration as YAML and exit", ""}});
   if (!p.parse(args)) return 0;
+  if (another_rank_leaves_it_to_rank0("eval")) return 0;
   const Config cfg = load_command_config("eval", p.positional());
   if (p.flag("dump-config")) {
     std::cout << cfg.dump_yaml();

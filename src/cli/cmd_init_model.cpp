@@ -155,17 +155,9 @@ InitModelOptions check_options(const ArgParser& p) {
     throw InputError("ringtune init-model: --intermediate must be positive (or 0 for 8/3 of --hidden), got " +
                      std::to_string(o.intermediate));
   if (o.intermediate == 0) o.intermediate = auto_intermediate(o.hidden);
-  if (o.hidden % o.heads != 0)
-    throw InputError("ringtune init-model: --heads " + std::to_string(o.heads) + " does not divide --hidden " +
-                     std::to_string(o.hidden));
-  if ((o.hidden / o.heads) % 2 != 0)
-    throw InputError("ringtune init-model: --hidden / --heads = " + std::to_string(o.hidden / o.heads) +
-                     " must be even for rotary embeddings");
-  if (o.heads % o.kv_heads != 0)
-    throw InputError("ringtune init-model: --kv-heads " + std::to_string(o.kv_heads) +
-                     " does not divide --heads " + std::to_string(o.heads));
-
-  // The shape (its vocabulary is at most --vocab-size), and memory for it, before any work.
+  // The shape (its vocabulary is at most --vocab-size; sizes past any model first, then heads that
+  // divide --hidden and kv-heads that divide --heads, named by flag), and memory for it, before
+  // any work.
   const int64_t params = make_config(o, o.vocab_size).parameter_count();
   const int64_t need = 2 * 4 * params;  // float32 weights and the copy written out
   const int64_t avail = available_memory_bytes();

@@ -63,7 +63,7 @@ int cmd_train(const Args& args) {
     // down (MPI_Abort) rather than return and leave them hanging.
     if (ProcessGroup::initialized() && ProcessGroup::init().size() > 1) {
       const auto s = exit_status(e);  // the code and line main() would give (src/exit_status.h)
-      std::cerr << s.prefix << "rank " << ProcessGroup::init().rank() << ": " << s.message << std::endl;
+      print_error_line(s.prefix + "rank " + std::to_string(ProcessGroup::init().rank()) + ": " + s.message);
       ProcessGroup::init().abort(s.code);
     }
     throw;

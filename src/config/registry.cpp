@@ -864,6 +864,13 @@ class ConfigLoader {
             throw InputError(where_value(a, line) + ": key " + in_quotes(k.name) +
                              ": expected path, got an empty string");
           }
+          const size_t scheme = s.find("://");  // s3://, gs://, https://: llmforge configs name remote data
+          if (scheme != std::string::npos && scheme > 0 &&
+              std::all_of(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(scheme),
+                          [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '+' || ch == '.' || ch == '-'; }))
+            throw InputError(where_value(a, line) + ": key " + in_quotes(k.name) + ": " + s +
+                             " is a URL; ringtune reads local files: download it first (aws s3 cp, gsutil cp, "
+                             "huggingface-cli download) and give its local path");
           std::string base = a.origin.kind == Origin::Kind::File ? base_dir_ : "";
           value = resolve_path(s, base);
           for (const std::string& c : k.choices)  // keywords such as resume: auto
@@ -971,9 +978,14 @@ Config load_config(const std::string& yaml_path, const std::vector<std::string>&
   if (kind != fs::file_type::regular && kind != fs::file_type::fifo && kind != fs::file_type::character &&
       kind != fs::file_type::not_found)
     throw InputError(yaml_path + ": not a regular file (" + std::string(file_kind(kind)) + "), expected a YAML config file");
+  // A shell's pipe (<(...), /dev/stdin) belongs to the process it was made for: under mpirun the
+  // other ranks get nothing, and are told so.
+  const bool piped = kind == fs::file_type::fifo || kind == fs::file_type::character || yaml_path.rfind("/dev/", 0) == 0 ||
+                     yaml_path.rfind("/proc/", 0) == 0;
+  const std::string pipe_hint = piped ? "; a config through a pipe reaches one process only: under mpirun, give a file" : "";
   std::ifstream in(yaml_path, std::ios::binary);
   if (!in) {
-    throw InputError(yaml_path + ": cannot read config file (" + std::strerror(errno) + ")");
+    throw InputError(yaml_path + ": cannot read config file (" + std::strerror(errno) + ")" + pipe_hint);
   }
   constexpr size_t kMostConfigBytes = size_t{16} << 20;
   std::string text;
@@ -982,6 +994,8 @@ Config load_config(const std::string& yaml_path, const std::vector<std::string>&
     text.append(chunk, static_cast<size_t>(in.gcount()));
     if (text.size() > kMostConfigBytes) throw InputError(yaml_path + ": more than 16 MiB; expected a YAML config file");
   }
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+    throw InputError(yaml_path + ": the config is empty" + pipe_hint);
   // A pipe's relative paths resolve against the working directory (its own is /dev/fd or /proc).
   const std::string dir = kind == fs::file_type::regular ? fs::path(yaml_path).parent_path().string() : "";
   return load_config_from_string(text, overrides, yaml_path, dir);

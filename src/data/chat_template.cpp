@@ -168,7 +168,7 @@ RenderedPrompt ChatTemplateRenderer::render(const Conversation& conversation, co
                               " replies, the conversation has " + std::to_string(assistants.size()) +
                               " assistant messages");
     for (size_t k = first_selected; k < r.generation.size(); ++k)
-      if (r.generation[k].second > r.generation[k].first)
+      if (r.generation[k].second > r.generation[k].first && conversation[assistants[k]].trained)
         out.supervised.push_back({static_cast<int64_t>(r.generation[k].first), static_cast<int64_t>(r.generation[k].second)});
     return out;
   }
@@ -203,6 +203,12 @@ RenderedPrompt ChatTemplateRenderer::render(const Conversation& conversation, co
                                 "teach text the model never writes; use train_on: last_assistant");
     }
   }
+  // Replies with OpenAI's "weight": 0 stay in the text without loss (after the check above, whose
+  // spans are indexed by reply).
+  std::vector<ByteSpan> trained;
+  for (size_t k = first_selected; k < assistants.size(); ++k)
+    if (conversation[assistants[k]].trained) trained.push_back(out.supervised[k - first_selected]);
+  out.supervised = std::move(trained);
   return out;
 }
 

@@ -18,6 +18,9 @@ const char* role_name(Role role);
 struct Message {
   Role role = Role::user;
   std::string content;
+  // OpenAI's per-message "weight" (assistant messages): false (weight 0) keeps the message in the
+  // context but puts no loss on it.
+  bool trained = true;
 };
 
 using Conversation = std::vector<Message>;

@@ -19,7 +19,7 @@ namespace ringtune {
 namespace {
 
 // Bumped whenever tokenization, rendering or masking code changes its output.
-constexpr int kDataCodeVersion = 2;  // 2: chat templates, the fidelity gate
+constexpr int kDataCodeVersion = 3;  // 2: chat templates, the fidelity gate; 3: OpenAI weight, tool calls refused
 
 struct Fnv64 {
   uint64_t h = 1469598103934665603ull;

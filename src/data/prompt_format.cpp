@@ -366,9 +366,10 @@ RenderedPrompt PromptRenderer::render(const Conversation& conversation,
           if (p.kind == Part::literal) b.literal(p.text);
           else b.content(content);
         }
-        const bool supervise = options.train_on == TrainOn::assistant ||
-                               (options.train_on == TrainOn::last_assistant &&
-                                static_cast<std::ptrdiff_t>(i) == last_assistant);
+        const bool supervise = (options.train_on == TrainOn::assistant ||
+                                (options.train_on == TrainOn::last_assistant &&
+                                 static_cast<std::ptrdiff_t>(i) == last_assistant)) &&
+                               m.trained;
         if (supervise && b.size() > content_begin) spans.push_back({content_begin, b.size()});
         break;
       }

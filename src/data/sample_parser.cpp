@@ -146,13 +146,34 @@ Conversation parse_openai(const json& obj, const std::string& key) {
     else
       throw InvalidSample("unknown_role", label + ".role " + quote_for_error(r) +
                                               " is not one of system, user, assistant, tool");
+    // Tool calls are not given to the template yet: refused rather than dropped from the text.
+    if (m.contains("tool_calls") && !m["tool_calls"].is_null() && !(m["tool_calls"].is_array() && m["tool_calls"].empty()))
+      throw InvalidSample("tool_calls", label + " has tool_calls, which ringtune does not render yet (they would be "
+                                                "left out of the text); write the call into \"content\" as the model "
+                                                "should produce it, or leave the sample out");
+    if (m.contains("function_call") && !m["function_call"].is_null())
+      throw InvalidSample("tool_calls", label + " has a function_call, which ringtune does not render yet (it would be "
+                                                "left out of the text); write the call into \"content\"");
     if (!m.contains("content")) throw InvalidSample("missing_content", label + " has no \"content\"");
     const json& content = m["content"];
     if (!content.is_string())
       throw InvalidSample("content_not_string", label + ".content must be a string, got " + type_of(content));
     msg.content = content.get<std::string>();
+    if (m.contains("weight")) {  // OpenAI's fine-tuning format: 0 or 1 on an assistant message
+      const json& w = m["weight"];
+      if (msg.role != Role::assistant)
+        throw InvalidSample("weight", label + ".weight is only for assistant messages (the loss is on them)");
+      if (!w.is_number() || (w != 0 && w != 1))
+        throw InvalidSample("weight", label + ".weight must be 0 or 1, got " + w.dump());
+      msg.trained = w == 1;
+    }
     conv.push_back(std::move(msg));
   }
+  if (obj.contains("tools") && !obj["tools"].is_null() && !(obj["tools"].is_array() && obj["tools"].empty()))
+    throw InvalidSample("tool_calls", "\"tools\" is given, which ringtune does not pass to the template yet (the "
+                                      "tool list would be left out of the text); leave the sample out");
+  if (obj.contains("functions") && !obj["functions"].is_null())
+    throw InvalidSample("tool_calls", "\"functions\" is given, which ringtune does not pass to the template yet");
   return conv;
 }
 

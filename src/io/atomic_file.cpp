@@ -51,12 +51,20 @@ std::string lowered(std::string s) {
 
 std::string write_failure(const std::string& path, int errno_value, const std::string& fallback) {
   if (errno_value == ENOSPC || errno_value == EDQUOT || errno_value == EROFS || errno_value == EACCES ||
-      errno_value == EIO || errno_value == EFBIG)
+      errno_value == EIO || errno_value == EFBIG || errno_value == EPERM)
     return lowered(std::strerror(errno_value));
-  // HDF5 does not pass errno on: ask the filesystem (the nearest existing directory).
+  // HDF5 does not pass errno on: ask the filesystem (the nearest existing directory), first by
+  // creating a file there as the writer would (an immutable directory, a permission).
   fs::path dir = fs::path(path).parent_path();
   std::error_code ec;
   while (!dir.empty() && !fs::exists(dir, ec)) dir = dir.parent_path();
+  {
+    std::string probe = ((dir.empty() ? fs::path(".") : dir) / ".ringtune-probe-XXXXXX").string();
+    const int fd = ::mkstemp(probe.data());
+    if (fd < 0) return lowered(std::strerror(errno));
+    ::close(fd);
+    ::unlink(probe.c_str());
+  }
   struct statvfs st;
   if (::statvfs(dir.empty() ? "." : dir.c_str(), &st) == 0) {
     if (st.f_flag & ST_RDONLY) return lowered(std::strerror(EROFS));

@@ -51,11 +51,16 @@ std::vector<std::string> list_checkpoints(const std::string& output_dir) {
   return out;
 }
 
+std::string checkpoint_path(const std::string& output_dir, int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%08lld.h5", static_cast<long long>(step));
+  return (ckpt_dir(output_dir) / name).string();
+}
+
 std::string save_checkpoint(const std::string& output_dir, const CheckpointState& st) {
   fs::create_directories(ckpt_dir(output_dir));
-  char name[32];
-  std::snprintf(name, sizeof(name), "step-%08lld.h5", static_cast<long long>(st.step));
-  const fs::path path = ckpt_dir(output_dir) / name;
+  const fs::path path = checkpoint_path(output_dir, st.step);
+  const std::string name = path.filename().string();
   {
     H5File f = H5File::create(path.string());
     f.set_attr("kind", std::string(kKind));

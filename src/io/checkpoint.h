@@ -12,7 +12,7 @@
 // validation did not run at that step; absent in older files), global_batch (absent in older
 // files). Every dataset carries a Fletcher-32 checksum; loading reads them all, so a corrupted file is detected.
 // defines: CheckpointState, save_checkpoint, load_checkpoint, find_resume_checkpoint, prune_checkpoints,
-//          remove_checkpoints_after, list_checkpoints
+//          remove_checkpoints_after, list_checkpoints, checkpoint_path
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -35,6 +35,9 @@ struct CheckpointState {
   double valid_loss = std::nan("");  // validation loss at this step, when validation ran at it
   int64_t global_batch = -1;         // sequences per optimizer step of the run (absent in older files: -1)
 };
+
+// OUTPUT_DIR/checkpoints/step-<step, 8 digits>.h5
+std::string checkpoint_path(const std::string& output_dir, int64_t step);
 
 // Writes OUTPUT_DIR/checkpoints/step-<step>.h5 and points `latest` at it. Returns the path.
 std::string save_checkpoint(const std::string& output_dir, const CheckpointState& state);

@@ -69,6 +69,19 @@ PreparedStats read_stats(const H5File& f) {
 
 }  // namespace
 
+namespace {
+// Samples the data held but training will not see (dropped as too long, skipped as invalid) or
+// sees cut (truncated): one warning line from the preparation's report, also when the cache is
+// reused, since `train` prepares without printing the report as `prepare` does.
+void warn_of_left_out(const std::string& sources, std::string report) {
+  if (report.find("dropped") == std::string::npos && report.find("skipped") == std::string::npos &&
+      report.find("truncated") == std::string::npos)
+    return;
+  for (size_t at; (at = report.find("\n  ")) != std::string::npos;) report.replace(at, 3, " ");
+  spdlog::warn("{}: {}", sources, report);
+}
+}  // namespace
+
 std::string prepared_dataset_path(const std::string& output_dir, const std::string& split) {
   return (fs::path(output_dir) / "prepared" / (split + ".h5")).string();
 }
@@ -101,8 +114,10 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
     result.reason = cache_mismatch(out_path, data_hash, tok_hash, fmt_hash, sources);
     if (result.reason.empty()) {
       result.reused = true;
-      result.stats = read_stats(H5File::open(out_path));
+      H5File f = H5File::open(out_path);
+      result.stats = read_stats(f);
       spdlog::info("prepared data {} is up to date: {}", out_path, result.stats.describe());
+      if (f.has_attr("report")) warn_of_left_out(sources, f.attr_string("report"));
       return result;
     }
     spdlog::info("rebuilding {}: {}", out_path, result.reason);
@@ -192,6 +207,7 @@ PrepareResult prepare_dataset(const DataPipeline& pipeline, const std::vector<st
   file.commit();
   created_dir.kept = true;
   spdlog::info("prepared {}: {}", out_path, st.describe());
+  warn_of_left_out(sources, result.report.summary());
   return result;
 }
 

@@ -299,7 +299,13 @@ void Trainer::setup_process_group() {
     run_lock_ = std::make_unique<RunLock>(o_.output_dir, o_.origins.where("output_dir"), created_top);
   }
   pg_->barrier();
-  if (o_.per_rank_log_files) init_logging(log_level_for(o_.log_level), rank_, world_, o_.output_dir);
+  if (o_.per_rank_log_files) {
+    try {
+      init_logging(log_level_for(o_.log_level), rank_, world_, o_.output_dir);
+    } catch (const spdlog::spdlog_ex& e) {  // OUTPUT_DIR/rankN.log is a directory, or cannot be created
+      o_.origins.fail("logging.per_rank_files", e.what());
+    }
+  }
 
   // The rank's device, then a backend every rank agrees on (device_plan.h has the rules).
   const int gpus = visible_gpus();
@@ -574,6 +580,10 @@ void Trainer::resume() {
   if (!from.empty()) {
     CheckpointState ck = std::move(resume_file_);
     resume_file_ = CheckpointState();
+    if (ck.step > total_steps_)
+      o_.origins.fail(o_.max_steps > 0 ? "max_steps" : "num_epochs",
+                      from + ": cannot resume: it is at step " + std::to_string(ck.step) + ", past the " +
+                          std::to_string(total_steps_) + " steps of this run");
     if (!ck.data_hash.empty() && ck.data_hash != train_.data_hash)
       spdlog::warn("resuming {}: the training data differs from its run's (fingerprint {}, now {}); the steps from {} on "
                    "take the new data's samples at the same positions",
@@ -831,7 +841,7 @@ std::string Trainer::save_checkpoint(int64_t steps_done) {
     spdlog::info("checkpoint {} (step {})", path, steps_done);
   }
   pg_->barrier();
-  return path.empty() ? (fs::path(o_.output_dir) / "checkpoints").string() : path;
+  return path.empty() ? checkpoint_path(o_.output_dir, steps_done) : path;  // rank 0 wrote it under this name
 }
 
 // ---- the end ----------------------------------------------------------------------------------
