@@ -194,11 +194,7 @@ int cmd_prepare(const Args& args) {
   std::error_code ec;
   const bool had_out = fs::exists(out, ec), had_prepared = fs::exists(prepared, ec);
   // The run lock of output_dir, as train takes it: a cache is not rebuilt under a running train.
-  std::string created_top;
-  for (fs::path d = fs::absolute(out, ec).lexically_normal(); !ec && !d.empty() && !fs::exists(d); d = d.parent_path()) {
-    created_top = d.string();
-    if (d == d.parent_path()) break;
-  }
+  const std::string created_top = outermost_missing_directory(out.string());
   fs::create_directories(out, ec);
   if (ec) origins.fail("output_dir", out.string() + ": cannot be created (" + ec.message() + ")");
   const RunLock lock(out.string(), origins.where("output_dir"), created_top);

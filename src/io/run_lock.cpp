@@ -27,6 +27,17 @@ std::string read_holder(int fd) {
 
 }  // namespace
 
+std::string outermost_missing_directory(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::string top;
+  for (fs::path d = fs::absolute(dir, ec).lexically_normal(); !ec && !d.empty() && !fs::exists(d, ec); d = d.parent_path()) {
+    top = d.string();
+    if (d == d.parent_path()) break;
+  }
+  return top;
+}
+
 void remove_made_directories(const std::string& dir, const std::string& top) {
   namespace fs = std::filesystem;
   std::error_code ec;

@@ -3,11 +3,15 @@
 // lock is never stale; the file keeps "host pid" of the holder for the message a second run gets.
 // On a shared filesystem this works across nodes as far as flock does there (NFSv4 and Lustre with
 // flock enabled: yes; NFSv3 without lockd, or a mount with local-only locks: no).
-// defines: RunLock, remove_made_directories
+// defines: RunLock, remove_made_directories, outermost_missing_directory
 #pragma once
 #include <string>
 
 namespace ringtune {
+
+// The outermost directory that creating `dir` (with its parents) would make: `dir` itself or a
+// missing parent of it; empty when `dir` exists.
+std::string outermost_missing_directory(const std::string& dir);
 
 // Removes `dir` and its parents up to `top` (absolute or relative, as `dir`), each only while it is
 // an empty directory; a missing one is skipped. For the directories a refused run made.

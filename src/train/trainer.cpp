@@ -52,7 +52,7 @@
 #include "src/train/metrics.h"          // defines: MetricsLog, StepMetrics
 #include "src/train/model_setup.h"      // defines: setup_model, check_token_ids, padding_id
 #include "src/io/atomic_file.h"         // defines: check_output_dir, ScratchDir, install_directory
-#include "src/io/run_lock.h"            // defines: RunLock, remove_made_directories
+#include "src/io/run_lock.h"            // defines: RunLock, remove_made_directories, outermost_missing_directory
 #include "src/stop_signal.h"            // defines: install_stop_handlers, stop_signalled
 #include "src/train/packing.h"          // defines: PackedSequence, pack_sequences, SequenceBatch
 #include "src/train/step_plan.h"        // defines: StepPlan, Rows
@@ -284,12 +284,7 @@ void Trainer::setup_process_group() {
     // The outermost directory this run makes on the way to output_dir: a refused run removes what
     // it made, parents included.
     std::error_code made;
-    std::string created_top;
-    for (fs::path d = fs::absolute(o_.output_dir, made).lexically_normal(); !made && !d.empty() && !fs::exists(d);
-         d = d.parent_path()) {
-      created_top = d.string();
-      if (d == d.parent_path()) break;
-    }
+    const std::string created_top = outermost_missing_directory(o_.output_dir);
     fs::create_directories(o_.output_dir, made);  // what check_output_dir cannot see (/sys refuses at mkdir)
     if (made) {
       const std::string why = made.message();
